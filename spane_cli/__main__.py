@@ -1,0 +1,3 @@
+from spane_cli.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Node types: the built-ins and those published under the `spane.nodes` entry points."""

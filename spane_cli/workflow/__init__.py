@@ -1,0 +1,1 @@
+"""The workflow language: loading, the model, validation."""

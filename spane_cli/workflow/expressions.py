@@ -1,0 +1,93 @@
+"""Sandboxed Jinja2 expressions: parsing at validation time, rendering on workers.
+
+A value that is exactly one `{{ expr }}` keeps its native type; mixed text renders as a
+string; `when` and `cases[].when` are bare expressions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+
+
+class ExpressionError(ValueError):
+    """Raised when an expression does not parse, names something undefined, or breaks out."""
+
+
+@lru_cache(maxsize=1)
+def environment() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+
+
+def is_template(value: str) -> bool:
+    return "{{" in value or "{%" in value or "{#" in value
+
+
+def syntax_error(text: str, *, bare: bool = False) -> str | None:
+    """A message when `text` does not parse, else None."""
+    try:
+        if bare:
+            environment().compile_expression(text)
+        else:
+            environment().parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"expression does not parse: {exc.message}"
+    return None
+
+
+def _single_expression(text: str) -> str | None:
+    match = _SINGLE_EXPRESSION.match(text)
+    if not match:
+        return None
+    inner = match.group("expr")
+    return None if "{{" in inner or "}}" in inner else inner
+
+
+def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate a bare expression (as in `when`)."""
+    try:
+        compiled = environment().compile_expression(text, undefined_to_none=False)
+        result = compiled(**scope)
+    except SecurityError as exc:
+        raise ExpressionError(f"sandbox refused {text!r}: {exc}") from None
+    except jinja2.UndefinedError as exc:
+        raise ExpressionError(f"{exc.message} in {text!r}") from None
+    except jinja2.TemplateError as exc:
+        raise ExpressionError(f"{exc} in {text!r}") from None
+    except Exception as exc:
+        raise ExpressionError(f"{type(exc).__name__}: {exc} in {text!r}") from None
+    if isinstance(result, jinja2.Undefined):
+        raise ExpressionError(f"undefined value in {text!r}")
+    return result
+
+
+def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Render every template inside `value` (dicts and lists walked recursively)."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        single = _single_expression(value)
+        if single is not None:
+            return evaluate(single, scope)
+        try:
+            return environment().from_string(value).render(**scope)
+        except SecurityError as exc:
+            raise ExpressionError(f"sandbox refused {value!r}: {exc}") from None
+        except jinja2.UndefinedError as exc:
+            raise ExpressionError(f"{exc.message} in {value!r}") from None
+        except jinja2.TemplateError as exc:
+            raise ExpressionError(f"{exc} in {value!r}") from None
+    if isinstance(value, Mapping):
+        return {k: render_value(v, scope) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, scope) for v in value]
+    return value

@@ -1,0 +1,80 @@
+"""Text forms of a workflow's DAG: an indented tree, Mermaid and Graphviz dot."""
+
+from __future__ import annotations
+
+import json
+
+from spane_cli.workflow.model import Node, Workflow, thaw
+
+
+def _label(node: Node) -> str:
+    extras = []
+    if node.trigger != "all_success":
+        extras.append(f"trigger={node.trigger}")
+    if node.when:
+        extras.append(f"when: {node.when}")
+    if node.foreach is not None:
+        extras.append("foreach")
+    if node.continue_on_fail:
+        extras.append("continue_on_fail")
+    suffix = f"  [{', '.join(extras)}]" if extras else ""
+    return f"{node.id} ({node.type}){suffix}"
+
+
+def render_tree(workflow: Workflow) -> str:
+    lines = [f"{workflow.name}"]
+    shown: set[str] = set()
+
+    def walk(node_id: str, prefix: str, last: bool) -> None:
+        node = workflow.nodes[node_id]
+        connector = "└── " if last else "├── "
+        extra_parents = [p for p in node.needs if p in shown and len(node.needs) > 1]
+        note = f"  (needs {', '.join(node.needs)})" if len(node.needs) > 1 else ""
+        if node_id in shown:
+            lines.append(f"{prefix}{connector}{node_id} ↑ (shown above)")
+            return
+        del extra_parents
+        lines.append(f"{prefix}{connector}{_label(node)}{note}")
+        shown.add(node_id)
+        children = workflow.children(node_id)
+        for index, child in enumerate(children):
+            walk(child, prefix + ("    " if last else "│   "), index == len(children) - 1)
+
+    entries = workflow.entry_nodes
+    for index, entry in enumerate(entries):
+        walk(entry, "", index == len(entries) - 1)
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_id(node_id: str) -> str:
+    return "n_" + node_id.replace("-", "_")
+
+
+def render_mermaid(workflow: Workflow) -> str:
+    lines = ["flowchart TD"]
+    for node in workflow.nodes.values():
+        shape = ("{", "}") if node.type == "branch" else ("[", "]")
+        text = f"{node.id}<br/><i>{node.type}</i>".replace('"', "'")
+        lines.append(f'    {_mermaid_id(node.id)}{shape[0]}"{text}"{shape[1]}')
+    for node in workflow.nodes.values():
+        for parent in node.needs:
+            arrow = "-.->" if node.when or node.trigger != "all_success" else "-->"
+            lines.append(f"    {_mermaid_id(parent)} {arrow} {_mermaid_id(node.id)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_dot(workflow: Workflow) -> str:
+    lines = [f"digraph {json.dumps(workflow.name)} {{", "    rankdir=TB;", "    node [shape=box];"]
+    for node in workflow.nodes.values():
+        shape = " shape=diamond" if node.type == "branch" else ""
+        label = json.dumps(f"{node.id}\n{node.type}")
+        lines.append(f"    {json.dumps(node.id)} [label={label}{shape}];")
+    for node in workflow.nodes.values():
+        for parent in node.needs:
+            style = " [style=dashed]" if node.when or node.trigger != "all_success" else ""
+            lines.append(f"    {json.dumps(parent)} -> {json.dumps(node.id)}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["render_dot", "render_mermaid", "render_tree", "thaw"]

@@ -1,0 +1,189 @@
+"""The workflow model: frozen dataclasses the engine uses unchanged.
+
+`build_workflow` turns already-validated data into a `Workflow`; validation lives in
+`validate.py` so that the model never has to cope with a half-valid file.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from spane_cli.workflow.durations import parse_duration
+
+
+class TriggerRule(StrEnum):
+    ALL_SUCCESS = "all_success"
+    ALL_DONE = "all_done"
+    ALL_FAILED = "all_failed"
+    ONE_SUCCESS = "one_success"
+    ONE_FAILED = "one_failed"
+    NONE_FAILED = "none_failed"
+    NONE_SKIPPED = "none_skipped"
+
+
+class Backoff(StrEnum):
+    FIXED = "fixed"
+    LINEAR = "linear"
+    EXPONENTIAL = "exponential"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 1
+    backoff: Backoff = Backoff.FIXED
+    delay: float = 0.0
+    max_delay: float | None = None
+    jitter: bool = False
+
+    def delay_before(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before try number `attempt` (2 is the first retry)."""
+        retry_number = max(attempt - 1, 1)
+        if self.backoff is Backoff.LINEAR:
+            wait = self.delay * retry_number
+        elif self.backoff is Backoff.EXPONENTIAL:
+            wait = self.delay * (2 ** (retry_number - 1))
+        else:
+            wait = self.delay
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        if self.jitter and wait > 0:
+            wait *= (rng or random).uniform(0.5, 1.5)
+            if self.max_delay is not None:
+                wait = min(wait, self.max_delay)
+        return wait
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    schema: Mapping[str, Any]  # the JSON Schema keywords, without default/required/description
+    required: bool = False
+    has_default: bool = False
+    default: Any = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    type: str
+    needs: tuple[str, ...] = ()
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    when: str | None = None
+    trigger: TriggerRule = TriggerRule.ALL_SUCCESS
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+    queue: str = "default"
+    continue_on_fail: bool = False
+    foreach: str | list[Any] | None = None
+    max_parallel: int | None = None
+    description: str | None = None
+
+    @property
+    def is_entry(self) -> bool:
+        return not self.needs
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    nodes: Mapping[str, Node]  # in file order
+    version: int = 1
+    description: str | None = None
+    inputs: tuple[InputSpec, ...] = ()
+    timeout: float | None = None
+    output: Any = None  # None: the default {leaf_id: leaf_output}
+    source_file: str | None = None
+
+    def children(self, node_id: str) -> tuple[str, ...]:
+        return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
+
+    @property
+    def entry_nodes(self) -> tuple[str, ...]:
+        return tuple(n.id for n in self.nodes.values() if n.is_entry)
+
+    @property
+    def leaf_nodes(self) -> tuple[str, ...]:
+        parents = {p for n in self.nodes.values() for p in n.needs}
+        return tuple(n for n in self.nodes if n not in parents)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again, e.g. to render a frozen config or write it as JSON."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _retry(data: Mapping[str, Any] | None) -> RetryPolicy:
+    if not data:
+        return RetryPolicy()
+    return RetryPolicy(
+        attempts=int(data.get("attempts", 1)),
+        backoff=Backoff(data.get("backoff", "fixed")),
+        delay=parse_duration(data.get("delay", 0)),
+        max_delay=parse_duration(data["max_delay"]) if "max_delay" in data else None,
+        jitter=bool(data.get("jitter", False)),
+    )
+
+
+def _input(name: str, data: Mapping[str, Any]) -> InputSpec:
+    schema = {k: v for k, v in data.items() if k not in ("default", "required", "description")}
+    return InputSpec(
+        name=name,
+        schema=_freeze(schema),
+        required=bool(data.get("required", False)),
+        has_default="default" in data,
+        default=data.get("default"),
+        description=data.get("description"),
+    )
+
+
+def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> Workflow:
+    """A Workflow from data that has passed validation."""
+    defaults = data.get("defaults") or {}
+    nodes: dict[str, Node] = {}
+    for node_id, raw in data["nodes"].items():
+        retry_data = raw.get("retry", defaults.get("retry"))
+        timeout = raw.get("timeout", defaults.get("timeout"))
+        nodes[node_id] = Node(
+            id=node_id,
+            type=raw["type"],
+            needs=tuple(raw.get("needs") or ()),
+            config=_freeze(raw.get("config") or {}),
+            when=raw.get("when"),
+            trigger=TriggerRule(raw.get("trigger", "all_success")),
+            retry=_retry(retry_data),
+            timeout=parse_duration(timeout) if timeout is not None else None,
+            queue=raw.get("queue", defaults.get("queue", "default")),
+            continue_on_fail=bool(raw.get("continue_on_fail", False)),
+            foreach=raw.get("foreach"),
+            max_parallel=raw.get("max_parallel"),
+            description=raw.get("description"),
+        )
+    timeout = data.get("timeout")
+    return Workflow(
+        name=data["name"],
+        nodes=MappingProxyType(nodes),
+        version=int(data.get("version", 1)),
+        description=data.get("description"),
+        inputs=tuple(_input(k, v) for k, v in (data.get("inputs") or {}).items()),
+        timeout=parse_duration(timeout) if timeout is not None else None,
+        output=data.get("output"),
+        source_file=source_file,
+    )

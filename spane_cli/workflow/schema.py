@@ -1,0 +1,232 @@
+"""The JSON Schema of the workflow language, built here and written to schema/ by a script.
+
+This module is the one source of truth: `scripts/generate.py` writes
+`schema/workflow.schema.json` from `workflow_schema()`, and a test fails when the committed
+file differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from spane_cli.workflow.durations import DURATION_PATTERN
+from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS, JsonSchema
+
+SCHEMA_ID = "https://spane.dev/schema/workflow.schema.json"
+WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+TRIGGER_RULES = (
+    "all_success",
+    "all_done",
+    "all_failed",
+    "one_success",
+    "one_failed",
+    "none_failed",
+    "none_skipped",
+)
+BACKOFF_KINDS = ("fixed", "linear", "exponential")
+NODE_FIELDS = (
+    "type",
+    "description",
+    "needs",
+    "config",
+    "when",
+    "trigger",
+    "retry",
+    "timeout",
+    "queue",
+    "continue_on_fail",
+    "foreach",
+    "max_parallel",
+)
+
+
+def _defs() -> dict[str, JsonSchema]:
+    return {
+        "duration": {
+            "description": "Seconds as a number, or 500ms, 90s, 5m, 1h30m, 2d, or ISO 8601 PT5M.",
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": DURATION_PATTERN},
+            ],
+        },
+        "retry": {
+            "type": "object",
+            "description": "How often and how fast a failing node is tried again.",
+            "properties": {
+                "attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "Every try counts, the first included (default 1).",
+                },
+                "backoff": {
+                    "enum": list(BACKOFF_KINDS),
+                    "description": "fixed: delay each time; linear: delay*n; exponential: "
+                    "delay*2^(n-1).",
+                },
+                "delay": {
+                    "$ref": "#/$defs/duration",
+                    "description": "The wait before the second try.",
+                },
+                "max_delay": {
+                    "$ref": "#/$defs/duration",
+                    "description": "Upper bound on any wait.",
+                },
+                "jitter": {
+                    "type": "boolean",
+                    "description": "Randomize each wait by up to ±50% to spread retries.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "queue": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
+            "description": "The RQ queue the node's jobs go to (default `default`).",
+        },
+        "input": {
+            "type": "object",
+            "description": "JSON Schema keywords for one input, plus default, required and "
+            "description.",
+            "properties": {
+                "type": {
+                    "description": "JSON type(s) of the value.",
+                    "anyOf": [
+                        {
+                            "enum": [
+                                "string",
+                                "integer",
+                                "number",
+                                "boolean",
+                                "array",
+                                "object",
+                                "null",
+                            ]
+                        },
+                        {"type": "array", "items": {"type": "string"}},
+                    ],
+                },
+                "required": {"type": "boolean", "description": "Submit fails without it."},
+                "default": {"description": "Used when the input is not given."},
+                "description": {"type": "string", "description": "Shown in --help of runs."},
+            },
+        },
+        "node": _node_schema(),
+    }
+
+
+def _node_schema() -> JsonSchema:
+    return {
+        "type": "object",
+        "description": "One step of the DAG.",
+        "properties": {
+            "type": {
+                "description": "The node type: a built-in or one from the `spane.nodes` "
+                "entry points.",
+                "type": "string",
+            },
+            "description": {"type": "string", "description": "What the node does."},
+            "needs": {
+                "type": "array",
+                "items": {"type": "string", "pattern": NODE_ID_PATTERN},
+                "uniqueItems": True,
+                "description": "Parent node ids; none makes this an entry node.",
+            },
+            "config": {"type": "object", "description": "Settings of the node type."},
+            "when": {
+                "type": "string",
+                "description": "A bare expression; false skips the node.",
+            },
+            "trigger": {
+                "enum": list(TRIGGER_RULES),
+                "description": "Airflow trigger rule over the parents (default all_success).",
+            },
+            "retry": {"$ref": "#/$defs/retry"},
+            "timeout": {"$ref": "#/$defs/duration", "description": "Per-attempt time limit."},
+            "queue": {"$ref": "#/$defs/queue"},
+            "continue_on_fail": {
+                "type": "boolean",
+                "description": "A failure counts as success for dependents and the execution "
+                "(output null).",
+            },
+            "foreach": {
+                "description": "An expression giving a list (or a literal list); the node runs "
+                "once per item.",
+                "type": ["string", "array"],
+            },
+            "max_parallel": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "How many foreach items run at once.",
+            },
+        },
+        "required": ["type"],
+        "additionalProperties": False,
+    }
+
+
+def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> JsonSchema:
+    """The schema for a workflow file; `config_schemas` adds third-party node types."""
+    types = dict(BUILTIN_CONFIG_SCHEMAS)
+    if config_schemas:
+        types.update(config_schemas)
+    defs = _defs()
+    node = defs["node"]
+    node["properties"]["type"]["enum"] = sorted(types)
+    node["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+            "then": {"properties": {"config": schema}},
+        }
+        for name, schema in sorted(types.items())
+    ]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "spane workflow",
+        "description": "A DAG of nodes run by spane (language version 1).",
+        "type": "object",
+        "properties": {
+            "version": {"const": 1, "description": "Language version; always 1."},
+            "name": {
+                "type": "string",
+                "pattern": WORKFLOW_NAME_PATTERN,
+                "description": "Lowercase name, unique per registered workflow.",
+            },
+            "description": {"type": "string", "description": "What the workflow does."},
+            "inputs": {
+                "type": "object",
+                "propertyNames": {"pattern": NODE_ID_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/input"},
+                "description": "Inputs of an execution, by name.",
+            },
+            "defaults": {
+                "type": "object",
+                "description": "Merged into every node unless the node sets its own.",
+                "properties": {
+                    "retry": {"$ref": "#/$defs/retry"},
+                    "timeout": {"$ref": "#/$defs/duration"},
+                    "queue": {"$ref": "#/$defs/queue"},
+                },
+                "additionalProperties": False,
+            },
+            "timeout": {
+                "$ref": "#/$defs/duration",
+                "description": "Time limit of the whole execution.",
+            },
+            "output": {
+                "description": "The execution's output (templates); default {leaf_id: output}.",
+            },
+            "nodes": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": NODE_ID_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/node"},
+                "description": "The DAG: node id -> node.",
+            },
+        },
+        "required": ["version", "name", "nodes"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

@@ -1,0 +1,439 @@
+"""Every check of SPEC §1 "Validation", reporting all problems at once with locations."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import jinja2.nodes
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from spane_cli.workflow import expressions
+from spane_cli.workflow.dag import find_cycle
+from spane_cli.workflow.durations import DURATION_HINT
+from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
+from spane_cli.workflow.model import Workflow, build_workflow
+from spane_cli.workflow.problems import Path, Problem, format_path
+from spane_cli.workflow.schema import NODE_ID_PATTERN, WORKFLOW_NAME_PATTERN, workflow_schema
+
+MAX_NESTING = 10
+
+
+@dataclass
+class ValidationResult:
+    """The outcome for one file: problems, or the workflow and its sub-workflows."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    workflow: Workflow | None = None
+    # Sub-workflow files referenced from this one (transitively), by absolute path.
+    subworkflows: dict[str, Workflow] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@lru_cache(maxsize=4)
+def _validator(extra_types: tuple[str, ...] = ()) -> Draft202012Validator:
+    from spane_cli.nodes.registry import third_party_config_schemas
+
+    schema = workflow_schema(third_party_config_schemas())
+    return Draft202012Validator(schema)
+
+
+def bare_expression(text: str) -> str:
+    """`when: "{{ x > 1 }}"` is accepted as the bare expression `x > 1`."""
+    stripped = text.strip()
+    if stripped.startswith("{{") and stripped.endswith("}}") and stripped.count("{{") == 1:
+        return stripped[2:-2].strip()
+    return text
+
+
+def did_you_mean(word: str, choices: Iterator[str] | list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Checker:
+    def __init__(self, doc: LoadedDocument, stack: tuple[str, ...]) -> None:
+        self.doc = doc
+        self.file = doc.file
+        self.locations: Locations = doc.locations
+        self.problems: list[Problem] = []
+        self.stack = stack
+        self.subworkflows: dict[str, Workflow] = {}
+
+    def add(self, path: Path, message: str, *, key: bool = False) -> None:
+        line, column = self.locations.of(path, key=key)
+        self.problems.append(Problem(self.file, line, column, format_path(path), message))
+
+    # -- JSON Schema -------------------------------------------------------------------------
+
+    def check_schema(self, data: Any) -> None:
+        for error in _validator().iter_errors(data):
+            self._report_schema_error(error)
+
+    def _report_schema_error(self, error: jsonschema.ValidationError) -> None:
+        path: Path = tuple(error.absolute_path)
+        where = _describe(path)
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        validator = error.validator
+        if validator == "additionalProperties":
+            allowed = list((schema.get("properties") or {}).keys())
+            instance = error.instance if isinstance(error.instance, dict) else {}
+            for extra in instance:
+                if extra not in allowed:
+                    hint = did_you_mean(extra, allowed)
+                    self.add((*path, extra), f"unknown field {extra!r} in {where}{hint}", key=True)
+            return
+        if validator == "anyOf" and _is_duration_schema(schema):
+            self.add(path, f"invalid duration {error.instance!r} for {where}: {DURATION_HINT}")
+            return
+        if validator == "enum" and path[-1:] == ("type",) and path[:1] == ("nodes",):
+            hint = did_you_mean(str(error.instance), schema.get("enum", []))
+            self.add(path, f"unknown node type {error.instance!r} in {_describe(path[:-1])}{hint}")
+            return
+        if validator == "enum":
+            options = ", ".join(str(o) for o in schema.get("enum", []))
+            hint = did_you_mean(str(error.instance), [str(o) for o in schema.get("enum", [])])
+            self.add(path, f"{where}: {error.instance!r} is not one of {options}{hint}")
+            return
+        if validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else error.message
+            self.add(path, f"{where}: missing required field {missing!r}")
+            return
+        if validator == "pattern" and path[-1:] == ("name",) and len(path) == 1:
+            self.add(
+                path,
+                f"workflow name {error.instance!r} must match {WORKFLOW_NAME_PATTERN} "
+                "(lowercase letters, digits, _ . -)",
+            )
+            return
+        if validator == "pattern" and len(path) == 2 and path[0] in ("nodes", "inputs"):
+            return  # reported once by propertyNames with the key's location
+        if validator == "propertyNames":
+            bad = error.instance if isinstance(error.instance, dict) else {}
+            for key in bad:
+                if isinstance(key, str) and not _matches(NODE_ID_PATTERN, key):
+                    self.add(
+                        (*path, key),
+                        f"invalid id {key!r} in {where}: must match {NODE_ID_PATTERN}",
+                        key=True,
+                    )
+            return
+        if validator == "oneOf" and path[-1:] == ("config",):
+            choices = [tuple(s.get("required", [])) for s in schema.get("oneOf", [])]
+            names = " or ".join(c[0] for c in choices if c)
+            self.add(path, f"{where}: give exactly one of {names}")
+            return
+        if validator == "not" and path[-1:] == ("config",):
+            self.add(path, f"{where}: give either json or body, not both")
+            return
+        if validator == "type":
+            expected = schema.get("type")
+            expected_text = " or ".join(expected) if isinstance(expected, list) else expected
+            self.add(
+                path,
+                f"{where}: expected {_article(str(expected_text))}, "
+                f"got {_json_type(error.instance)}",
+            )
+            return
+        if validator == "const" and path == ("version",):
+            self.add(path, f"unsupported version {error.instance!r}: only version 1 exists")
+            return
+        self.add(path, f"{where}: {error.message}")
+
+    # -- graph rules -------------------------------------------------------------------------
+
+    def check_graph(self, nodes: Mapping[str, Any]) -> None:
+        needs: dict[str, list[str]] = {}
+        for node_id, node in nodes.items():
+            raw = node.get("needs") if isinstance(node, dict) else None
+            parents = [p for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
+            needs[node_id] = parents
+            for index, parent in enumerate(parents):
+                if parent not in nodes:
+                    hint = did_you_mean(parent, list(nodes))
+                    self.add(
+                        ("nodes", node_id, "needs", index),
+                        f"node {node_id!r} needs unknown node {parent!r}{hint}",
+                    )
+        cycle = find_cycle(needs)
+        if cycle:
+            self.add(
+                ("nodes", cycle[0]),
+                "cycle in needs: " + " -> ".join(cycle),
+                key=True,
+            )
+        for node_id, node in nodes.items():
+            if isinstance(node, dict) and node.get("type") == "branch":
+                self._check_branch(node_id, node, needs)
+            if isinstance(node, dict) and "max_parallel" in node and "foreach" not in node:
+                self.add(
+                    ("nodes", node_id, "max_parallel"),
+                    f"node {node_id!r}: max_parallel needs foreach",
+                    key=True,
+                )
+
+    def _check_branch(self, node_id: str, node: dict, needs: Mapping[str, list[str]]) -> None:
+        config = node.get("config")
+        if not isinstance(config, dict):
+            return
+        targets: list[tuple[Path, Any]] = []
+        cases = config.get("cases")
+        if isinstance(cases, list):
+            for i, case in enumerate(cases):
+                nxt = case.get("next") if isinstance(case, dict) else None
+                if isinstance(nxt, list):
+                    targets += [(("cases", i, "next", j), t) for j, t in enumerate(nxt)]
+        default = config.get("default")
+        if isinstance(default, list):
+            targets += [(("default", j), t) for j, t in enumerate(default)]
+        for sub_path, target in targets:
+            path = ("nodes", node_id, "config", *sub_path)
+            if not isinstance(target, str):
+                continue
+            if target not in needs:
+                hint = did_you_mean(target, list(needs))
+                self.add(path, f"branch {node_id!r} targets unknown node {target!r}{hint}")
+            elif node_id not in needs[target]:
+                self.add(
+                    path,
+                    f"branch {node_id!r} targets {target!r}, which does not need {node_id!r}: "
+                    "the branch cannot reach it (add it to needs)",
+                )
+
+    # -- expressions -------------------------------------------------------------------------
+
+    def check_expressions(self, data: Mapping[str, Any]) -> None:
+        node_ids = set(data["nodes"]) if isinstance(data.get("nodes"), dict) else set()
+        self._walk_templates(data.get("output"), ("output",), node_ids)
+        nodes = data.get("nodes")
+        if not isinstance(nodes, dict):
+            return
+        for node_id, node in nodes.items():
+            if not isinstance(node, dict):
+                continue
+            base: Path = ("nodes", node_id)
+            when = node.get("when")
+            if isinstance(when, str):
+                self._check_bare(when, (*base, "when"), node_ids)
+            foreach = node.get("foreach")
+            if isinstance(foreach, str):
+                if expressions.is_template(foreach):
+                    self._walk_templates(foreach, (*base, "foreach"), node_ids)
+                else:
+                    self._check_bare(foreach, (*base, "foreach"), node_ids)
+            config = node.get("config")
+            if not isinstance(config, dict):
+                continue
+            if node.get("type") == "branch" and isinstance(config.get("cases"), list):
+                for i, case in enumerate(config["cases"]):
+                    if isinstance(case, dict) and isinstance(case.get("when"), str):
+                        path = (*base, "config", "cases", i, "when")
+                        self._check_bare(case["when"], path, node_ids)
+                rest = {k: v for k, v in config.items() if k != "cases"}
+                self._walk_templates(rest, (*base, "config"), node_ids)
+            else:
+                self._walk_templates(config, (*base, "config"), node_ids)
+
+    def _check_bare(self, text: str, path: Path, node_ids: set[str]) -> None:
+        source = bare_expression(text)
+        problem = expressions.syntax_error(source, bare=True)
+        if problem:
+            self.add(path, f"{_describe(path)}: {problem}")
+            return
+        self._check_references(f"{{{{ {source} }}}}", path, node_ids)
+
+    def _walk_templates(self, value: Any, path: Path, node_ids: set[str]) -> None:
+        if isinstance(value, str):
+            if expressions.is_template(value):
+                problem = expressions.syntax_error(value)
+                if problem:
+                    self.add(path, f"{_describe(path)}: {problem}")
+                else:
+                    self._check_references(value, path, node_ids)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self._walk_templates(item, (*path, key), node_ids)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._walk_templates(item, (*path, index), node_ids)
+
+    def _check_references(self, template: str, path: Path, node_ids: set[str]) -> None:
+        if not node_ids:
+            return
+        tree = expressions.environment().parse(template)
+        for ref in _node_references(tree):
+            if ref not in node_ids:
+                hint = did_you_mean(ref, sorted(node_ids))
+                self.add(
+                    path, f"{_describe(path)}: expression refers to unknown node {ref!r}{hint}"
+                )
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def check_inputs(self, inputs: Any) -> None:
+        if not isinstance(inputs, dict):
+            return
+        for name, spec in inputs.items():
+            if not isinstance(spec, dict):
+                continue
+            keywords = {
+                k: v for k, v in spec.items() if k not in ("default", "required", "description")
+            }
+            try:
+                Draft202012Validator.check_schema(keywords)
+            except jsonschema.SchemaError as exc:
+                self.add(("inputs", name), f"input {name!r}: invalid schema: {exc.message}")
+                continue
+            if "default" in spec:
+                for error in Draft202012Validator(keywords).iter_errors(spec["default"]):
+                    self.add(
+                        ("inputs", name, "default"),
+                        f"input {name!r}: default {spec['default']!r} is invalid: {error.message}",
+                    )
+
+    # -- sub-workflows -----------------------------------------------------------------------
+
+    def check_subworkflows(self, nodes: Mapping[str, Any]) -> None:
+        base_dir = os.path.dirname(os.path.abspath(self.file))
+        for node_id, node in nodes.items():
+            if not isinstance(node, dict) or node.get("type") != "workflow":
+                continue
+            config = node.get("config")
+            ref = config.get("workflow") if isinstance(config, dict) else None
+            if not isinstance(ref, str) or not is_file_reference(ref):
+                continue
+            path = ("nodes", node_id, "config", "workflow")
+            target = os.path.normpath(os.path.join(base_dir, ref))
+            if target in self.stack:
+                chain = " -> ".join(os.path.basename(p) for p in (*self.stack, target))
+                self.add(path, f"sub-workflow reference cycle: {chain}")
+                continue
+            if len(self.stack) >= MAX_NESTING:
+                self.add(path, f"sub-workflows nest deeper than {MAX_NESTING} levels")
+                continue
+            if not os.path.exists(target):
+                self.add(path, f"sub-workflow file {ref!r} does not exist (looked for {target})")
+                continue
+            child = validate_file(target, _stack=self.stack)
+            if child.problems:
+                self.add(path, f"sub-workflow {ref!r} is invalid ({len(child.problems)} problems)")
+                self.problems.extend(child.problems)
+            elif child.workflow is not None:
+                self.subworkflows[target] = child.workflow
+                self.subworkflows.update(child.subworkflows)
+
+
+def is_file_reference(ref: str) -> bool:
+    """A path (`./child.yaml`, `sub/x.yml`) rather than the name of a registered workflow."""
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or os.sep in ref
+
+
+def _node_references(tree: jinja2.nodes.Node) -> Iterator[str]:
+    for getattr_node in tree.find_all(jinja2.nodes.Getattr):
+        target = getattr_node.node
+        if isinstance(target, jinja2.nodes.Name) and target.name == "nodes":
+            yield getattr_node.attr
+    for getitem in tree.find_all(jinja2.nodes.Getitem):
+        target = getitem.node
+        arg = getitem.arg
+        if (
+            isinstance(target, jinja2.nodes.Name)
+            and target.name == "nodes"
+            and isinstance(arg, jinja2.nodes.Const)
+            and isinstance(arg.value, str)
+        ):
+            yield arg.value
+
+
+def _matches(pattern: str, value: str) -> bool:
+    import re
+
+    return re.match(pattern, value) is not None
+
+
+def _is_duration_schema(schema: Mapping[str, Any]) -> bool:
+    branches = schema.get("anyOf") or []
+    return any(isinstance(b, dict) and "pattern" in b and "ms" in b["pattern"] for b in branches)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})" if len(value) < 40 else "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _article(type_name: str) -> str:
+    names = {"object": "a mapping", "array": "a list", "integer": "an integer"}
+    return names.get(type_name, f"a {type_name}")
+
+
+def _describe(path: Path) -> str:
+    if not path:
+        return "the workflow"
+    if path[0] == "nodes" and len(path) >= 2:
+        rest = format_path(path[2:])
+        return f"node {path[1]!r}" + (f" field {rest}" if rest else "")
+    if path[0] == "inputs" and len(path) >= 2:
+        rest = format_path(path[2:])
+        return f"input {path[1]!r}" + (f" field {rest}" if rest else "")
+    return format_path(path)
+
+
+def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> ValidationResult:
+    checker = _Checker(doc, (*_stack, os.path.normpath(os.path.abspath(doc.file))))
+    data = doc.data
+    if not isinstance(data, dict):
+        checker.add((), f"a workflow must be a mapping, got {_json_type(data)}")
+        return ValidationResult(doc.file, checker.problems)
+    checker.check_schema(data)
+    nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
+    nodes = {k: v for k, v in nodes.items() if isinstance(k, str)}
+    checker.check_graph(nodes)
+    checker.check_expressions({**data, "nodes": nodes})
+    checker.check_inputs(data.get("inputs"))
+    checker.check_subworkflows(nodes)
+    problems = _dedupe(checker.problems)
+    if problems:
+        return ValidationResult(doc.file, problems)
+    workflow = build_workflow(data, source_file=os.path.abspath(doc.file))
+    return ValidationResult(doc.file, [], workflow, checker.subworkflows)
+
+
+def validate_file(file: str, _stack: tuple[str, ...] = ()) -> ValidationResult:
+    """Load and check one workflow file; never raises for bad input."""
+    try:
+        doc = load_document(file)
+    except LoadFailed as failed:
+        return ValidationResult(file, failed.problems)
+    return validate_document(doc, _stack)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, int, int, str]] = set()
+    unique: list[Problem] = []
+    for problem in problems:
+        key = (problem.file, problem.line, problem.column, problem.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(problem)
+    own = [p for p in unique]
+    return sorted(own, key=lambda p: (p.file, p.line, p.column))
