@@ -1,0 +1,1 @@
+"""The engine: pure scheduling decisions, dispatch through RQ, workers and reconciliation."""
