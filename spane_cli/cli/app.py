@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from spane_cli import __version__
-from spane_cli.cli import graph_cmd, validate_cmd
+from spane_cli.cli import graph_cmd, inspect_cmds, run_cmd, validate_cmd, worker_cmd
+from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.global_options import hoist_global_options
 from spane_cli.cli.render import error_line
 from spane_cli.config import OutputFormat, Settings, resolve_settings
@@ -73,6 +74,11 @@ def main_options(
 
 app.command("validate", help=validate_cmd.HELP)(validate_cmd.validate)
 app.command("graph", help=graph_cmd.HELP)(graph_cmd.graph)
+app.command("run", help=run_cmd.HELP)(run_cmd.run)
+app.command("worker", help=worker_cmd.HELP)(worker_cmd.worker)
+app.command("get", help=inspect_cmds.GET_HELP)(inspect_cmds.get)
+app.command("list", help=inspect_cmds.LIST_HELP)(inspect_cmds.list_executions)
+app.add_typer(db_app, name="db")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

@@ -1,0 +1,80 @@
+"""`spane get EXEC_ID` and `spane list`: executions as tables, JSON or YAML."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+GET_HELP = "Show one execution with every node. -o json prints one object (SPEC shape)."
+LIST_HELP = "List executions, newest first. -o json prints a bare array."
+
+
+def get(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")],
+) -> None:
+    from spane_cli.cli.app import settings_of
+    from spane_cli.cli.render import print_data
+    from spane_cli.engine.connections import open_store
+    from spane_cli.store.views import execution_view
+
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    view = execution_view(store.require_execution(execution_id))
+    if print_data(view, settings.output):
+        return
+    from spane_cli.cli.tables import execution_table
+
+    execution_table(view)
+
+
+def list_executions(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only this status.", metavar="S")
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Created within this duration, e.g. 1h.", metavar="DUR"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
+) -> None:
+    from spane_cli.cli.app import settings_of
+    from spane_cli.cli.render import print_data
+    from spane_cli.engine.connections import open_store
+    from spane_cli.engine.states import ExecutionStatus
+    from spane_cli.errors import UsageError
+    from spane_cli.store.models import Execution
+    from spane_cli.store.views import execution_view
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    settings = settings_of(ctx)
+    if status is not None and status not in {s.value for s in ExecutionStatus}:
+        raise UsageError(
+            f"--status {status!r}: use one of {', '.join(s.value for s in ExecutionStatus)}"
+        )
+    open_store(settings)
+    query = Execution.select().order_by(Execution.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(Execution.status == status)
+    if workflow:
+        query = query.where(Execution.workflow == workflow)
+    if since:
+        try:
+            query = query.where(Execution.created_at >= time.time() - parse_duration(since))
+        except DurationError as exc:
+            raise UsageError(f"--since: {exc}") from None
+    views = [execution_view(row, with_nodes=False) for row in query]
+    if print_data(views, settings.output):
+        return
+    from spane_cli.cli.tables import executions_table
+
+    executions_table(views)
+    if not views:
+        sys.stderr.write("no executions\n")

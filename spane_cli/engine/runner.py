@@ -1,0 +1,218 @@
+"""Running one claimed node on a worker: `when`, `foreach`, the executor, and the result.
+
+Nothing here writes to the database: the runner turns a claim into an `Outcome`, and the
+store records it in one guarded transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from spane_cli.engine import scheduler
+from spane_cli.nodes.base import NodeContext, NodeResult
+from spane_cli.nodes.base import Outcome as ResultKind
+from spane_cli.store.models import NodeRun
+from spane_cli.store.store import ClaimedNode, Outcome
+from spane_cli.workflow.expressions import ExpressionError, evaluate, is_template, render_value
+from spane_cli.workflow.model import Node, thaw
+from spane_cli.workflow.validate import bare_expression
+
+SECRET_PREFIX = "SPANE_SECRET_"
+DEFAULT_FOREACH_PARALLEL = 4
+
+log = logging.getLogger("spane.worker")
+
+
+def secrets_from_environment() -> dict[str, str]:
+    """Secrets live only in the worker's environment and are resolved here, never stored."""
+    return {
+        key[len(SECRET_PREFIX) :]: value
+        for key, value in os.environ.items()
+        if key.startswith(SECRET_PREFIX) and value
+    }
+
+
+class LazyNodes(Mapping[str, Any]):
+    """`nodes.<id>` for templates: reads a node's row only when a template touches it."""
+
+    def __init__(self, execution_id: str, node_ids: tuple[str, ...]) -> None:
+        self._execution_id = execution_id
+        self._node_ids = node_ids
+        self._cache: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, node_id: str) -> dict[str, Any]:
+        if node_id not in self._node_ids:
+            raise KeyError(node_id)
+        if node_id not in self._cache:
+            row = (
+                NodeRun.select(NodeRun.status, NodeRun.output, NodeRun.error)
+                .where((NodeRun.execution == self._execution_id) & (NodeRun.node_id == node_id))
+                .first()
+            )
+            self._cache[node_id] = (
+                {"status": row.status, "output": row.output, "error": row.error}
+                if row
+                else {"status": "pending", "output": None, "error": None}
+            )
+        return self._cache[node_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._node_ids)
+
+    def __len__(self) -> int:
+        return len(self._node_ids)
+
+
+def _mask(text: str | None, secrets: Mapping[str, str]) -> str | None:
+    if text is None:
+        return None
+    for value in secrets.values():
+        text = text.replace(value, "***")
+    return text
+
+
+def run_claimed(
+    claim: ClaimedNode,
+    secrets: Mapping[str, str] | None = None,
+    cancel_requested: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Run the node of `claim`; never raises for the node's own failure."""
+    secrets = secrets_from_environment() if secrets is None else secrets
+    workflow = claim.version.workflow
+    node = workflow.nodes[claim.node_id]
+    node_input = scheduler.node_input(workflow, node.id, claim.workflow_input, claim.parent_outputs)
+    scope: dict[str, Any] = {
+        "input": claim.workflow_input,
+        "parents": node_input,
+        "nodes": LazyNodes(claim.execution_id, tuple(workflow.nodes)),
+        "execution": {"id": claim.execution_id},
+        "workflow": {"name": workflow.name},
+        "secrets": dict(secrets),
+    }
+    try:
+        if node.when is not None and not evaluate(bare_expression(node.when), scope):
+            return Outcome("skipped")
+        if node.foreach is not None:
+            return _run_foreach(claim, node, node_input, scope, secrets, cancel_requested)
+        result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
+    except ExpressionError as exc:
+        return Outcome("failed", error=_mask(str(exc), secrets))
+    return _outcome_of(result, secrets)
+
+
+def _outcome_of(result: NodeResult, secrets: Mapping[str, str]) -> Outcome:
+    kind = {
+        ResultKind.SUCCEEDED: "succeeded",
+        ResultKind.FAILED: "failed",
+        ResultKind.WAIT: "wait",
+        ResultKind.CHILD: "child",
+    }[result.outcome]
+    return Outcome(
+        kind,
+        output=result.output,
+        error=_mask(result.error, secrets),
+        logs=_mask(result.logs, secrets) or "",
+        wait_until=result.wait_until,
+        chosen=result.chosen,
+        child_reference=result.child.reference if result.child else None,
+        child_input=result.child.input if result.child else None,
+    )
+
+
+def _run_once(
+    claim: ClaimedNode,
+    node: Node,
+    node_input: Any,
+    scope: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    cancel_requested: Callable[[], bool] | None,
+) -> NodeResult:
+    from spane_cli.nodes.registry import node_type
+
+    timeout = node.timeout
+    if claim.timeout_at is not None:
+        left = max(claim.timeout_at - time.time(), 0.001)
+        timeout = left if timeout is None else min(timeout, left)
+    context = NodeContext(
+        execution_id=claim.execution_id,
+        workflow_name=claim.version.workflow.name,
+        node_id=node.id,
+        attempt=claim.attempt,
+        config=node.config,
+        input=node_input,
+        scope=scope,
+        timeout=timeout,
+        secrets=secrets,
+        logger=logging.getLogger(f"spane.node.{node.id}"),
+        cancel_requested=cancel_requested,
+    )
+    try:
+        return node_type(node.type).run(context)
+    except ExpressionError as exc:
+        return NodeResult.failed(str(exc))
+    except Exception as exc:  # a bug in a node type must fail the node, not the worker
+        details = context.mask(traceback.format_exc())
+        return NodeResult.failed(f"{type(exc).__name__}: {exc}\n{details}")
+
+
+def _foreach_items(node: Node, scope: Mapping[str, Any]) -> list[Any]:
+    source = node.foreach
+    if isinstance(source, str):
+        items = render_value(source, scope) if is_template(source) else evaluate(source, scope)
+    else:
+        items = render_value(thaw(source), scope)
+    if isinstance(items, tuple):
+        items = list(items)
+    if not isinstance(items, list):
+        raise ExpressionError(f"foreach must give a list, got {type(items).__name__}")
+    return items
+
+
+def _run_foreach(
+    claim: ClaimedNode,
+    node: Node,
+    node_input: Any,
+    scope: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    cancel_requested: Callable[[], bool] | None,
+) -> Outcome:
+    items = _foreach_items(node, scope)
+    if not items:
+        return Outcome("succeeded", output=[], items={"total": 0, "done": 0})
+
+    def one(index: int) -> NodeResult:
+        item_scope = {**scope, "item": items[index], "index": index}
+        return _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
+
+    parallel = min(node.max_parallel or DEFAULT_FOREACH_PARALLEL, len(items))
+    if parallel == 1:
+        results = [one(i) for i in range(len(items))]
+    else:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="foreach") as pool:
+            results = list(pool.map(one, range(len(items))))
+    logs = "".join(r.logs for r in results if r.logs)
+    failed = [(i, r) for i, r in enumerate(results) if r.outcome != ResultKind.SUCCEEDED]
+    done = len(results) - len(failed)
+    if failed:
+        index, first = failed[0]
+        error = f"item {index} failed: {first.error or first.outcome}"
+        if len(failed) > 1:
+            error += f" (and {len(failed) - 1} more items)"
+        return Outcome(
+            "failed",
+            error=_mask(error, secrets),
+            logs=_mask(logs, secrets) or "",
+            items={"total": len(items), "done": done},
+        )
+    return Outcome(
+        "succeeded",
+        output=[r.output for r in results],
+        logs=_mask(logs, secrets) or "",
+        items={"total": len(items), "done": done},
+    )

@@ -1,0 +1,110 @@
+"""`spane run`: validate, resolve inputs, register the workflow and its sub-workflows, create.
+
+Sub-workflow files are read and registered here, with the parent, so workers never read
+workflow files and may run anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
+from spane_cli.store.models import WorkflowVersion
+from spane_cli.store.store import Dispatch, Store
+from spane_cli.store.versions import register_version
+from spane_cli.workflow.loader import load_document
+from spane_cli.workflow.model import InputSpec, Workflow, thaw
+from spane_cli.workflow.validate import is_file_reference, validate_file
+
+
+def parse_input_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+    """`-i K=V`: V is JSON when it parses as JSON (numbers, true, lists), else a string."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"bad input {pair!r}: use -i NAME=VALUE")
+        key, raw = pair.split("=", 1)
+        try:
+            values[key.strip()] = json.loads(raw)
+        except ValueError:
+            values[key.strip()] = raw
+    return values
+
+
+def resolve_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply defaults, check required inputs and each input's schema; UsageError otherwise."""
+    specs: dict[str, InputSpec] = {spec.name: spec for spec in workflow.inputs}
+    unknown = sorted(set(given) - set(specs))
+    if unknown and specs:
+        raise UsageError(f"unknown input {unknown[0]!r}; inputs are: {', '.join(specs)}")
+    resolved: dict[str, Any] = dict(given)
+    problems: list[str] = []
+    for name, spec in specs.items():
+        if name not in resolved:
+            if spec.has_default:
+                resolved[name] = spec.default
+                continue
+            if spec.required:
+                problems.append(f"missing required input {name!r}")
+            continue
+        value = resolved[name]
+        schema = thaw(spec.schema)
+        if schema.get("type") == "string" and not isinstance(value, str):
+            value = resolved[name] = (
+                json.dumps(value) if isinstance(value, list | dict) else str(value)
+            )
+        for error in Draft202012Validator(schema).iter_errors(value):
+            problems.append(f"input {name!r}: {error.message}")
+    if problems:
+        raise UsageError("; ".join(problems))
+    return resolved
+
+
+def register_file(store: Store, path: str, _seen: tuple[str, ...] = ()) -> int:
+    """Register `path` and, first, every sub-workflow file it references; the version id."""
+    path = os.path.abspath(path)
+    document = load_document(path)
+    data = document.data
+    refs: dict[str, int] = {}
+    base = os.path.dirname(path)
+    for node in (data.get("nodes") or {}).values():
+        if node.get("type") != "workflow":
+            continue
+        reference = node["config"]["workflow"]
+        if reference in refs:
+            continue
+        if is_file_reference(reference):
+            refs[reference] = register_file(
+                store, os.path.normpath(os.path.join(base, reference)), (*_seen, path)
+            )
+        else:
+            latest = (
+                WorkflowVersion.select()
+                .where(WorkflowVersion.name == reference)
+                .order_by(WorkflowVersion.number.desc())
+                .first()
+            )
+            if latest is None:
+                raise NotFound(f"no registered workflow named {reference!r}")
+            refs[reference] = latest.id
+    return int(register_version(store.database, data["name"], data, refs).id)
+
+
+def submit(
+    store: Store,
+    file: str,
+    given_inputs: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[str, bool, list[Dispatch]]:
+    result = validate_file(file)
+    if result.workflow is None:
+        raise WorkflowInvalid(result.problems)
+    inputs = resolve_inputs(result.workflow, given_inputs)
+    version_id = register_file(store, file)
+    return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)

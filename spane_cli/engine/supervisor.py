@@ -1,0 +1,81 @@
+"""`spane worker --concurrency N`: N single worker processes, replaced when one crashes.
+
+Signal handlers only set flags; the loop acts on them. The first SIGTERM is passed on to the
+children (each finishes its running node and exits); a second one, or SIGINT, kills them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("spane.supervisor")
+
+
+def _child_argv(argv: list[str], index: int, base_name: str) -> list[str]:
+    args: list[str] = []
+    skip = False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--concurrency", "-c", "--name"):
+            skip = True
+            continue
+        if arg.startswith(("--concurrency=", "--name=")):
+            continue
+        args.append(arg)
+    return [
+        sys.executable,
+        "-m",
+        "spane_cli",
+        *args,
+        "--concurrency",
+        "1",
+        "--name",
+        f"{base_name}-{index}",
+    ]
+
+
+def supervise(concurrency: int, argv: list[str], name: str | None) -> int:
+    import socket
+
+    base_name = name or f"{socket.gethostname()}.{os.getpid()}"
+    requests: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        requests.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    burst = "--burst" in argv or any(a.startswith("--max-jobs") for a in argv)
+    children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(index: int) -> None:
+        children[index] = subprocess.Popen(_child_argv(argv, index, base_name))
+
+    for index in range(concurrency):
+        start(index)
+    forwarded = 0
+    while children:
+        if len(requests) > forwarded:
+            hard = forwarded >= 1 or signal.SIGINT in requests[forwarded:]
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            forwarded = len(requests)
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            del children[index]
+            if requests or burst:
+                continue
+            log.warning("worker %s-%s exited with %s; starting a new one", base_name, index, code)
+            start(index)
+        time.sleep(0.1)
+    return 0

@@ -1,0 +1,92 @@
+"""Opening the database named by a URL: PostgreSQL in production, SQLite embedded."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import peewee
+from playhouse.shortcuts import ReconnectMixin
+
+from spane_cli.errors import ServiceUnreachable, UsageError
+
+
+class _ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
+    """Reconnects after the server restarted or our backend was terminated."""
+
+    reconnect_errors = (
+        *ReconnectMixin.reconnect_errors,
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.InterfaceError, "connection already closed"),
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "could not receive data"),
+        (peewee.OperationalError, "SSL connection has been closed"),
+    )
+
+
+def sqlite_path_of(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return unquote(url[len("sqlite:///") :]) if url != "sqlite:///:memory:" else ":memory:"
+    return unquote(url[len("sqlite://") :])
+
+
+def open_database(url: str) -> peewee.Database:
+    """A peewee Database for `url`; connects lazily. Raises UsageError for unknown schemes."""
+    if url.startswith("sqlite:"):
+        path = sqlite_path_of(url)
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            path = "/" + path.lstrip("/") if url.startswith("sqlite:////") else path
+        return peewee.SqliteDatabase(
+            path,
+            timeout=30,
+            pragmas={
+                "journal_mode": "wal",  # readers never block the writer
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 30000,
+            },
+            autoconnect=True,
+        )
+    parsed = urlparse(url)
+    if parsed.scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        params: dict[str, Any] = {
+            "host": parsed.hostname or "localhost",
+            "port": parsed.port or 5432,
+            "user": unquote(parsed.username) if parsed.username else None,
+            "password": unquote(parsed.password) if parsed.password else None,
+            "connect_timeout": 5,
+            "application_name": "spane",
+        }
+        database = parsed.path.lstrip("/") or "postgres"
+        return _ReconnectingPostgres(
+            database, autorollback=True, autoconnect=True, **{k: v for k, v in params.items() if v}
+        )
+    raise UsageError(f"unsupported database URL {url!r}: use postgresql://... or sqlite:///path")
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for messages."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+def check_reachable(database: peewee.Database, url: str) -> None:
+    try:
+        database.connect(reuse_if_open=True)
+        database.execute_sql("SELECT 1")
+    except peewee.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnreachable(f"database unreachable at {describe(url)}: {first}") from None
+
+
+def write_transaction(database: peewee.Database) -> AbstractContextManager[Any]:
+    """A transaction that takes SQLite's write lock up front, so two writers never deadlock
+    upgrading read locks; on PostgreSQL a plain transaction."""
+    if isinstance(database, peewee.SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()

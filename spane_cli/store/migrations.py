@@ -1,0 +1,68 @@
+"""Schema migrations: a numbered list applied in order, recorded in `schema_version`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import peewee
+
+from spane_cli.store import models
+from spane_cli.store.db import write_transaction
+
+
+def _initial(database: peewee.Database) -> None:
+    database.create_tables(
+        [t for t in models.ALL_TABLES if t is not models.SchemaVersion], safe=True
+    )
+
+
+# Append new migrations; never edit one that has shipped.
+MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
+    (1, "initial schema", _initial),
+]
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    current: int  # applied version, 0 for an empty database
+    latest: int
+    pending: list[str]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current >= self.latest
+
+
+def applied_version(database: peewee.Database) -> int:
+    models.database_proxy.initialize(database)
+    if not database.table_exists("schema_version"):
+        return 0
+    row = models.SchemaVersion.select(peewee.fn.MAX(models.SchemaVersion.version)).scalar()
+    return int(row or 0)
+
+
+def migration_status(database: peewee.Database) -> MigrationStatus:
+    current = applied_version(database)
+    pending = [f"{n}: {title}" for n, title, _ in MIGRATIONS if n > current]
+    return MigrationStatus(current, CURRENT_VERSION, pending)
+
+
+def migrate(database: peewee.Database) -> list[str]:
+    """Apply what is pending; safe to run from several processes at once."""
+    models.database_proxy.initialize(database)
+    database.create_tables([models.SchemaVersion], safe=True)
+    applied: list[str] = []
+    for number, title, step in MIGRATIONS:
+        with write_transaction(database):
+            if isinstance(database, peewee.PostgresqlDatabase):
+                # One migrator at a time; the lock ends with the transaction.
+                database.execute_sql("SELECT pg_advisory_xact_lock(726531)")
+            if applied_version(database) >= number:
+                continue
+            step(database)
+            models.SchemaVersion.create(version=number, applied_at=time.time())
+            applied.append(f"{number}: {title}")
+    return applied

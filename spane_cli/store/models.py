@@ -1,0 +1,163 @@
+"""Peewee tables. Times are UTC epoch seconds (float) so both backends order them alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee
+
+database_proxy = peewee.DatabaseProxy()
+
+
+class JSONField(peewee.TextField):
+    """JSON kept as text: identical on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    applied_at = peewee.DoubleField()
+
+
+class WorkflowVersion(BaseModel):
+    id: int  # peewee's implicit primary key, declared for type checkers
+    name = peewee.CharField(max_length=64, index=True)
+    number = peewee.IntegerField()  # 1, 2, ... per workflow name, in registration order
+    content_hash = peewee.CharField(max_length=64)
+    # {"workflow": <the file's data>, "refs": {"sub/x.yaml": <workflow_version id>}}
+    source = JSONField()
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("name", "content_hash"), True), (("name", "number"), True))
+
+
+class Execution(BaseModel):
+    version_id: int  # the foreign key's raw column, declared for type checkers
+    id = peewee.CharField(primary_key=True, max_length=36)
+    version = peewee.ForeignKeyField(WorkflowVersion, backref="executions", on_delete="CASCADE")
+    workflow = peewee.CharField(max_length=64, index=True)
+    status = peewee.CharField(max_length=16, index=True)
+    input = JSONField(null=True)
+    output = JSONField(null=True)
+    error = peewee.TextField(null=True)
+    parent_id = peewee.CharField(max_length=36, null=True, index=True)
+    parent_node_id = peewee.CharField(max_length=128, null=True)
+    depth = peewee.IntegerField(default=0)
+    idempotency_key = peewee.CharField(max_length=255, null=True, unique=True)
+    remaining_nodes = peewee.IntegerField()  # not yet terminal; 0 finishes the execution
+    timeout_at = peewee.DoubleField(null=True)
+    created_at = peewee.DoubleField(index=True)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+
+
+class NodeRun(BaseModel):
+    execution_id: str  # the foreign key's raw column, declared for type checkers
+    execution = peewee.ForeignKeyField(Execution, backref="nodes", on_delete="CASCADE")
+    node_id = peewee.CharField(max_length=128)
+    status = peewee.CharField(max_length=16)
+    attempt = peewee.IntegerField(default=0)  # the current attempt, 0 before the first
+    lost_count = peewee.IntegerField(default=0)  # consecutive attempts lost with their worker
+    waiting_on = peewee.IntegerField()  # parents not yet terminal
+    queue = peewee.CharField(max_length=64, default="default")
+    output = JSONField(null=True)
+    error = peewee.TextField(null=True)
+    items = JSONField(null=True)  # foreach progress {"total": n, "done": m}
+    chosen = JSONField(null=True)  # branch: the children it chose
+    child_execution_id = peewee.CharField(max_length=36, null=True)
+    worker = peewee.CharField(max_length=128, null=True)
+    due_at = peewee.DoubleField(null=True)  # retrying/waiting: when to act again
+    queued_at = peewee.DoubleField(null=True)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = (
+            (("execution", "node_id"), True),
+            (("status", "due_at"), False),
+        )
+
+
+class Event(BaseModel):
+    id = peewee.BigAutoField()
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128, null=True)
+    type = peewee.CharField(max_length=32)
+    data = JSONField(null=True)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("execution_id", "id"), False),)
+
+
+class NodeLog(BaseModel):
+    id = peewee.BigAutoField()
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128)
+    attempt = peewee.IntegerField()
+    text = peewee.TextField()
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("execution_id", "node_id", "id"), False),)
+
+
+class DeadLetter(BaseModel):
+    id = peewee.AutoField()
+    execution_id = peewee.CharField(max_length=36, index=True)
+    workflow = peewee.CharField(max_length=64, index=True)
+    node_id = peewee.CharField(max_length=128)
+    error = peewee.TextField(null=True)
+    attempts = peewee.IntegerField()
+    input = JSONField(null=True)
+    created_at = peewee.DoubleField(index=True)
+    replayed_at = peewee.DoubleField(null=True)
+
+
+class Outbox(BaseModel):
+    """Dispatch intent, written with the state change; deleted when a worker claims the node."""
+
+    id = peewee.BigAutoField()
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128)
+    attempt = peewee.IntegerField()
+    queue = peewee.CharField(max_length=64)
+    created_at = peewee.DoubleField(index=True)
+
+    class Meta:
+        indexes = ((("execution_id", "node_id"), False),)
+
+
+class WorkerHeartbeat(BaseModel):
+    name = peewee.CharField(primary_key=True, max_length=128)
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    queues = JSONField()
+    started_at = peewee.DoubleField()
+    last_seen = peewee.DoubleField(index=True)
+
+
+ALL_TABLES: tuple[type[BaseModel], ...] = (
+    SchemaVersion,
+    WorkflowVersion,
+    Execution,
+    NodeRun,
+    Event,
+    NodeLog,
+    DeadLetter,
+    Outbox,
+    WorkerHeartbeat,
+)

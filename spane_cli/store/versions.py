@@ -1,0 +1,92 @@
+"""Workflow versions: what `spane run` registers, and what workers build the model from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from spane_cli.store.db import write_transaction
+from spane_cli.store.models import WorkflowVersion
+from spane_cli.workflow.model import Workflow, build_workflow
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    id: int
+    number: int
+    workflow: Workflow
+    refs: dict[str, int]  # sub-workflow reference as written -> version id
+    children: dict[str, tuple[str, ...]]  # node id -> child node ids, computed once
+
+
+def content_hash(source: dict[str, Any]) -> str:
+    canonical = json.dumps(source, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def register_version(
+    database: peewee.Database, name: str, data: dict[str, Any], refs: dict[str, int]
+) -> WorkflowVersion:
+    """The version row for this exact content, created when new. Safe under concurrency."""
+    source = {"workflow": data, "refs": refs}
+    digest = content_hash(source)
+    for _ in range(5):
+        existing = WorkflowVersion.get_or_none(
+            (WorkflowVersion.name == name) & (WorkflowVersion.content_hash == digest)
+        )
+        if existing is not None:
+            return existing
+        try:
+            with write_transaction(database):
+                latest = (
+                    WorkflowVersion.select(peewee.fn.MAX(WorkflowVersion.number))
+                    .where(WorkflowVersion.name == name)
+                    .scalar()
+                )
+                return WorkflowVersion.create(
+                    name=name,
+                    number=int(latest or 0) + 1,
+                    content_hash=digest,
+                    source=source,
+                    created_at=time.time(),
+                )
+        except peewee.IntegrityError:
+            continue  # another submitter registered it (or took the number) first
+    raise RuntimeError(f"could not register workflow {name!r}: too much contention")
+
+
+class VersionCache:
+    """Built workflow models by version id; versions never change, so entries never go stale."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._entries: OrderedDict[int, LoadedVersion] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, version_id: int) -> LoadedVersion:
+        cached = self._entries.get(version_id)
+        if cached is not None:
+            self._entries.move_to_end(version_id)
+            return cached
+        row = WorkflowVersion.get_by_id(version_id)
+        workflow = build_workflow(row.source["workflow"])
+        children: dict[str, list[str]] = {node_id: [] for node_id in workflow.nodes}
+        for node in workflow.nodes.values():
+            for parent in node.needs:
+                children[parent].append(node.id)
+        loaded = LoadedVersion(
+            id=row.id,
+            number=row.number,
+            workflow=workflow,
+            refs=dict(row.source.get("refs") or {}),
+            children={k: tuple(v) for k, v in children.items()},
+        )
+        self._entries[version_id] = loaded
+        if len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+        return loaded

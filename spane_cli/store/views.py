@@ -1,0 +1,70 @@
+"""The JSON shapes of SPEC §2: execution, node, dead letter, event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spane_cli.store.models import DeadLetter, Event, Execution, NodeRun, WorkflowVersion
+from spane_cli.timeutil import iso
+
+
+def node_view(row: NodeRun) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "status": row.status,
+        "attempts": row.attempt,
+        "output": row.output,
+        "error": row.error,
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+    }
+    if row.items is not None:
+        view["items"] = row.items
+    return view
+
+
+def execution_view(execution: Execution, with_nodes: bool = True) -> dict[str, Any]:
+    version = WorkflowVersion.get_by_id(execution.version_id)
+    view: dict[str, Any] = {
+        "id": execution.id,
+        "workflow": execution.workflow,
+        "version": version.number,
+        "status": execution.status,
+        "input": execution.input,
+        "output": execution.output,
+        "error": execution.error,
+        "created_at": iso(execution.created_at),
+        "started_at": iso(execution.started_at),
+        "finished_at": iso(execution.finished_at),
+        "parent_id": execution.parent_id,
+    }
+    if with_nodes:
+        order = list(version.source["workflow"]["nodes"])
+        rows = {
+            row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)
+        }
+        view["nodes"] = {node_id: node_view(rows[node_id]) for node_id in order if node_id in rows}
+    return view
+
+
+def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "execution_id": letter.execution_id,
+        "workflow": letter.workflow,
+        "node_id": letter.node_id,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "created_at": iso(letter.created_at),
+        "replayed_at": iso(letter.replayed_at),
+    }
+
+
+def event_view(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "execution_id": event.execution_id,
+        "node_id": event.node_id,
+        "type": event.type,
+        "data": event.data,
+        "time": iso(event.created_at),
+    }

@@ -1,0 +1,244 @@
+"""One store contract, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from spane_cli.engine.states import ExecutionStatus, NodeStatus
+from spane_cli.store.db import open_database
+from spane_cli.store.migrations import migrate, migration_status
+from spane_cli.store.models import DeadLetter, Event, NodeRun, Outbox
+from spane_cli.store.store import Outcome, Store
+from spane_cli.store.versions import register_version
+from spane_cli.store.views import execution_view
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    url = request.getfixturevalue(f"{request.param}_url")
+    database = open_database(url)
+    migrate(database)
+    yield Store(database)
+    database.close()
+
+
+def version(store: Store, nodes: dict[str, Any], **extra: Any) -> int:
+    data = {"version": 1, "name": extra.pop("name", "wf"), "nodes": nodes, **extra}
+    return int(register_version(store.database, data["name"], data, {}).id)
+
+
+def statuses(store: Store, execution_id: str) -> dict[str, str]:
+    return {
+        row.node_id: row.status for row in NodeRun.select().where(NodeRun.execution == execution_id)
+    }
+
+
+def run_all(store: Store, execution_id: str, outcomes: dict[str, Outcome] | None = None) -> None:
+    """Drive an execution to its end the way workers do, in dispatch order."""
+    outcomes = outcomes or {}
+    pending = list(Outbox.select().where(Outbox.execution_id == execution_id))
+    queue = [(r.execution_id, r.node_id, r.attempt) for r in pending]
+    while queue:
+        execution, node, attempt = queue.pop(0)
+        claim = store.claim_node(execution, node, attempt, "w1")
+        if claim is None:
+            continue
+        outcome = outcomes.get(node, Outcome("succeeded", output={"from": node}))
+        for dispatch in store.complete_node(claim, outcome):
+            queue.append((dispatch.execution_id, dispatch.node_id, dispatch.attempt))
+
+
+def test_migrations_are_recorded_and_idempotent(store: Store) -> None:
+    assert migration_status(store.database).up_to_date
+    assert migrate(store.database) == []
+
+
+def test_a_chain_runs_to_success_with_data_passing(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}, "b": {"type": "noop", "needs": ["a"]}})
+    execution_id, created, dispatches = store.create_execution(vid, {"x": 1})
+    assert created and [d.node_id for d in dispatches] == ["a"]
+    run_all(store, execution_id)
+    view = execution_view(store.require_execution(execution_id))
+    assert view["status"] == "succeeded"
+    assert view["output"] == {"b": {"from": "b"}}
+    assert view["nodes"]["a"]["attempts"] == 1
+    assert view["created_at"].endswith("Z") and view["finished_at"].endswith("Z")
+
+
+def test_a_job_delivered_twice_runs_once(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    first = store.claim_node(execution_id, "a", 1, "w1")
+    assert first is not None
+    assert store.claim_node(execution_id, "a", 1, "w2") is None
+    assert store.claim_node(execution_id, "a", 2, "w2") is None
+    store.complete_node(first, Outcome("succeeded", output=1))
+    assert store.complete_node(first, Outcome("failed", error="late")) == []
+    assert statuses(store, execution_id) == {"a": "succeeded"}
+    started = Event.select().where(
+        (Event.execution_id == execution_id) & (Event.type == "node.started")
+    )
+    assert started.count() == 1
+
+
+def test_failure_marks_dependents_upstream_failed_and_writes_a_dead_letter(store: Store) -> None:
+    vid = version(
+        store,
+        {
+            "a": {"type": "noop"},
+            "b": {"type": "noop", "needs": ["a"]},
+            "c": {"type": "noop", "needs": ["b"]},
+            "other": {"type": "noop"},
+        },
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"a": Outcome("failed", error="boom\ndetails")})
+    assert statuses(store, execution_id) == {
+        "a": "failed",
+        "b": "upstream_failed",
+        "c": "upstream_failed",
+        "other": "succeeded",
+    }
+    execution = store.require_execution(execution_id)
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error.startswith("node 'a' failed: boom")
+    letters = list(DeadLetter.select().where(DeadLetter.execution_id == execution_id))
+    assert [(d.node_id, d.attempts) for d in letters] == [("a", 1)]
+
+
+def test_continue_on_fail_counts_as_success_and_passes_null(store: Store) -> None:
+    vid = version(
+        store,
+        {"a": {"type": "noop", "continue_on_fail": True}, "b": {"type": "noop", "needs": ["a"]}},
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"a": Outcome("failed", error="x")})
+    assert statuses(store, execution_id) == {"a": "failed", "b": "succeeded"}
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+    assert DeadLetter.select().where(DeadLetter.execution_id == execution_id).count() == 0
+    claim_input = NodeRun.get(NodeRun.node_id == "a", NodeRun.execution == execution_id)
+    assert claim_input.error == "x"
+
+
+def test_retry_with_zero_delay_requeues_the_next_attempt(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 3}}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    claim = store.claim_node(execution_id, "a", 1, "w")
+    assert claim is not None
+    again = store.complete_node(claim, Outcome("failed", error="flaky"))
+    assert [(d.node_id, d.attempt) for d in again] == [("a", 2)]
+    second = store.claim_node(execution_id, "a", 2, "w")
+    assert second is not None
+    store.complete_node(second, Outcome("succeeded", output="ok"))
+    view = execution_view(store.require_execution(execution_id))
+    assert view["status"] == "succeeded" and view["nodes"]["a"]["attempts"] == 2
+
+
+def test_retry_with_delay_waits_for_the_reconciler(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 2, "delay": "10s"}}})
+    execution_id, _, _ = store.create_execution(vid, None, now=1000.0)
+    claim = store.claim_node(execution_id, "a", 1, "w", now=1000.0)
+    assert claim is not None
+    assert store.complete_node(claim, Outcome("failed", error="e"), now=1001.0) == []
+    assert statuses(store, execution_id) == {"a": "retrying"}
+    assert store.wake_due(now=1005.0) == []
+    due = store.wake_due(now=1011.5)
+    assert [(d.node_id, d.attempt) for d in due] == [("a", 2)]
+
+
+def test_branch_skips_the_children_it_did_not_choose(store: Store) -> None:
+    vid = version(
+        store,
+        {
+            "route": {"type": "branch", "config": {"cases": [{"when": "true", "next": ["yes"]}]}},
+            "yes": {"type": "noop", "needs": ["route"]},
+            "no": {"type": "noop", "needs": ["route"]},
+            "after_no": {"type": "noop", "needs": ["no"]},
+            "join": {"type": "noop", "needs": ["yes", "no"], "trigger": "none_failed"},
+        },
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"route": Outcome("succeeded", chosen=["yes"])})
+    assert statuses(store, execution_id) == {
+        "route": "succeeded",
+        "yes": "succeeded",
+        "no": "skipped",
+        "after_no": "skipped",
+        "join": "succeeded",
+    }
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_fan_in_waits_for_every_parent(store: Store) -> None:
+    parents = {f"p{i}": {"type": "noop"} for i in range(20)}
+    vid = version(store, {**parents, "join": {"type": "noop", "needs": list(parents)}})
+    execution_id, _, dispatches = store.create_execution(vid, None)
+    assert len(dispatches) == 20
+    run_all(store, execution_id)
+    join = NodeRun.get(NodeRun.execution == execution_id, NodeRun.node_id == "join")
+    assert join.status == NodeStatus.SUCCEEDED
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_the_same_idempotency_key_gives_the_same_execution(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}})
+    ids: list[str] = []
+
+    def submit() -> None:
+        execution_id, _, _ = store.create_execution(vid, None, idempotency_key="k-1")
+        ids.append(execution_id)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 1
+
+
+def test_cancel_ends_every_open_node_and_refuses_claims(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}, "b": {"type": "noop", "needs": ["a"]}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    claim = store.claim_node(execution_id, "a", 1, "w")
+    assert claim is not None
+    assert store.cancel(execution_id)
+    assert not store.cancel(execution_id)
+    assert store.complete_node(claim, Outcome("succeeded")) == []
+    assert statuses(store, execution_id) == {"a": "cancelled", "b": "cancelled"}
+    assert store.require_execution(execution_id).status == ExecutionStatus.CANCELLED
+
+
+def test_pause_holds_claims_and_resume_redispatches(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    store.set_paused(execution_id, True)
+    assert store.claim_node(execution_id, "a", 1, "w") is None
+    resumed = store.set_paused(execution_id, False)
+    assert [(d.node_id, d.attempt) for d in resumed] == [("a", 1)]
+    assert store.claim_node(execution_id, "a", 1, "w") is not None
+
+
+def test_a_delay_completes_when_due(store: Store) -> None:
+    vid = version(store, {"wait": {"type": "delay", "config": {"duration": 5}}})
+    execution_id, _, _ = store.create_execution(vid, "in", now=100.0)
+    claim = store.claim_node(execution_id, "wait", 1, "w", now=100.0)
+    assert claim is not None
+    store.complete_node(claim, Outcome("wait", output="in", wait_until=105.0), now=100.0)
+    assert statuses(store, execution_id) == {"wait": "waiting"}
+    store.wake_due(now=104.0)
+    assert statuses(store, execution_id) == {"wait": "waiting"}
+    store.wake_due(now=105.0)
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_the_execution_timeout_fails_it(store: Store) -> None:
+    vid = version(store, {"a": {"type": "noop"}}, timeout="1m")
+    execution_id, _, _ = store.create_execution(vid, None, now=0.0)
+    assert store.expire_timeouts(now=30.0) == []
+    assert store.expire_timeouts(now=61.0) == [execution_id]
+    execution = store.require_execution(execution_id)
+    assert execution.status == ExecutionStatus.FAILED and "timed out" in execution.error
