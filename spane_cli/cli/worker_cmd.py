@@ -56,5 +56,6 @@ def worker(
         name=name or f"{socket.gethostname()}.{os.getpid()}",
         burst=burst,
         max_jobs=max_jobs,
+        handle_signals=True,
     )
     NodeWorker(store, connection, options).run()

@@ -10,6 +10,7 @@ import time
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.store.models import Outbox
 from spane_cli.store.store import Dispatch, Store
+from spane_cli.store.workers import recover_lost_nodes
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
@@ -22,6 +23,7 @@ def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list
     now = time.time() if now is None else now
     dispatches = store.wake_due(now)
     store.expire_timeouts(now)
+    dispatches += recover_lost_nodes(store, now)
     unclaimed = store.pending_dispatches(now - DISPATCH_GRACE_SECONDS)
     lost = dispatcher.missing(unclaimed)
     lost_ids = {(d.execution_id, d.node_id, d.attempt) for d in lost}

@@ -1,19 +1,25 @@
 """The node worker loop: take a job from RQ, claim, run, complete, dispatch the children.
 
 Composes RQ's queue primitives (no fork per job, no subclassing of RQ's Worker): the database
-decides what runs, so a job is only a hint to look at one node attempt.
+decides what runs, so a job is only a hint to look at one node attempt. A heartbeat thread
+keeps this worker's row fresh so the reconciler of any worker can tell it is alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import peewee
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -23,11 +29,14 @@ from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.states import ExecutionStatus
 from spane_cli.store.models import Execution
-from spane_cli.store.store import Store
+from spane_cli.store.store import ClaimedNode, Dispatch, Outcome, Store
+from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, beat, forget
 
 log = logging.getLogger("spane.worker")
 
 RECONCILE_EVERY_SECONDS = 1.0
+OUTAGE_BACKOFF_MAX_SECONDS = 5.0
+_SERVICE_ERRORS = (RedisError, OSError, peewee.OperationalError, peewee.InterfaceError)
 
 
 @dataclass
@@ -37,6 +46,7 @@ class WorkerOptions:
     burst: bool = False
     max_jobs: int | None = None
     poll_seconds: int = 1
+    handle_signals: bool = False
 
 
 class NodeWorker:
@@ -56,32 +66,86 @@ class NodeWorker:
         self.secrets = secrets_from_environment()
         self.jobs_done = 0
         self._next_reconcile = 0.0
+        self._stop_requested = threading.Event()  # finish the running node, then exit
+        self._abort_requested = threading.Event()  # stop now; the reconciler re-dispatches
+        self._heartbeat_stop = threading.Event()
+
+    # -- signals: handlers only set flags ------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT or self._stop_requested.is_set():
+            self._abort_requested.set()
+        self._stop_requested.set()
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _stopping(self) -> bool:
+        return self._stop_requested.is_set() or self.should_stop()
+
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        host, pid = socket.gethostname(), os.getpid()
+        while not self._heartbeat_stop.wait(HEARTBEAT_EVERY_SECONDS):
+            try:
+                beat(self.options.name, host, pid, self.options.queues)
+            except _SERVICE_ERRORS as exc:
+                log.warning("heartbeat failed: %s", _one_line(exc))
+                _reset_connection(self.store)
+
+    # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        while not self.should_stop():
-            now = time.time()
-            if now >= self._next_reconcile:
-                self._next_reconcile = now + RECONCILE_EVERY_SECONDS
-                reconcile.tick(self.store, self.dispatcher, now)
-            popped = Queue.lpop(self.queue_keys, timeout=None, connection=self.connection)
+        if self.options.handle_signals:
+            self._install_signal_handlers()
+        beat(self.options.name, socket.gethostname(), os.getpid(), self.options.queues)
+        heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
+        heart.start()
+        log.info("worker %s serving %s", self.options.name, ", ".join(self.options.queues))
+        backoff = 0.5
+        try:
+            while not self._stopping():
+                try:
+                    if self._step():
+                        return
+                    backoff = 0.5
+                except _SERVICE_ERRORS as exc:
+                    log.warning("service error, retrying in %.1fs: %s", backoff, _one_line(exc))
+                    _reset_connection(self.store)
+                    self._stop_requested.wait(backoff)
+                    backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
+        finally:
+            self._heartbeat_stop.set()
+            heart.join(timeout=5)
+            # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
+            with contextlib.suppress(_SERVICE_ERRORS):
+                forget(self.options.name)
+            log.info("worker %s stopped after %d jobs", self.options.name, self.jobs_done)
+
+    def _step(self) -> bool:
+        """One job or one wait; True when the worker should exit."""
+        now = time.time()
+        if now >= self._next_reconcile:
+            self._next_reconcile = now + RECONCILE_EVERY_SECONDS
+            reconcile.tick(self.store, self.dispatcher, now)
+        popped = Queue.lpop(self.queue_keys, timeout=None, connection=self.connection)
+        if popped is None:
+            if self.options.burst and not self._work_left():
+                return True
+            popped = self._wait_for_job()
             if popped is None:
-                if self.options.burst and not self._work_due_soon():
-                    return
-                popped = self._wait_for_job()
-                if popped is None:
-                    continue
-            self._process(popped[1])
-            self.jobs_done += 1
-            if self.options.max_jobs is not None and self.jobs_done >= self.options.max_jobs:
-                return
+                return False
+        self._process(popped[1])
+        self.jobs_done += 1
+        return self.options.max_jobs is not None and self.jobs_done >= self.options.max_jobs
 
     def _wait_for_job(self) -> tuple[bytes | str, bytes | str] | None:
-        # BLPOP for at most the time left before the next reconcile tick.
-        wait = max(1, int(self._next_reconcile - time.time() + 0.999))
-        result = self.connection.blpop(self.queue_keys, min(wait, self.options.poll_seconds))
+        result = self.connection.blpop(self.queue_keys, self.options.poll_seconds)
         return (result[0], result[1]) if result else None
 
-    def _work_due_soon(self) -> bool:
+    def _work_left(self) -> bool:
         """Burst mode keeps going while any execution could still give us work."""
         return (
             Execution.select()
@@ -93,6 +157,8 @@ class NodeWorker:
         job_id = raw_job_id.decode() if isinstance(raw_job_id, bytes) else raw_job_id
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except RedisError:
+            raise
         except Exception:
             return  # the hash is gone (flushed); the reconciler re-sends from the outbox
         execution_id, node_id, attempt = job.args
@@ -101,23 +167,53 @@ class NodeWorker:
         if claim is None:
             return  # duplicate, late or stale: somebody else has it, or it is over
         outcome = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
+        if self._abort_requested.is_set():
+            return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
         if outcome.status == "failed":
             first = (outcome.error or "failed").splitlines()[0]
             log.warning(
                 "node %s of %s failed (attempt %s): %s", node_id, execution_id, attempt, first
             )
-        dispatches = self.store.complete_node(claim, outcome)
-        self.dispatcher.enqueue(dispatches)
+        self._enqueue(self._complete(claim, outcome))
 
-    @staticmethod
-    def _cancel_check(execution_id: str) -> Callable[[], bool]:
+    def _complete(self, claim: ClaimedNode, outcome: Outcome) -> list[Dispatch]:
+        """Record the outcome, waiting out a database outage: the work is done, keep its result."""
+        backoff = 0.5
+        while True:
+            try:
+                return self.store.complete_node(claim, outcome)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if self._abort_requested.is_set():
+                    return []
+                log.warning("could not record node %s, retrying: %s", claim.node_id, _one_line(exc))
+                _reset_connection(self.store)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
+
+    def _enqueue(self, dispatches: list[Dispatch]) -> None:
+        try:
+            self.dispatcher.enqueue(dispatches)
+        except RedisError as exc:
+            # The outbox rows stay; the reconciler sends them when Redis is back.
+            log.warning("could not enqueue %d jobs: %s", len(dispatches), _one_line(exc))
+
+    def _cancel_check(self, execution_id: str) -> Callable[[], bool]:
         last = [0.0, False]
 
         def cancelled() -> bool:
+            if self._abort_requested.is_set():
+                return True
             now = time.time()
             if now - last[0] >= 1.0:
                 last[0] = now
-                row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
+                try:
+                    row = (
+                        Execution.select(Execution.status)
+                        .where(Execution.id == execution_id)
+                        .first()
+                    )
+                except _SERVICE_ERRORS:
+                    return False
                 last[1] = row is None or row.status in (
                     ExecutionStatus.CANCELLED,
                     ExecutionStatus.FAILED,
@@ -125,3 +221,16 @@ class NodeWorker:
             return bool(last[1])
 
         return cancelled
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _reset_connection(store: Store) -> None:
+    try:
+        if not store.database.is_closed():
+            store.database.close()
+    except Exception:  # closing a broken connection may itself fail; a new one is opened next
+        pass

@@ -289,6 +289,7 @@ class Store:
         outcome: Outcome,
         now: float,
         batch: _Batch,
+        use_attempt: bool = True,
     ) -> bool:
         execution = Execution.get_or_none(Execution.id == execution_id)
         if execution is None:
@@ -362,7 +363,7 @@ class Store:
                 execution, version, node_id, attempt, guard, outcome, now, batch
             )
         # failed
-        next_delay = scheduler.next_retry_delay(node, attempt)
+        next_delay = scheduler.next_retry_delay(node, attempt) if use_attempt else None
         if next_delay is not None:
             changed = (
                 NodeRun.update(
