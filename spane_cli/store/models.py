@@ -70,6 +70,9 @@ class NodeRun(BaseModel):
     node_id = peewee.CharField(max_length=128)
     status = peewee.CharField(max_length=16)
     attempt = peewee.IntegerField(default=0)  # the current attempt, 0 before the first
+    # Attempts used before the last replay/retry: a reopened node gets a fresh retry budget
+    # while attempt numbers keep growing, so jobs of old attempts stay stale.
+    attempt_offset = peewee.IntegerField(default=0)
     lost_count = peewee.IntegerField(default=0)  # consecutive attempts lost with their worker
     waiting_on = peewee.IntegerField()  # parents not yet terminal
     queue = peewee.CharField(max_length=64, default="default")

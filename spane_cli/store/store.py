@@ -363,7 +363,14 @@ class Store:
                 execution, version, node_id, attempt, guard, outcome, now, batch
             )
         # failed
-        next_delay = scheduler.next_retry_delay(node, attempt) if use_attempt else None
+        offset = (
+            NodeRun.select(NodeRun.attempt_offset)
+            .where((NodeRun.execution == execution_id) & (NodeRun.node_id == node_id))
+            .scalar()
+            or 0
+        )
+        budget_used = attempt - int(offset)
+        next_delay = scheduler.next_retry_delay(node, budget_used) if use_attempt else None
         if next_delay is not None:
             changed = (
                 NodeRun.update(
@@ -420,7 +427,7 @@ class Store:
                 workflow=execution.workflow,
                 node_id=node_id,
                 error=outcome.error or "failed",
-                attempts=attempt,
+                attempts=attempt - int(offset),
                 input=inputs,
                 created_at=now,
             )

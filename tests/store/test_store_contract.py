@@ -242,3 +242,72 @@ def test_the_execution_timeout_fails_it(store: Store) -> None:
     assert store.expire_timeouts(now=61.0) == [execution_id]
     execution = store.require_execution(execution_id)
     assert execution.status == ExecutionStatus.FAILED and "timed out" in execution.error
+
+
+def test_replaying_a_dead_letter_finishes_the_execution_once(store: Store) -> None:
+    from spane_cli.errors import OperationFailed
+    from spane_cli.store.reopen import replay_dead_letter
+
+    vid = version(
+        store,
+        {
+            "a": {"type": "noop", "retry": {"attempts": 2}},
+            "b": {"type": "noop", "needs": ["a"]},
+        },
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"a": Outcome("failed", error="down")})
+    assert statuses(store, execution_id) == {"a": "failed", "b": "upstream_failed"}
+    letter = DeadLetter.get(DeadLetter.execution_id == execution_id)
+    assert letter.attempts == 2
+    dispatches = replay_dead_letter(store, letter.id)
+    assert [(d.node_id, d.attempt) for d in dispatches] == [("a", 3)]
+    assert store.require_execution(execution_id).status == ExecutionStatus.RUNNING
+    queue = [(d.execution_id, d.node_id, d.attempt) for d in dispatches]
+    while queue:
+        claim = store.claim_node(*queue.pop(0), "w")
+        assert claim is not None
+        for d in store.complete_node(claim, Outcome("succeeded", output="fixed")):
+            queue.append((d.execution_id, d.node_id, d.attempt))
+    assert statuses(store, execution_id) == {"a": "succeeded", "b": "succeeded"}
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+    assert DeadLetter.get_by_id(letter.id).replayed_at is not None
+    with pytest.raises(OperationFailed):
+        replay_dead_letter(store, letter.id)
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_a_replayed_node_gets_a_fresh_retry_budget(store: Store) -> None:
+    from spane_cli.store.reopen import replay_dead_letter
+
+    vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 2}}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"a": Outcome("failed", error="down")})
+    letter = DeadLetter.get(DeadLetter.execution_id == execution_id)
+    (first,) = replay_dead_letter(store, letter.id)
+    claim = store.claim_node(first.execution_id, "a", first.attempt, "w")
+    assert claim is not None
+    again = store.complete_node(claim, Outcome("failed", error="still down"))
+    assert [(d.node_id, d.attempt) for d in again] == [("a", 4)]
+
+
+def test_retry_reruns_only_what_failed(store: Store) -> None:
+    from spane_cli.store.reopen import retry_execution
+
+    vid = version(
+        store,
+        {
+            "ok": {"type": "noop"},
+            "bad": {"type": "noop"},
+            "end": {"type": "noop", "needs": ["ok", "bad"]},
+        },
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"bad": Outcome("failed", error="x")})
+    dispatches = retry_execution(store, execution_id)
+    assert [d.node_id for d in dispatches] == ["bad"]
+    run_all(store, execution_id)
+    view = execution_view(store.require_execution(execution_id))
+    assert view["status"] == "succeeded"
+    assert view["nodes"]["ok"]["attempts"] == 1
+    assert view["nodes"]["bad"]["attempts"] == 2

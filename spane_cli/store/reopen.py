@@ -1,0 +1,158 @@
+"""Reopening failed work: `spane dlq replay` and `spane retry`.
+
+The only way a terminal state changes (SPEC §3.5): failed nodes go back on a queue with a fresh
+retry budget, their `upstream_failed` descendants become pending again, the execution is
+running again, and all of it is recorded as events in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from spane_cli.engine.states import ExecutionStatus, NodeStatus
+from spane_cli.errors import NotFound, OperationFailed
+from spane_cli.store import events
+from spane_cli.store.db import write_transaction
+from spane_cli.store.models import DeadLetter, Execution, NodeRun, Outbox
+from spane_cli.store.store import Dispatch, Store
+from spane_cli.workflow.dag import descendants
+
+
+def _reopen(
+    store: Store, execution_id: str, failed_nodes: Iterable[str], now: float
+) -> list[Dispatch]:
+    """Inside a transaction: reopen `failed_nodes` and their upstream_failed descendants."""
+    execution = Execution.get_by_id(execution_id)
+    version = store.versions.get(execution.version_id)
+    workflow = version.workflow
+    rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == execution_id)}
+    targets = [n for n in failed_nodes if rows[n].status == NodeStatus.FAILED]
+    if not targets:
+        return []
+    needs = {node_id: list(node.needs) for node_id, node in workflow.nodes.items()}
+    reset: set[str] = set()
+    for target in targets:
+        for child in descendants(needs, target):
+            if rows[child].status == NodeStatus.UPSTREAM_FAILED:
+                reset.add(child)
+    reopened = set(targets) | reset
+    dispatches: list[Dispatch] = []
+    for node_id in targets:
+        row = rows[node_id]
+        NodeRun.update(
+            status=NodeStatus.QUEUED,
+            attempt=row.attempt + 1,
+            attempt_offset=row.attempt,
+            lost_count=0,
+            error=None,
+            output=None,
+            queued_at=now,
+            started_at=None,
+            finished_at=None,
+            due_at=None,
+        ).where(
+            (NodeRun.execution == execution_id)
+            & (NodeRun.node_id == node_id)
+            & (NodeRun.status == NodeStatus.FAILED)
+        ).execute()
+        dispatch = Dispatch(execution_id, node_id, row.attempt + 1, workflow.nodes[node_id].queue)
+        dispatches.append(dispatch)
+        events.emit(execution_id, events.NODE_QUEUED, now, node_id, attempt=row.attempt + 1)
+    for node_id in sorted(reset):
+        waiting_on = sum(1 for parent in needs[node_id] if parent in reopened)
+        NodeRun.update(
+            status=NodeStatus.PENDING,
+            waiting_on=waiting_on,
+            error=None,
+            output=None,
+            finished_at=None,
+        ).where(
+            (NodeRun.execution == execution_id)
+            & (NodeRun.node_id == node_id)
+            & (NodeRun.status == NodeStatus.UPSTREAM_FAILED)
+        ).execute()
+    store._write_outbox(dispatches, now)
+    Execution.update(
+        status=ExecutionStatus.RUNNING,
+        finished_at=None,
+        error=None,
+        output=None,
+        remaining_nodes=Execution.remaining_nodes + len(reopened),
+    ).where(Execution.id == execution_id).execute()
+    events.emit(execution_id, events.EXECUTION_RETRIED, now, nodes=sorted(reopened))
+    return dispatches
+
+
+def replay_dead_letter(store: Store, letter_id: int, now: float | None = None) -> list[Dispatch]:
+    """Reopen the node of one dead letter; refused when it was replayed before."""
+    now = time.time() if now is None else now
+    with write_transaction(store.database):
+        letter = DeadLetter.get_or_none(DeadLetter.id == letter_id)
+        if letter is None:
+            raise NotFound(f"no dead letter {letter_id}")
+        if letter.replayed_at is not None:
+            raise OperationFailed(f"dead letter {letter_id} was already replayed")
+        execution = Execution.get_or_none(Execution.id == letter.execution_id)
+        if execution is None:
+            raise NotFound(f"execution {letter.execution_id} of dead letter {letter_id} is gone")
+        if execution.status == ExecutionStatus.CANCELLED:
+            raise OperationFailed(f"execution {execution.id} was cancelled; resubmit it instead")
+        claimed = (
+            DeadLetter.update(replayed_at=now)
+            .where((DeadLetter.id == letter_id) & (DeadLetter.replayed_at.is_null()))
+            .execute()
+        )
+        if claimed != 1:
+            raise OperationFailed(f"dead letter {letter_id} was already replayed")
+        dispatches = _reopen(store, letter.execution_id, [letter.node_id], now)
+        if not dispatches:
+            raise OperationFailed(
+                f"node {letter.node_id!r} of execution {letter.execution_id} is no longer failed"
+            )
+        events.emit(
+            letter.execution_id,
+            events.DEAD_LETTER_REPLAYED,
+            now,
+            letter.node_id,
+            dead_letter=letter_id,
+        )
+    return dispatches
+
+
+def retry_execution(store: Store, execution_id: str, now: float | None = None) -> list[Dispatch]:
+    """Re-run only the failed nodes (and their upstream_failed descendants) of an execution."""
+    now = time.time() if now is None else now
+    with write_transaction(store.database):
+        execution = Execution.get_or_none(Execution.id == execution_id)
+        if execution is None:
+            raise NotFound(f"no execution {execution_id!r}")
+        if execution.status != ExecutionStatus.FAILED:
+            raise OperationFailed(
+                f"execution {execution_id} is {execution.status}; only failed ones can be retried"
+            )
+        failed = [
+            row.node_id
+            for row in NodeRun.select(NodeRun.node_id).where(
+                (NodeRun.execution == execution_id) & (NodeRun.status == NodeStatus.FAILED)
+            )
+        ]
+        dispatches = _reopen(store, execution_id, failed, now)
+        if not dispatches:
+            raise OperationFailed(f"execution {execution_id} has no failed node to retry")
+        DeadLetter.update(replayed_at=now).where(
+            (DeadLetter.execution_id == execution_id)
+            & (DeadLetter.node_id.in_(failed))
+            & (DeadLetter.replayed_at.is_null())
+        ).execute()
+    return dispatches
+
+
+def purge_dead_letters(letter_ids: list[int] | None) -> int:
+    query = DeadLetter.delete()
+    if letter_ids is not None:
+        query = query.where(DeadLetter.id.in_(letter_ids))
+    return int(query.execute())
+
+
+__all__ = ["Outbox", "purge_dead_letters", "replay_dead_letter", "retry_execution"]
