@@ -8,8 +8,18 @@ from typing import Annotated
 import typer
 
 from spane_cli import __version__
-from spane_cli.cli import graph_cmd, inspect_cmds, run_cmd, validate_cmd, worker_cmd
+from spane_cli.cli import (
+    graph_cmd,
+    health_cmd,
+    history_cmds,
+    inspect_cmds,
+    lifecycle_cmds,
+    run_cmd,
+    validate_cmd,
+    worker_cmd,
+)
 from spane_cli.cli.db_cmd import db_app
+from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import hoist_global_options
 from spane_cli.cli.render import error_line
 from spane_cli.config import OutputFormat, Settings, resolve_settings
@@ -78,6 +88,15 @@ app.command("run", help=run_cmd.HELP)(run_cmd.run)
 app.command("worker", help=worker_cmd.HELP)(worker_cmd.worker)
 app.command("get", help=inspect_cmds.GET_HELP)(inspect_cmds.get)
 app.command("list", help=inspect_cmds.LIST_HELP)(inspect_cmds.list_executions)
+app.command("events")(history_cmds.events)
+app.command("logs")(history_cmds.logs)
+app.command("cancel")(lifecycle_cmds.cancel)
+app.command("pause")(lifecycle_cmds.pause)
+app.command("resume")(lifecycle_cmds.resume)
+app.command("retry")(lifecycle_cmds.retry)
+app.command("resubmit")(lifecycle_cmds.resubmit)
+app.add_typer(dlq_app, name="dlq")
+app.command("health")(health_cmd.health)
 app.add_typer(db_app, name="db")
 
 

@@ -1,0 +1,176 @@
+"""`spane dlq list|show|replay|purge`: nodes that failed for good."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from spane_cli.cli.services import store_and_dispatcher, store_only
+
+dlq_app = typer.Typer(
+    help="Dead letters: nodes that failed their last attempt. Fix the cause, then replay.",
+    no_args_is_help=True,
+)
+
+
+@dlq_app.command("list")
+def list_letters(
+    ctx: typer.Context,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Created within, e.g. 1d.", metavar="DUR")
+    ] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
+) -> None:
+    """Dead letters, newest first (not yet replayed, unless --all). -o json: a bare array."""
+    from rich.table import Table
+
+    from spane_cli.cli.render import print_data
+    from spane_cli.cli.tables import console
+    from spane_cli.errors import UsageError
+    from spane_cli.store.models import DeadLetter
+    from spane_cli.store.views import dead_letter_view
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    current, _ = store_only(ctx)
+    query = DeadLetter.select().order_by(DeadLetter.id.desc())
+    if not all_letters:
+        query = query.where(DeadLetter.replayed_at.is_null())
+    if workflow:
+        query = query.where(DeadLetter.workflow == workflow)
+    if since:
+        try:
+            query = query.where(DeadLetter.created_at >= time.time() - parse_duration(since))
+        except DurationError as exc:
+            raise UsageError(f"--since: {exc}") from None
+    views = [dead_letter_view(letter) for letter in query]
+    if print_data(views, current.output):
+        return
+    table = Table(show_edge=False)
+    for column in ("id", "workflow", "node", "execution", "attempts", "created", "error"):
+        table.add_column(column)
+    for view in views:
+        error = (view["error"] or "").splitlines()[0][:50] if view["error"] else ""
+        table.add_row(
+            str(view["id"]),
+            view["workflow"],
+            view["node_id"],
+            view["execution_id"],
+            str(view["attempts"]),
+            view["created_at"],
+            error,
+        )
+    console().print(table)
+
+
+@dlq_app.command("show")
+def show(
+    ctx: typer.Context,
+    letter_id: Annotated[int, typer.Argument(help="The dead letter id.", metavar="ID")],
+) -> None:
+    """One dead letter: error, attempts, the input the node got, the tail of its logs."""
+    from spane_cli.cli.render import print_data
+    from spane_cli.errors import NotFound
+    from spane_cli.store.models import DeadLetter, NodeLog
+    from spane_cli.store.views import dead_letter_view
+
+    current, _ = store_only(ctx)
+    letter = DeadLetter.get_or_none(DeadLetter.id == letter_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {letter_id}")
+    logs = "".join(
+        row.text
+        for row in NodeLog.select()
+        .where((NodeLog.execution_id == letter.execution_id) & (NodeLog.node_id == letter.node_id))
+        .order_by(NodeLog.id)
+    )
+    view = {**dead_letter_view(letter), "input": letter.input, "logs_tail": logs[-4000:]}
+    if print_data(view, current.output):
+        return
+    for key in (
+        "id",
+        "workflow",
+        "execution_id",
+        "node_id",
+        "attempts",
+        "created_at",
+        "replayed_at",
+    ):
+        sys.stdout.write(f"{key:>13}: {view[key]}\n")
+    sys.stdout.write(f"{'input':>13}: {view['input']!r}\n")
+    sys.stdout.write(f"{'error':>13}: {view['error']}\n")
+    if view["logs_tail"]:
+        sys.stdout.write("--- logs (tail) ---\n" + view["logs_tail"])
+        if not view["logs_tail"].endswith("\n"):
+            sys.stdout.write("\n")
+
+
+@dlq_app.command("replay")
+def replay(
+    ctx: typer.Context,
+    letter_ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead letter ids.", metavar="ID...")
+    ] = None,
+    all_letters: Annotated[
+        bool, typer.Option("--all", help="Every dead letter not yet replayed.")
+    ] = False,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", help="Those of one workflow.", metavar="W")
+    ] = None,
+) -> None:
+    """Reopen the failed node with fresh attempts, reset what it blocked, and continue the
+    execution. A dead letter is replayed once: replaying it again exits 1 and changes nothing."""
+    from spane_cli.errors import OperationFailed, SpaneError, UsageError
+    from spane_cli.store.models import DeadLetter
+    from spane_cli.store.reopen import replay_dead_letter
+
+    if not letter_ids and not all_letters and not workflow:
+        raise UsageError("give dead letter ids, --all or --workflow W")
+    current, store, dispatcher = store_and_dispatcher(ctx)
+    ids = list(letter_ids or [])
+    if all_letters or workflow:
+        query = DeadLetter.select(DeadLetter.id).where(DeadLetter.replayed_at.is_null())
+        if workflow:
+            query = query.where(DeadLetter.workflow == workflow)
+        ids += [row.id for row in query.order_by(DeadLetter.id)]
+    failures: list[SpaneError] = []
+    for letter_id in ids:
+        try:
+            dispatcher.enqueue(replay_dead_letter(store, letter_id))
+        except SpaneError as exc:
+            failures.append(exc)
+            sys.stderr.write(f"spane: {exc.message}\n")
+            continue
+        if not current.quiet:
+            sys.stdout.write(f"replayed {letter_id}\n")
+    if failures:
+        if len(failures) == 1 and len(ids) == 1:
+            raise typer.Exit(int(failures[0].exit_code))
+        raise OperationFailed(f"{len(failures)} of {len(ids)} dead letters were not replayed")
+
+
+@dlq_app.command("purge")
+def purge(
+    ctx: typer.Context,
+    letter_ids: Annotated[
+        list[int] | None, typer.Argument(help="Dead letter ids.", metavar="ID...")
+    ] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Delete dead letters (the executions and their history stay)."""
+    from spane_cli.errors import NotFound, UsageError
+    from spane_cli.store.reopen import purge_dead_letters
+
+    if not letter_ids and not all_letters:
+        raise UsageError("give dead letter ids or --all")
+    current, _ = store_only(ctx)
+    removed = purge_dead_letters(None if all_letters else list(letter_ids or []))
+    if letter_ids and not all_letters and removed < len(letter_ids):
+        raise NotFound(f"{len(letter_ids) - removed} of the dead letters did not exist")
+    if not current.quiet:
+        sys.stdout.write(f"purged {removed}\n")

@@ -1,0 +1,97 @@
+"""`spane health`: is this installation able to run work? The answer is the exit code."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+
+
+def health(ctx: typer.Context) -> None:
+    """Redis ping, database and schema version, live workers, queue depths. Exit 0 healthy,
+    1 degraded (no live worker, pending migrations), 3 Redis or database unreachable."""
+    from spane_cli.cli.render import print_data
+    from spane_cli.cli.services import settings
+    from spane_cli.engine.connections import database_url, open_redis, open_store
+    from spane_cli.errors import ExitCode, ServiceUnreachable
+    from spane_cli.store.db import describe
+    from spane_cli.store.migrations import migration_status
+
+    current = settings(ctx)
+    report: dict[str, Any] = {"status": "healthy", "problems": []}
+    unreachable = False
+    try:
+        connection = open_redis(current.redis_url)
+        started = time.perf_counter()
+        connection.ping()
+        report["redis"] = {
+            "url": describe(current.redis_url),
+            "ok": True,
+            "ping_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+    except ServiceUnreachable as exc:
+        connection = None
+        unreachable = True
+        report["redis"] = {"url": describe(current.redis_url), "ok": False, "error": exc.message}
+        report["problems"].append(exc.message)
+    try:
+        store = open_store(current, migrate_if_needed=False)
+        status = migration_status(store.database)
+        report["database"] = {
+            "url": describe(database_url(current)),
+            "ok": True,
+            "schema_version": status.current,
+            "latest_schema_version": status.latest,
+        }
+        if not status.up_to_date:
+            report["problems"].append("database schema is behind: run `spane db migrate`")
+    except ServiceUnreachable as exc:
+        store = None
+        unreachable = True
+        report["database"] = {
+            "url": describe(database_url(current)),
+            "ok": False,
+            "error": exc.message,
+        }
+        report["problems"].append(exc.message)
+    if store is not None and report["database"]["schema_version"] > 0:
+        from spane_cli.store.workers import live_workers
+        from spane_cli.timeutil import iso
+
+        workers = live_workers()
+        report["workers"] = [
+            {
+                "name": w.name,
+                "host": w.host,
+                "pid": w.pid,
+                "queues": w.queues,
+                "last_seen": iso(w.last_seen),
+            }
+            for w in workers
+        ]
+        if not workers:
+            report["problems"].append("no live worker: start `spane worker`")
+        if connection is not None:
+            queues = sorted({q for w in workers for q in w.queues} | {"default"})
+            report["queues"] = {q: int(connection.llen(f"rq:queue:{q}")) for q in queues}
+    if unreachable:
+        report["status"] = "unreachable"
+    elif report["problems"]:
+        report["status"] = "degraded"
+    if not print_data(report, current.output):
+        sys.stdout.write(f"status: {report['status']}\n")
+        for key in ("redis", "database"):
+            part = report.get(key, {})
+            sys.stdout.write(f"{key}: {'ok' if part.get('ok') else 'DOWN'} {part.get('url', '')}\n")
+        for worker in report.get("workers", []):
+            sys.stdout.write(f"worker: {worker['name']} queues={','.join(worker['queues'])}\n")
+        for queue, depth in report.get("queues", {}).items():
+            sys.stdout.write(f"queue: {queue} depth={depth}\n")
+        for problem in report["problems"]:
+            sys.stderr.write(f"spane: {problem}\n")
+    if unreachable:
+        raise typer.Exit(int(ExitCode.UNREACHABLE))
+    if report["problems"]:
+        raise typer.Exit(int(ExitCode.FAILED))

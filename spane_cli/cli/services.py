@@ -1,0 +1,35 @@
+"""What most commands need: settings, the store and (for dispatching) Redis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from spane_cli.config import Settings
+    from spane_cli.engine.dispatch import Dispatcher
+    from spane_cli.store.store import Store
+
+
+def settings(ctx: typer.Context) -> Settings:
+    from spane_cli.cli.app import settings_of
+
+    return settings_of(ctx)
+
+
+def store_and_dispatcher(ctx: typer.Context) -> tuple[Settings, Store, Dispatcher]:
+    """Redis is checked first: nothing is written when it cannot carry the jobs."""
+    from spane_cli.engine.connections import open_redis, open_store
+    from spane_cli.engine.dispatch import Dispatcher
+
+    current = settings(ctx)
+    connection = open_redis(current.redis_url)
+    return current, open_store(current), Dispatcher(connection)
+
+
+def store_only(ctx: typer.Context) -> tuple[Settings, Store]:
+    from spane_cli.engine.connections import open_store
+
+    current = settings(ctx)
+    return current, open_store(current)
