@@ -16,6 +16,7 @@ from spane_cli.cli import (
     lifecycle_cmds,
     run_cmd,
     validate_cmd,
+    watch_cmd,
     worker_cmd,
 )
 from spane_cli.cli.db_cmd import db_app
@@ -88,6 +89,7 @@ app.command("run", help=run_cmd.HELP)(run_cmd.run)
 app.command("worker", help=worker_cmd.HELP)(worker_cmd.worker)
 app.command("get", help=inspect_cmds.GET_HELP)(inspect_cmds.get)
 app.command("list", help=inspect_cmds.LIST_HELP)(inspect_cmds.list_executions)
+app.command("watch")(watch_cmd.watch)
 app.command("events")(history_cmds.events)
 app.command("logs")(history_cmds.logs)
 app.command("cancel")(lifecycle_cmds.cancel)

@@ -86,7 +86,7 @@ def run(
             settings, file, given, idempotency_key, wait_limit, concurrency
         )
     else:
-        status = _run_remote(settings, file, given, idempotency_key, wait or watch, wait_limit)
+        status = _run_remote(settings, file, given, idempotency_key, wait, watch, wait_limit)
     if status is not None:
         raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
@@ -126,6 +126,7 @@ def _run_remote(
     given: dict[str, Any],
     idempotency_key: str | None,
     wait: bool,
+    watch: bool,
     wait_limit: float | None,
 ) -> str | None:
     from spane_cli.engine.connections import open_redis, open_store
@@ -142,6 +143,10 @@ def _run_remote(
     execution_id, created, dispatches = submit(store, file, given, idempotency_key=idempotency_key)
     Dispatcher(connection).enqueue(dispatches)
     announce(execution_id, created, settings)
+    if watch:
+        from spane_cli.cli.watch_cmd import follow_execution
+
+        return follow_execution(store, execution_id, settings)
     if not wait:
         return None
     return wait_for_end(store, execution_id, wait_limit, settings)

@@ -120,7 +120,7 @@ class NodeWorker:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
-            with contextlib.suppress(_SERVICE_ERRORS):
+            with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.options.name)
             log.info("worker %s stopped after %d jobs", self.options.name, self.jobs_done)
 

@@ -1,0 +1,92 @@
+"""The live view of `spane watch` and `spane run --watch`: pure rendering from views."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from spane_cli.cli.tables import STATUS_STYLE
+from spane_cli.timeutil import parse_iso
+
+FINISHED = {"succeeded", "failed", "skipped", "cancelled", "upstream_failed"}
+
+
+def _duration(start: str | None, end: str | None, now: float) -> str:
+    if not start:
+        return ""
+    seconds = (parse_iso(end) if end else now) - parse_iso(start)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def execution_panel(
+    view: dict[str, Any], node_types: dict[str, str], now: float | None = None
+) -> RenderableType:
+    now = time.time() if now is None else now
+    nodes = view["nodes"]
+    done = sum(1 for n in nodes.values() if n["status"] in FINISHED)
+    style = STATUS_STYLE.get(view["status"], "")
+    header = Text.assemble(
+        (view["workflow"], "bold"),
+        f" v{view['version']}  {view['id']}  ",
+        (view["status"], style),
+        f"  elapsed {_duration(view['created_at'], view['finished_at'], now)}",
+    )
+    progress = Table.grid(padding=(0, 1))
+    progress.add_row(
+        ProgressBar(total=max(len(nodes), 1), completed=done, width=40),
+        f"{done}/{len(nodes)} nodes",
+    )
+    table = Table(show_edge=False, expand=False)
+    for column in ("node", "type", "status", "attempts", "duration", "started", "error"):
+        table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
+    for node_id, node in nodes.items():
+        status = node["status"]
+        items = node.get("items")
+        if items:
+            status_text = Text.assemble(
+                (status, STATUS_STYLE.get(status, "")), f" {items['done']}/{items['total']}"
+            )
+        else:
+            status_text = Text(status, style=STATUS_STYLE.get(status, ""))
+        error = (node["error"] or "").strip().splitlines()[0] if node["error"] else ""
+        table.add_row(
+            node_id,
+            node_types.get(node_id, ""),
+            status_text,
+            str(node["attempts"]),
+            _duration(node["started_at"], node["finished_at"], now),
+            (node["started_at"] or "")[11:23],
+            Text(error[:80], style="red"),
+        )
+    parts: list[RenderableType] = [header, progress, table]
+    if view.get("error"):
+        parts.append(Text(view["error"].splitlines()[0], style="red"))
+    return Group(*parts)
+
+
+def executions_overview(views: list[dict[str, Any]], now: float | None = None) -> RenderableType:
+    now = time.time() if now is None else now
+    table = Table(title="active executions", show_edge=False)
+    for column in ("id", "workflow", "status", "progress", "elapsed"):
+        table.add_column(column)
+    for view in views:
+        nodes = view["nodes"]
+        done = sum(1 for n in nodes.values() if n["status"] in FINISHED)
+        table.add_row(
+            view["id"],
+            view["workflow"],
+            Text(view["status"], style=STATUS_STYLE.get(view["status"], "")),
+            f"{done}/{len(nodes)}",
+            _duration(view["created_at"], view["finished_at"], now),
+        )
+    if not views:
+        return Text("no active executions", style="dim")
+    return table
