@@ -9,6 +9,7 @@ import typer
 
 from spane_cli import __version__
 from spane_cli.cli import (
+    bench_cmd,
     graph_cmd,
     health_cmd,
     history_cmds,
@@ -100,6 +101,7 @@ app.command("resubmit")(lifecycle_cmds.resubmit)
 app.add_typer(dlq_app, name="dlq")
 app.command("health")(health_cmd.health)
 app.add_typer(db_app, name="db")
+app.command("bench", help=bench_cmd.HELP)(bench_cmd.bench)
 
 
 def settings_of(ctx: typer.Context) -> Settings:

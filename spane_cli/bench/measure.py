@@ -1,0 +1,171 @@
+"""The spane side of the benchmark: real `spane worker` processes, timings from the database."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from spane_cli.engine.dispatch import Dispatcher
+from spane_cli.engine.states import TERMINAL_EXECUTION
+from spane_cli.engine.submit import submit
+from spane_cli.store.models import Execution, NodeRun
+from spane_cli.store.store import Store
+from spane_cli.store.workers import live_workers
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    nodes: int
+    seconds: float
+    transactions_per_node: float | None
+    latency_p50_ms: float
+    latency_p99_ms: float
+    failed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nodes_per_second(self) -> float:
+        return self.nodes / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ms_per_node(self) -> float:
+        return self.seconds * 1000 / self.nodes if self.nodes else 0.0
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class WorkerPool:
+    """W single `spane worker` processes on the bench queue, started and stopped here."""
+
+    def __init__(self, count: int, db_url: str, redis_url: str, queue: str) -> None:
+        self.count = count
+        self.env = {**os.environ, "SPANE_DATABASE_URL": db_url, "SPANE_REDIS_URL": redis_url}
+        self.queue = queue
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the pool
+
+    def start(self, timeout: float = 30.0) -> None:
+        for index in range(self.count):
+            command = [
+                sys.executable, "-m", "spane_cli", "worker", "--queue", self.queue,
+                "--name", f"bench-{os.getpid()}-{index}",
+            ]  # fmt: skip
+            self.processes.append(
+                subprocess.Popen(command, env=self.env, stdout=self.log, stderr=self.log)
+            )
+        deadline = time.monotonic() + timeout
+        prefix = f"bench-{os.getpid()}-"
+        while time.monotonic() < deadline:
+            if sum(1 for w in live_workers() if w.name.startswith(prefix)) >= self.count:
+                return
+            if any(p.poll() is not None for p in self.processes):
+                break
+            time.sleep(0.05)
+        self.stop()
+        self.log.seek(0)
+        raise RuntimeError("bench workers did not start: " + self.log.read().decode()[-800:])
+
+    def rss(self) -> list[int]:
+        return [rss_kib(p.pid) for p in self.processes]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _commits(database: peewee.Database) -> int | None:
+    if not isinstance(database, peewee.PostgresqlDatabase):
+        return None
+    row = database.execute_sql(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _latencies(execution_ids: list[str]) -> list[float]:
+    rows = NodeRun.select(NodeRun.queued_at, NodeRun.started_at).where(
+        NodeRun.execution.in_(execution_ids)
+        & NodeRun.queued_at.is_null(False)
+        & NodeRun.started_at.is_null(False)
+    )
+    return sorted((float(r.started_at or 0) - float(r.queued_at or 0)) * 1000 for r in rows)
+
+
+def run_scenario(
+    store: Store,
+    dispatcher: Dispatcher,
+    name: str,
+    workflow_text: str,
+    executions: int = 1,
+    timeout: float = 900.0,
+) -> ScenarioResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(workflow_text)
+        path = handle.name
+    try:
+        # pg_stat counters are updated when a backend reports; give them a moment to settle.
+        time.sleep(0.6)
+        commits_before = _commits(store.database)
+        ids: list[str] = []
+        for _ in range(executions):
+            execution_id, _, dispatches = submit(store, path, {})
+            dispatcher.enqueue(dispatches)
+            ids.append(execution_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            open_count = (
+                Execution.select()
+                .where(Execution.id.in_(ids) & Execution.status.not_in(list(TERMINAL_EXECUTION)))
+                .count()
+            )
+            if open_count == 0:
+                break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError(f"{name}: did not finish within {timeout:.0f}s")
+        time.sleep(0.6)
+        commits_after = _commits(store.database)
+        rows = list(Execution.select().where(Execution.id.in_(ids)))
+        seconds = max(float(r.finished_at or 0) for r in rows) - min(r.created_at for r in rows)
+        node_count = NodeRun.select().where(NodeRun.execution.in_(ids)).count()
+        failed = sum(1 for r in rows if r.status != "succeeded")
+        latencies = _latencies(ids) or [0.0]
+        per_node = None
+        if commits_before is not None and commits_after is not None and node_count:
+            # The submit's own commits are included; they are few next to the nodes'.
+            per_node = (commits_after - commits_before) / node_count
+        return ScenarioResult(
+            name=name,
+            nodes=node_count,
+            seconds=seconds,
+            transactions_per_node=per_node,
+            latency_p50_ms=statistics.median(latencies),
+            latency_p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            failed=failed,
+        )
+    finally:
+        os.unlink(path)
