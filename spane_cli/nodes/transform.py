@@ -1,0 +1,21 @@
+"""`transform`: its output is the `output` mapping, evaluated."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from spane_cli.nodes.base import NodeContext, NodeResult
+from spane_cli.workflow.expressions import ExpressionError
+from spane_cli.workflow.model import thaw
+from spane_cli.workflow.node_configs import TRANSFORM
+
+
+class TransformNode:
+    type_name: ClassVar[str] = "transform"
+    config_schema: ClassVar[dict[str, Any]] = TRANSFORM
+
+    def run(self, context: NodeContext) -> NodeResult:
+        try:
+            return NodeResult.ok(context.render(thaw(context.config.get("output"))))
+        except ExpressionError as exc:
+            return NodeResult.failed(context.mask(f"config.output: {exc}"))

@@ -1,0 +1,23 @@
+"""`workflow`: asks the engine to start a sub-workflow; its output becomes ours."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from spane_cli.nodes.base import ChildRequest, NodeContext, NodeResult, Outcome
+from spane_cli.workflow.expressions import ExpressionError
+from spane_cli.workflow.model import thaw
+from spane_cli.workflow.node_configs import WORKFLOW
+
+
+class WorkflowNode:
+    type_name: ClassVar[str] = "workflow"
+    config_schema: ClassVar[dict[str, Any]] = WORKFLOW
+
+    def run(self, context: NodeContext) -> NodeResult:
+        try:
+            child_input = context.render(thaw(context.config.get("input") or {}))
+        except ExpressionError as exc:
+            return NodeResult.failed(context.mask(f"config.input: {exc}"))
+        reference = str(context.config["workflow"])
+        return NodeResult(Outcome.CHILD, child=ChildRequest(reference, child_input))
