@@ -93,6 +93,10 @@ def run_local(
         NodeWorker(
             store, connection, WorkerOptions(queues=queues, name="local-main"), main_should_stop
         ).run()
+        # Wake helpers blocked in BLPOP so the command ends now, not after their poll timeout.
+        if threads:
+            for queue in queues:
+                connection.rpush(f"rq:queue:{queue}", *(["spane-wake"] * len(threads)))
         for thread in threads:
             thread.join(timeout=5)
         if deadline_hit.is_set():
