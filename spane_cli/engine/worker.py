@@ -164,27 +164,44 @@ class NodeWorker:
         execution_id, node_id, attempt = job.args
         self.connection.delete(job.key)
         claim = self.store.claim_node(execution_id, node_id, int(attempt), self.options.name)
-        if claim is None:
-            return  # duplicate, late or stale: somebody else has it, or it is over
-        outcome = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
-        if self._abort_requested.is_set():
-            return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
-        if outcome.status == "failed":
-            first = (outcome.error or "failed").splitlines()[0]
-            log.warning(
-                "node %s of %s failed (attempt %s): %s", node_id, execution_id, attempt, first
-            )
-        self._enqueue(self._complete(claim, outcome))
+        # Run the node, then any child its completion handed straight to us (no Redis hop).
+        while claim is not None:
+            outcome = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+            if self._abort_requested.is_set():
+                return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
+            if outcome.status == "failed":
+                first = (outcome.error or "failed").splitlines()[0]
+                log.warning(
+                    "node %s of %s failed (attempt %s): %s",
+                    claim.node_id,
+                    claim.execution_id,
+                    claim.attempt,
+                    first,
+                )
+            take_next = not self._stopping() and not self._max_jobs_reached()
+            dispatches, claim = self._complete(claim, outcome, take_next)
+            self._enqueue(dispatches)
+            if claim is not None:
+                self.jobs_done += 1
 
-    def _complete(self, claim: ClaimedNode, outcome: Outcome) -> list[Dispatch]:
+    def _max_jobs_reached(self) -> bool:
+        return self.options.max_jobs is not None and self.jobs_done + 1 >= self.options.max_jobs
+
+    def _complete(
+        self, claim: ClaimedNode, outcome: Outcome, take_next: bool
+    ) -> tuple[list[Dispatch], ClaimedNode | None]:
         """Record the outcome, waiting out a database outage: the work is done, keep its result."""
         backoff = 0.5
         while True:
             try:
-                return self.store.complete_node(claim, outcome)
+                if not take_next:
+                    return self.store.complete_node(claim, outcome), None
+                return self.store.complete_and_claim_next(
+                    claim, outcome, worker=self.options.name, queues=self.options.queues
+                )
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 if self._abort_requested.is_set():
-                    return []
+                    return [], None
                 log.warning("could not record node %s, retrying: %s", claim.node_id, _one_line(exc))
                 _reset_connection(self.store)
                 time.sleep(backoff)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,11 @@ import peewee
 from spane_cli.engine import scheduler
 from spane_cli.engine.states import ExecutionStatus, NodeStatus
 from spane_cli.errors import NotFound, OperationFailed
-from spane_cli.store import events
+from spane_cli.store import events, sql
 from spane_cli.store.db import write_transaction
 from spane_cli.store.models import (
     DeadLetter,
     Execution,
-    NodeLog,
     NodeRun,
     Outbox,
     WorkflowVersion,
@@ -75,11 +74,31 @@ class Outcome:
     items: dict[str, int] | None = None
 
 
+EventRow = tuple[str, str | None, str, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """The fields of an execution that never change after it is created."""
+
+    id: str
+    version_id: int
+    workflow: str
+    input: Any
+    timeout_at: float | None
+    depth: int
+    parent_id: str | None
+    parent_node_id: str | None
+
+
 @dataclass
 class _Batch:
-    """What one transaction decided: jobs to enqueue once it commits."""
+    """What one transaction decided: jobs to enqueue once it commits, events to write before."""
 
     dispatches: list[Dispatch] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    claim_for: tuple[str, frozenset[str]] | None = None  # (worker, its queues)
+    next_claim: ClaimedNode | None = None
 
 
 class Store:
@@ -87,6 +106,8 @@ class Store:
         self.database = database
         database_proxy.initialize(database)
         self.versions = VersionCache()
+        self._infos: dict[str, ExecutionInfo] = {}
+        self._seen_running: set[str] = set()
 
     def close(self) -> None:
         if not self.database.is_closed():
@@ -195,67 +216,104 @@ class Store:
 
     # -- claiming ----------------------------------------------------------------------------
 
+    def execution_info(self, execution_id: str) -> ExecutionInfo | None:
+        """The fields of an execution that never change, cached: workers read them per node."""
+        info = self._infos.get(execution_id)
+        if info is not None:
+            return info
+        row = sql.run(
+            self.database,
+            "SELECT id, version_id, workflow, input, timeout_at, depth, parent_id, parent_node_id"
+            " FROM execution WHERE id = ?",
+            (execution_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        info = ExecutionInfo(
+            id=row[0],
+            version_id=int(row[1]),
+            workflow=row[2],
+            input=sql.loads(row[3]),
+            timeout_at=row[4],
+            depth=int(row[5]),
+            parent_id=row[6],
+            parent_node_id=row[7],
+        )
+        self._infos[execution_id] = info
+        if len(self._infos) > 4096:
+            self._infos.pop(next(iter(self._infos)))
+        return info
+
     def claim_node(
         self, execution_id: str, node_id: str, attempt: int, worker: str, now: float | None = None
     ) -> ClaimedNode | None:
         """queued -> running for exactly this attempt, or None when the job is stale."""
         now = time.time() if now is None else now
+        info = self.execution_info(execution_id)
+        if info is None:
+            return None
+        version = self.versions.get(info.version_id)
+        needs = version.workflow.nodes[node_id].needs
         with write_transaction(self.database):
-            execution = (
-                Execution.select(
-                    Execution.status, Execution.version, Execution.input, Execution.timeout_at
-                )
-                .where(Execution.id == execution_id)
-                .first()
-            )
-            if execution is None or execution.status not in ACTIVE_EXECUTION:
-                return None  # paused: stays queued with its outbox row until resume
-            claimed = (
-                NodeRun.update(status=NodeStatus.RUNNING, started_at=now, worker=worker)
-                .where(
-                    (NodeRun.execution == execution_id)
-                    & (NodeRun.node_id == node_id)
-                    & (NodeRun.attempt == attempt)
-                    & (NodeRun.status == NodeStatus.QUEUED)
-                )
-                .execute()
-            )
+            # Paused or ended executions are not claimed: the node stays queued with its
+            # outbox row until resume (or was cancelled with the execution).
+            claimed = sql.run(
+                self.database,
+                "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
+                " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'queued'"
+                " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
+                " AND status IN ('pending', 'running'))",
+                (now, worker, execution_id, node_id, attempt, execution_id),
+            ).rowcount
             if claimed != 1:
                 return None
-            Outbox.delete().where(
-                (Outbox.execution_id == execution_id) & (Outbox.node_id == node_id)
-            ).execute()
-            if execution.status == ExecutionStatus.PENDING:
-                started = (
-                    Execution.update(status=ExecutionStatus.RUNNING, started_at=now)
-                    .where(
-                        (Execution.id == execution_id)
-                        & (Execution.status == ExecutionStatus.PENDING)
-                    )
-                    .execute()
-                )
+            sql.run(
+                self.database,
+                "DELETE FROM outbox WHERE execution_id = ? AND node_id = ?",
+                (execution_id, node_id),
+            )
+            event_rows: list[EventRow] = []
+            if execution_id not in self._seen_running:
+                started = sql.run(
+                    self.database,
+                    "UPDATE execution SET status = 'running', started_at = ?"
+                    " WHERE id = ? AND status = 'pending'",
+                    (now, execution_id),
+                ).rowcount
                 if started:
-                    events.emit(execution_id, events.EXECUTION_STARTED, now)
-            events.emit(execution_id, events.NODE_STARTED, now, node_id, attempt=attempt)
-            version = self.versions.get(execution.version_id)
-            needs = version.workflow.nodes[node_id].needs
-            parent_outputs: dict[str, Any] = {}
-            if needs:
-                for row in NodeRun.select(NodeRun.node_id, NodeRun.status, NodeRun.output).where(
-                    (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(list(needs)))
-                ):
-                    # A failed parent (continue_on_fail) or a skipped one hands on null.
-                    succeeded = row.status == NodeStatus.SUCCEEDED
-                    parent_outputs[row.node_id] = row.output if succeeded else None
+                    event_rows.append((execution_id, None, events.EXECUTION_STARTED, None))
+                if len(self._seen_running) > 10000:
+                    self._seen_running.clear()  # only an optimization; forgetting is safe
+                self._seen_running.add(execution_id)
+            event_rows.append((execution_id, node_id, events.NODE_STARTED, {"attempt": attempt}))
+            sql.insert_events(self.database, event_rows, now)
+            parent_outputs = self._parent_outputs(execution_id, needs) if needs else {}
         return ClaimedNode(
             execution_id=execution_id,
             node_id=node_id,
             attempt=attempt,
             version=version,
-            workflow_input=execution.input,
+            workflow_input=info.input,
             parent_outputs=parent_outputs,
-            timeout_at=execution.timeout_at,
+            timeout_at=info.timeout_at,
         )
+
+    def _parent_outputs(
+        self, execution_id: str, needs: Sequence[str], known: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Outputs of the parents; a failed (continue_on_fail) or skipped parent hands on null."""
+        outputs = {p: known[p] for p in needs if known and p in known}
+        missing = [p for p in needs if p not in outputs]
+        if missing:
+            rows = sql.run(
+                self.database,
+                "SELECT node_id, status, output FROM node_run WHERE execution_id = ?"
+                f" AND node_id IN ({sql.placeholders(len(missing))})",
+                (execution_id, *missing),
+            ).fetchall()
+            for parent, status, output in rows:
+                outputs[parent] = sql.loads(output) if status == NodeStatus.SUCCEEDED else None
+        return outputs
 
     # -- completing --------------------------------------------------------------------------
 
@@ -263,8 +321,23 @@ class Store:
         self, claim: ClaimedNode, outcome: Outcome, now: float | None = None
     ) -> list[Dispatch]:
         """Record what the worker reports; returns the jobs to enqueue. Stale reports are no-ops."""
+        dispatches, _ = self.complete_and_claim_next(claim, outcome, now=now)
+        return dispatches
+
+    def complete_and_claim_next(
+        self,
+        claim: ClaimedNode,
+        outcome: Outcome,
+        *,
+        worker: str | None = None,
+        queues: Sequence[str] = (),
+        now: float | None = None,
+    ) -> tuple[list[Dispatch], ClaimedNode | None]:
+        """Record the outcome; when `worker` is given, claim one child it made ready (on one of
+        `queues`) in the same transaction, so a chain costs one transaction and no Redis round
+        trip per node. Returns the jobs to enqueue for the others, and that claim."""
         now = time.time() if now is None else now
-        batch = _Batch()
+        batch = _Batch(claim_for=(worker, frozenset(queues)) if worker else None)
         try:
             with write_transaction(self.database):
                 self._record(
@@ -277,8 +350,8 @@ class Store:
                     batch,
                 )
         except _StaleReport:
-            return []
-        return batch.dispatches
+            return [], None
+        return batch.dispatches, batch.next_claim
 
     def _record(
         self,
@@ -291,10 +364,10 @@ class Store:
         batch: _Batch,
         use_attempt: bool = True,
     ) -> bool:
-        execution = Execution.get_or_none(Execution.id == execution_id)
-        if execution is None:
+        info = self.execution_info(execution_id)
+        if info is None:
             return False
-        version = self.versions.get(execution.version_id)
+        version = self.versions.get(info.version_id)
         node = version.workflow.nodes[node_id]
         guard = (
             (NodeRun.execution == execution_id)
@@ -303,32 +376,42 @@ class Store:
             & (NodeRun.status == from_status)
         )
         if outcome.logs:
-            NodeLog.insert(
-                execution_id=execution_id,
-                node_id=node_id,
-                attempt=attempt,
-                text=outcome.logs,
-                created_at=now,
-            ).execute()
-        if outcome.status == "succeeded":
-            changed = (
-                NodeRun.update(
-                    status=NodeStatus.SUCCEEDED,
-                    output=outcome.output,
-                    error=None,
-                    chosen=outcome.chosen,
-                    items=outcome.items,
-                    finished_at=now,
-                    lost_count=0,
-                    due_at=None,
-                )
-                .where(guard)
-                .execute()
+            sql.run(
+                self.database,
+                "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (execution_id, node_id, attempt, outcome.logs, now),
             )
+        if outcome.status == "succeeded":
+            changed = sql.run(
+                self.database,
+                "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
+                " items = ?, finished_at = ?, lost_count = 0, due_at = NULL"
+                " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = ?",
+                (
+                    sql.dumps(outcome.output),
+                    sql.dumps(outcome.chosen),
+                    sql.dumps(outcome.items),
+                    now,
+                    execution_id,
+                    node_id,
+                    attempt,
+                    str(from_status),
+                ),
+            ).rowcount
             if changed != 1:
                 return False
-            events.emit(execution_id, events.NODE_SUCCEEDED, now, node_id, attempt=attempt)
-            self._after_terminal(execution, version, [node_id], now, batch)
+            batch.events.append(
+                (execution_id, node_id, events.NODE_SUCCEEDED, {"attempt": attempt})
+            )
+            self._after_terminal(
+                info,
+                version,
+                {node_id: (NodeStatus.SUCCEEDED, outcome.chosen)},
+                now,
+                batch,
+                {node_id: outcome.output},
+            )
             return True
         if outcome.status == "skipped":
             changed = (
@@ -338,8 +421,8 @@ class Store:
             )
             if changed != 1:
                 return False
-            events.emit(execution_id, events.NODE_SKIPPED, now, node_id, reason="when")
-            self._after_terminal(execution, version, [node_id], now, batch)
+            batch.events.append((execution_id, node_id, events.NODE_SKIPPED, {"reason": "when"}))
+            self._after_terminal(info, version, {node_id: (NodeStatus.SKIPPED, None)}, now, batch)
             return True
         if outcome.status == "wait":
             wait_until = outcome.wait_until if outcome.wait_until is not None else now
@@ -359,9 +442,7 @@ class Store:
                 )
             return changed == 1
         if outcome.status == "child":
-            return self._start_child(
-                execution, version, node_id, attempt, guard, outcome, now, batch
-            )
+            return self._start_child(info, version, node_id, attempt, guard, outcome, now, batch)
         # failed
         offset = (
             NodeRun.select(NodeRun.attempt_offset)
@@ -410,29 +491,31 @@ class Store:
         )
         if changed != 1:
             return False
-        events.emit(
-            execution_id,
-            events.NODE_FAILED,
-            now,
-            node_id,
-            attempt=attempt,
-            error=_first_line(outcome.error),
+        batch.events.append(
+            (
+                execution_id,
+                node_id,
+                events.NODE_FAILED,
+                {"attempt": attempt, "error": _first_line(outcome.error)},
+            )
         )
         if not node.continue_on_fail:
             inputs = scheduler.node_input(
-                version.workflow, node_id, execution.input, self._outputs(execution_id, node.needs)
+                version.workflow, node_id, info.input, self._outputs(execution_id, node.needs)
             )
             letter = DeadLetter.create(
                 execution_id=execution_id,
-                workflow=execution.workflow,
+                workflow=info.workflow,
                 node_id=node_id,
                 error=outcome.error or "failed",
-                attempts=attempt - int(offset),
+                attempts=budget_used,
                 input=inputs,
                 created_at=now,
             )
-            events.emit(execution_id, events.DEAD_LETTER_ADDED, now, node_id, dead_letter=letter.id)
-        self._after_terminal(execution, version, [node_id], now, batch)
+            batch.events.append(
+                (execution_id, node_id, events.DEAD_LETTER_ADDED, {"dead_letter": letter.id})
+            )
+        self._after_terminal(info, version, {node_id: (NodeStatus.FAILED, None)}, now, batch)
         return True
 
     def _requeue(
@@ -465,17 +548,22 @@ class Store:
 
     def _after_terminal(
         self,
-        execution: Execution,
+        info: ExecutionInfo,
         version: LoadedVersion,
-        finished: list[str],
+        finished: dict[str, tuple[str, list[str] | None]],
         now: float,
         batch: _Batch,
+        finished_outputs: Mapping[str, Any] | None = None,
     ) -> None:
-        """Children of newly terminal nodes: count down, decide, cascade skips; maybe finish."""
+        """Children of newly terminal nodes: count down, decide, cascade skips; maybe finish.
+
+        `finished` maps each newly terminal node to (status, branch choice)."""
         workflow = version.workflow
-        execution_id = execution.id
+        execution_id = info.id
+        known: dict[str, tuple[str, list[str] | None]] = dict(finished)
         terminal_count = 0
         frontier = list(finished)
+        ready_all: list[str] = []
         while frontier:
             terminal_count += len(frontier)
             counts: dict[str, int] = {}
@@ -488,28 +576,30 @@ class Store:
             unblocked: list[str] = []
             for decrement in sorted(set(counts.values())):
                 group = sorted(c for c, n in counts.items() if n == decrement)
-                rows = (
-                    NodeRun.update(waiting_on=NodeRun.waiting_on - decrement)
-                    .where(
-                        (NodeRun.execution == execution_id)
-                        & (NodeRun.node_id.in_(group))
-                        & (NodeRun.status == NodeStatus.PENDING)
-                    )
-                    .returning(NodeRun.node_id, NodeRun.waiting_on)
-                    .execute()
-                )
-                unblocked += [row.node_id for row in rows if row.waiting_on <= 0]
+                for start in range(0, len(group), 500):
+                    part = group[start : start + 500]
+                    rows = sql.run(
+                        self.database,
+                        "UPDATE node_run SET waiting_on = waiting_on - ?"
+                        " WHERE execution_id = ? AND status = 'pending'"
+                        f" AND node_id IN ({sql.placeholders(len(part))})"
+                        " RETURNING node_id, waiting_on",
+                        (decrement, execution_id, *part),
+                    ).fetchall()
+                    unblocked += [row[0] for row in rows if row[1] <= 0]
             if not unblocked:
                 continue
-            parents = sorted({p for c in unblocked for p in workflow.nodes[c].needs})
-            views = {
-                row.node_id: row
-                for row in NodeRun.select(NodeRun.node_id, NodeRun.status, NodeRun.chosen).where(
-                    (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(parents))
-                )
-            }
-            ready: list[str] = []
-            by_status: dict[NodeStatus, list[str]] = {
+            lookup = sorted({p for c in unblocked for p in workflow.nodes[c].needs} - set(known))
+            for start in range(0, len(lookup), 500):
+                part = lookup[start : start + 500]
+                for parent, status, chosen in sql.run(
+                    self.database,
+                    "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?"
+                    f" AND node_id IN ({sql.placeholders(len(part))})",
+                    (execution_id, *part),
+                ).fetchall():
+                    known[parent] = (status, sql.loads(chosen))
+            decided: dict[NodeStatus, list[str]] = {
                 NodeStatus.SKIPPED: [],
                 NodeStatus.UPSTREAM_FAILED: [],
             }
@@ -517,12 +607,12 @@ class Store:
                 node = workflow.nodes[child]
                 parent_views = {
                     p: scheduler.ParentView(
-                        status=NodeStatus(views[p].status),
+                        status=NodeStatus(known[p][0]),
                         continue_on_fail=workflow.nodes[p].continue_on_fail,
                         chose_child=(
-                            child in (views[p].chosen or [])
+                            child in (known[p][1] or [])
                             if workflow.nodes[p].type == "branch"
-                            and views[p].status == NodeStatus.SUCCEEDED
+                            and known[p][0] == NodeStatus.SUCCEEDED
                             else None
                         ),
                     )
@@ -530,47 +620,116 @@ class Store:
                 }
                 decision = scheduler.child_readiness(node.trigger, parent_views)
                 if decision == scheduler.Readiness.READY:
-                    ready.append(child)
+                    ready_all.append(child)
                 elif decision == scheduler.Readiness.SKIPPED:
-                    by_status[NodeStatus.SKIPPED].append(child)
+                    decided[NodeStatus.SKIPPED].append(child)
                 elif decision == scheduler.Readiness.UPSTREAM_FAILED:
-                    by_status[NodeStatus.UPSTREAM_FAILED].append(child)
-            if ready:
-                NodeRun.update(status=NodeStatus.QUEUED, attempt=1, queued_at=now).where(
-                    (NodeRun.execution == execution_id)
-                    & (NodeRun.node_id.in_(ready))
-                    & (NodeRun.status == NodeStatus.PENDING)
-                ).execute()
-                dispatches = [Dispatch(execution_id, c, 1, workflow.nodes[c].queue) for c in ready]
-                self._write_outbox(dispatches, now)
-                events.emit_many(
-                    [(execution_id, c, events.NODE_QUEUED, {"attempt": 1}) for c in ready], now
-                )
-                batch.dispatches.extend(dispatches)
-            for status, node_ids in by_status.items():
+                    decided[NodeStatus.UPSTREAM_FAILED].append(child)
+            for status, node_ids in decided.items():
                 if not node_ids:
                     continue
-                NodeRun.update(status=status, finished_at=now).where(
-                    (NodeRun.execution == execution_id)
-                    & (NodeRun.node_id.in_(node_ids))
-                    & (NodeRun.status == NodeStatus.PENDING)
-                ).execute()
+                for start in range(0, len(node_ids), 500):
+                    part = node_ids[start : start + 500]
+                    sql.run(
+                        self.database,
+                        "UPDATE node_run SET status = ?, finished_at = ?"
+                        " WHERE execution_id = ? AND status = 'pending'"
+                        f" AND node_id IN ({sql.placeholders(len(part))})",
+                        (str(status), now, execution_id, *part),
+                    )
                 event_type = (
                     events.NODE_SKIPPED
                     if status == NodeStatus.SKIPPED
                     else events.NODE_UPSTREAM_FAILED
                 )
-                events.emit_many([(execution_id, c, event_type, None) for c in node_ids], now)
+                batch.events.extend((execution_id, c, event_type, None) for c in node_ids)
+                for node_id in node_ids:
+                    known[node_id] = (status, None)
                 frontier.extend(node_ids)
-        remaining = (
-            Execution.update(remaining_nodes=Execution.remaining_nodes - terminal_count)
-            .where(Execution.id == execution_id)
-            .returning(Execution.remaining_nodes)
-            .execute()
-        )
-        left = [row.remaining_nodes for row in remaining]
-        if left and left[0] <= 0:
+        row = sql.run(
+            self.database,
+            "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?"
+            " RETURNING remaining_nodes, status",
+            (terminal_count, execution_id),
+        ).fetchone()
+        remaining, execution_status = (int(row[0]), row[1]) if row else (1, None)
+        if ready_all:
+            self._mark_ready(
+                info, version, ready_all, execution_status, now, batch, finished_outputs
+            )
+        sql.insert_events(self.database, batch.events, now)
+        batch.events.clear()
+        if remaining <= 0:
             self._finish_execution(execution_id, version, now, batch)
+
+    def _mark_ready(
+        self,
+        info: ExecutionInfo,
+        version: LoadedVersion,
+        ready: list[str],
+        execution_status: str | None,
+        now: float,
+        batch: _Batch,
+        finished_outputs: Mapping[str, Any] | None,
+    ) -> None:
+        """pending -> queued with outbox rows; or, for the one child this worker takes at once,
+        pending -> running with no job at all."""
+        workflow = version.workflow
+        execution_id = info.id
+        direct: str | None = None
+        if (
+            batch.claim_for is not None
+            and batch.next_claim is None
+            and execution_status in ACTIVE_EXECUTION
+        ):
+            _, queues = batch.claim_for
+            direct = next((c for c in ready if workflow.nodes[c].queue in queues), None)
+        queued = [c for c in ready if c != direct]
+        for start in range(0, len(queued), 500):
+            part = queued[start : start + 500]
+            sql.run(
+                self.database,
+                "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?"
+                " WHERE execution_id = ? AND status = 'pending'"
+                f" AND node_id IN ({sql.placeholders(len(part))})",
+                (now, execution_id, *part),
+            )
+            values = ", ".join("(?, ?, 1, ?, ?)" for _ in part)
+            params: list[Any] = []
+            for child in part:
+                params += [execution_id, child, workflow.nodes[child].queue, now]
+            sql.run(
+                self.database,
+                "INSERT INTO outbox (execution_id, node_id, attempt, queue, created_at) VALUES "
+                + values,
+                params,
+            )
+        dispatches = [Dispatch(execution_id, c, 1, workflow.nodes[c].queue) for c in queued]
+        batch.dispatches.extend(dispatches)
+        batch.events.extend((execution_id, c, events.NODE_QUEUED, {"attempt": 1}) for c in queued)
+        if direct is None or batch.claim_for is None:
+            return
+        taken = sql.run(
+            self.database,
+            "UPDATE node_run SET status = 'running', attempt = 1, queued_at = ?, started_at = ?,"
+            " worker = ? WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
+            (now, now, batch.claim_for[0], execution_id, direct),
+        ).rowcount
+        if taken != 1:
+            return
+        batch.events.append((execution_id, direct, events.NODE_QUEUED, {"attempt": 1}))
+        batch.events.append((execution_id, direct, events.NODE_STARTED, {"attempt": 1}))
+        batch.next_claim = ClaimedNode(
+            execution_id=execution_id,
+            node_id=direct,
+            attempt=1,
+            version=version,
+            workflow_input=info.input,
+            parent_outputs=self._parent_outputs(
+                execution_id, workflow.nodes[direct].needs, finished_outputs
+            ),
+            timeout_at=info.timeout_at,
+        )
 
     # -- finishing ---------------------------------------------------------------------------
 
@@ -647,7 +806,7 @@ class Store:
 
     def _start_child(
         self,
-        execution: Execution,
+        execution: ExecutionInfo,
         version: LoadedVersion,
         node_id: str,
         attempt: int,
