@@ -128,7 +128,7 @@ def run_scenario(
         path = handle.name
     try:
         # pg_stat counters are updated when a backend reports; give them a moment to settle.
-        time.sleep(0.6)
+        time.sleep(1.1)
         commits_before = _commits(store.database)
         ids: list[str] = []
         for _ in range(executions):
@@ -147,7 +147,7 @@ def run_scenario(
             time.sleep(0.02)
         else:
             raise RuntimeError(f"{name}: did not finish within {timeout:.0f}s")
-        time.sleep(0.6)
+        time.sleep(1.1)
         commits_after = _commits(store.database)
         rows = list(Execution.select().where(Execution.id.in_(ids)))
         seconds = max(float(r.finished_at or 0) for r in rows) - min(r.created_at for r in rows)
