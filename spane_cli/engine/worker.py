@@ -146,10 +146,28 @@ class NodeWorker:
         return (result[0], result[1]) if result else None
 
     def _work_left(self) -> bool:
-        """Burst mode keeps going while any execution could still give us work."""
+        """Burst mode keeps going while a node on our queues is queued or due within a minute
+        (its job may be lost and only the reconciler can bring it back)."""
+        from spane_cli.engine.states import NodeStatus
+        from spane_cli.store.models import NodeRun
+
+        soon = time.time() + 60
+        active = [ExecutionStatus.PENDING, ExecutionStatus.RUNNING]
         return (
-            Execution.select()
-            .where(Execution.status.in_([ExecutionStatus.PENDING, ExecutionStatus.RUNNING]))
+            NodeRun.select()
+            .join(Execution)
+            .where(
+                (Execution.status.in_(active))
+                & (NodeRun.queue.in_(list(self.options.queues)))
+                & (
+                    (NodeRun.status == NodeStatus.QUEUED)
+                    | (
+                        NodeRun.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+                        & (NodeRun.due_at <= soon)
+                        & NodeRun.child_execution_id.is_null()
+                    )
+                )
+            )
             .exists()
         )
 

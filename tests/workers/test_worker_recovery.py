@@ -1,0 +1,374 @@
+"""Real `spane worker` processes on real Redis and PostgreSQL: crashes, outages, lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def poll(check: Callable[[], Any], deadline: float = 30.0, what: str = "condition") -> Any:
+    """Wait until `check()` is truthy; fail with `what` after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {deadline:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A database of this test's own, so workers see no other test's executions."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"spane_w_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture
+def redis_db_url() -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/14"
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable: {exc}")
+        pytest.skip(f"Redis is not reachable: {exc}")
+    yield url
+    client.flushdb()
+
+
+class Cluster:
+    """Environment and helpers for one test: CLI calls and worker process groups."""
+
+    def __init__(self, db_url: str, redis_url: str, tmp_path: Path) -> None:
+        self.env = {
+            **os.environ,
+            "SPANE_DATABASE_URL": db_url,
+            "SPANE_REDIS_URL": redis_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.db_url = db_url
+        self.redis_url = redis_url
+        self.tmp_path = tmp_path
+        self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def spane(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "spane_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            cwd=ROOT,
+        )
+
+    def submit(self, workflow: str, *args: str) -> str:
+        path = self.tmp_path / f"flow-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(workflow)
+        result = self.spane("run", "-q", str(path), *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.tmp_path / f"worker-{len(self.workers)}.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "spane_cli", "worker", *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so the test can kill all of it
+            )
+        self.workers.append((process, log))
+        return process
+
+    def get(self, execution_id: str) -> dict[str, Any]:
+        result = self.spane("get", execution_id, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def node_status(self, execution_id: str, node_id: str) -> str:
+        return str(self.get(execution_id)["nodes"][node_id]["status"])
+
+    def events(self, execution_id: str) -> list[dict[str, Any]]:
+        result = self.spane("events", execution_id, "-o", "json")
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def stop_all(self) -> None:
+        for process, _ in self.workers:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(log.read_text(errors="replace") for _, log in self.workers if log.exists())
+
+
+@pytest.fixture
+def cluster(fresh_postgres_url: str, redis_db_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    current = Cluster(fresh_postgres_url, redis_db_url, tmp_path)
+    yield current
+    current.stop_all()
+    assert "Traceback" not in current.logs()
+
+
+def flow(name: str, nodes: str) -> str:
+    return f"version: 1\nname: {name}\nnodes:\n{nodes}"
+
+
+def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow(
+            "killed",
+            "  slow: {type: shell, config: {run: 'sleep 2'}}\n"
+            "  after: {type: noop, needs: [slow]}\n",
+        )
+    )
+    first = cluster.start_worker("--concurrency", "2")
+    poll(lambda: cluster.node_status(execution_id, "slow") == "running", what="slow to run")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    cluster.start_worker("--concurrency", "2")
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", 45, "recovery")
+    execution = cluster.get(execution_id)
+    assert execution["nodes"]["slow"]["attempts"] == 1  # a lost worker uses no attempt
+    assert execution["nodes"]["after"]["status"] == "succeeded"
+    assert any(e["type"] == "node.lost" for e in cluster.events(execution_id))
+
+
+def test_redis_flushdb_mid_run_still_finishes(cluster: Cluster) -> None:
+    import redis
+
+    children = "".join(
+        f"  c{i}: {{type: shell, needs: [start], config: {{run: 'sleep 0.3'}}}}\n" for i in range(6)
+    )
+    execution_id = cluster.submit(
+        flow(
+            "flushed",
+            "  start: {type: noop}\n"
+            + children
+            + "  end: {type: noop, needs: ["
+            + ", ".join(f"c{i}" for i in range(6))
+            + "]}\n",
+        )
+    )
+    cluster.start_worker()
+    poll(
+        lambda: any(n["status"] == "running" for n in cluster.get(execution_id)["nodes"].values()),
+        what="a child to run",
+    )
+    redis.Redis.from_url(cluster.redis_url).flushdb()
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", 45, "the execution to finish")
+    assert all(n["attempts"] == 1 for n in cluster.get(execution_id)["nodes"].values())
+
+
+def test_every_job_delivered_twice_runs_each_node_once(cluster: Cluster) -> None:
+    import threading
+
+    from redis import Redis
+
+    from spane_cli.config import Settings
+    from spane_cli.engine.connections import open_store
+    from spane_cli.engine.dispatch import Dispatcher
+    from spane_cli.engine.submit import submit
+    from spane_cli.engine.worker import NodeWorker, WorkerOptions
+    from spane_cli.store.store import Dispatch
+
+    class TwiceDispatcher(Dispatcher):
+        def enqueue(self, dispatches: list[Dispatch]) -> None:  # type: ignore[override]
+            super().enqueue(dispatches)
+            super().enqueue(dispatches)
+
+    nodes = (
+        "  root: {type: noop}\n"
+        + "".join(f"  n{i}: {{type: noop, needs: [root]}}\n" for i in range(20))
+        + "  join: {type: noop, needs: ["
+        + ", ".join(f"n{i}" for i in range(20))
+        + "]}\n"
+    )
+    path = cluster.tmp_path / "twice.yaml"
+    path.write_text(flow("twice", nodes))
+    store = open_store(Settings(db_url=cluster.db_url, redis_url=cluster.redis_url))
+    connection = Redis.from_url(cluster.redis_url)
+    execution_id, _, dispatches = submit(store, str(path), {})
+    TwiceDispatcher(connection).enqueue(dispatches)
+
+    def work(index: int) -> None:
+        worker = NodeWorker(
+            store, Redis.from_url(cluster.redis_url), WorkerOptions(name=f"t{index}", burst=True)
+        )
+        worker.dispatcher = TwiceDispatcher(worker.connection)
+        worker.run()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    store.close()
+    execution = cluster.get(execution_id)
+    assert execution["status"] == "succeeded"
+    assert {n["attempts"] for n in execution["nodes"].values()} == {1}
+    events = cluster.events(execution_id)
+    started = [e["node_id"] for e in events if e["type"] == "node.started"]
+    assert sorted(started) == sorted(execution["nodes"])
+    finished = [e["node_id"] for e in events if e["type"] == "node.succeeded"]
+    assert sorted(finished) == sorted(execution["nodes"])
+
+
+def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> None:
+    marker = f"{time.time() % 1000:.3f}"
+    workflow = flow(
+        "cancelled",
+        f"  long: {{type: shell, config: {{run: 'sleep 30{marker[-3:]}.{marker[:3]}'}}}}\n"
+        "  after: {type: noop, needs: [long]}\n",
+    )
+    path = cluster.tmp_path / "cancel.yaml"
+    path.write_text(workflow)
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "spane_cli", "run", "--wait", str(path)],
+        env=cluster.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert waiting.stdout is not None
+    execution_id = waiting.stdout.readline().strip()
+    cluster.start_worker()
+    poll(lambda: cluster.node_status(execution_id, "long") == "running", what="long to run")
+    cancelled = cluster.spane("cancel", execution_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert waiting.wait(timeout=30) == 5
+    execution = cluster.get(execution_id)
+    assert execution["status"] == "cancelled"
+    assert execution["nodes"]["after"]["status"] == "cancelled"
+    assert execution["nodes"]["after"]["started_at"] is None
+
+    def sleep_gone() -> bool:
+        found = subprocess.run(["pgrep", "-f", f"sleep 30{marker[-3:]}"], capture_output=True)
+        return found.returncode != 0
+
+    poll(sleep_gone, 15, "the node's process group to be killed")
+
+
+def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow(
+            "paused",
+            "  first: {type: shell, config: {run: 'sleep 1'}}\n"
+            "  second: {type: noop, needs: [first]}\n",
+        )
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.node_status(execution_id, "first") == "running", what="first to run")
+    assert cluster.spane("pause", execution_id).returncode == 0
+    poll(lambda: cluster.node_status(execution_id, "first") == "succeeded", what="first to end")
+    held_until = time.monotonic() + 2.0
+    while time.monotonic() < held_until:  # a window in which the paused node must not start
+        assert cluster.node_status(execution_id, "second") in ("pending", "queued")
+        assert cluster.get(execution_id)["status"] == "paused"
+    assert cluster.spane("resume", execution_id).returncode == 0
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the end")
+    types = [e["type"] for e in cluster.events(execution_id)]
+    assert "execution.paused" in types and "execution.resumed" in types
+
+
+def test_sigterm_finishes_the_running_node_then_exits_0(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow("termed", "  work: {type: shell, config: {run: 'sleep 1'}}\n")
+    )
+    worker = cluster.start_worker()
+    poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert cluster.node_status(execution_id, "work") == "succeeded"
+
+
+def test_workers_reconnect_after_their_database_backends_are_killed(cluster: Cluster) -> None:
+    import psycopg2
+
+    nodes = "  s0: {type: shell, config: {run: 'sleep 0.4'}}\n" + "".join(
+        f"  s{i}: {{type: shell, needs: [s{i - 1}], config: {{run: 'sleep 0.4'}}}}\n"
+        for i in range(1, 5)
+    )
+    execution_id = cluster.submit(flow("reconnect", nodes))
+    cluster.start_worker("--concurrency", "2")
+    poll(lambda: cluster.node_status(execution_id, "s1") == "running", what="s1 to run")
+    database = cluster.db_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+    )
+    admin.close()
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", 60, "the end")
+
+
+def test_the_same_idempotency_key_gives_one_execution(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "idem.yaml"
+    path.write_text(flow("idem", "  a: {type: noop}\n"))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spane_cli", "run", "-q", "--idempotency-key", "k1", str(path)],
+            env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(8)
+    ]  # fmt: skip
+    ids = set()
+    for run in runs:
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        ids.add(out.strip())
+    assert len(ids) == 1
+
+
+def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "many.yaml"
+    path.write_text(flow("many", "  a: {type: noop}\n  b: {type: noop, needs: [a]}\n"))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spane_cli", "run", "-q", str(path)],
+            env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(200)
+    ]  # fmt: skip
+    ids = []
+    for run in runs:
+        out, err = run.communicate(timeout=240)
+        assert run.returncode == 0, err
+        ids.append(out.strip())
+    assert len(set(ids)) == 200
+    cluster.start_worker("--concurrency", "2")
+    listed = lambda: json.loads(  # noqa: E731
+        cluster.spane("list", "--status", "succeeded", "--limit", "500", "-o", "json").stdout
+    )
+    poll(lambda: len(listed()) == 200, 120, "all 200 executions to succeed")
