@@ -1,0 +1,113 @@
+"""What an operator does at night: dead letters, retry, resubmit, events, logs, health."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from cluster_support import ROOT, Cluster, cluster, fresh_postgres_url, poll, redis_db_url
+
+__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+
+
+def guarded_flow(marker: Path) -> str:
+    """`check` fails until `marker` exists; `load` runs after it."""
+    return (
+        "version: 1\nname: guarded\nnodes:\n"
+        "  extract: {type: transform, config: {output: {rows: 3}}}\n"
+        f"  check: {{type: shell, needs: [extract], retry: {{attempts: 2}}, "
+        f"config: {{run: 'echo checking; test -f {marker}'}}}}\n"
+        "  load: {type: noop, needs: [check]}\n"
+    )
+
+
+def test_a_dead_letter_is_replayed_once_after_the_cause_is_fixed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    execution_id = cluster.submit(guarded_flow(marker))
+    cluster.start_worker()
+    poll(lambda: cluster.get(execution_id)["status"] == "failed", what="the failure")
+    letters = json.loads(cluster.spane("dlq", "list", "-o", "json").stdout)
+    assert [(d["node_id"], d["attempts"]) for d in letters] == [("check", 2)]
+    letter_id = str(letters[0]["id"])
+    shown = json.loads(cluster.spane("dlq", "show", letter_id, "-o", "json").stdout)
+    assert shown["attempts"] == 2 and shown["input"] == {"rows": 3}
+    assert "checking" in shown["logs_tail"]
+    marker.write_text("ok")
+    replayed = cluster.spane("dlq", "replay", letter_id)
+    assert replayed.returncode == 0, replayed.stderr
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the replayed run")
+    assert cluster.get(execution_id)["nodes"]["load"]["status"] == "succeeded"
+    every = json.loads(cluster.spane("dlq", "list", "--all", "-o", "json").stdout)
+    assert every[0]["replayed_at"] is not None
+    again = cluster.spane("dlq", "replay", letter_id)
+    assert again.returncode == 1
+    assert "already replayed" in again.stderr
+    assert cluster.get(execution_id)["status"] == "succeeded"
+    types = [e["type"] for e in cluster.events(execution_id)]
+    assert "dead_letter.added" in types and "dead_letter.replayed" in types
+
+
+def test_retry_reruns_only_the_failed_node(cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "fixed"
+    execution_id = cluster.submit(guarded_flow(marker))
+    cluster.start_worker()
+    poll(lambda: cluster.get(execution_id)["status"] == "failed", what="the failure")
+    marker.write_text("ok")
+    assert cluster.spane("retry", execution_id).returncode == 0
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the retried run")
+    nodes = cluster.get(execution_id)["nodes"]
+    assert nodes["extract"]["attempts"] == 1
+    assert nodes["check"]["status"] == "succeeded"
+    assert nodes["load"]["status"] == "succeeded"
+
+
+def test_resubmit_starts_a_new_execution_with_the_same_input(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        (ROOT / "workflows" / "expense-approval.yaml").read_text(), "-i", "amount=1500"
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the first run")
+    again = cluster.spane("resubmit", execution_id, "-q")
+    assert again.returncode == 0, again.stderr
+    new_id = again.stdout.strip()
+    assert new_id != execution_id
+    poll(lambda: cluster.get(new_id)["status"] == "succeeded", what="the resubmitted run")
+    assert cluster.get(new_id)["input"] == cluster.get(execution_id)["input"]
+
+
+def test_events_logs_get_list_in_machine_formats(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        "version: 1\nname: chatty\nnodes:\n"
+        "  talk: {type: shell, config: {run: 'echo hello from talk'}}\n"
+        "  quiet: {type: noop, needs: [talk]}\n"
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the run")
+    lines = cluster.spane("events", execution_id, "-o", "json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    types = [e["type"] for e in events]
+    assert types[0] == "execution.created" and types[-1] == "execution.succeeded"
+    assert {"node.queued", "node.started", "node.succeeded"} <= set(types)
+    logs = cluster.spane("logs", execution_id, "--node", "talk")
+    assert logs.returncode == 0 and "hello from talk" in logs.stdout
+    unknown_node = cluster.spane("logs", execution_id, "--node", "nope")
+    assert unknown_node.returncode == 4
+    as_yaml = yaml.safe_load(cluster.spane("get", execution_id, "-o", "yaml").stdout)
+    assert as_yaml["id"] == execution_id and as_yaml["status"] == "succeeded"
+    listed = json.loads(cluster.spane("list", "--status", "succeeded", "-o", "json").stdout)
+    assert [e["id"] for e in listed] == [execution_id]
+    assert listed[0]["created_at"].endswith("Z")
+
+
+def test_health_exit_codes(cluster: Cluster) -> None:
+    assert cluster.spane("health").returncode == 1  # no worker yet: degraded
+    cluster.start_worker()
+    poll(lambda: cluster.spane("health").returncode == 0, what="a healthy report")
+    report = json.loads(cluster.spane("health", "-o", "json").stdout)
+    assert report["status"] == "healthy" and report["workers"]
+    down = cluster.spane("health", "--redis", "redis://127.0.0.1:1/0")
+    assert down.returncode == 3
+    assert "Redis unreachable" in down.stderr
