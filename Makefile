@@ -1,0 +1,39 @@
+# make demo | test | lint | generate. Each target creates .venv and installs spane with its
+# dev tools when needed (again only when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint generate venv
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/spane validate workflows/*.yaml workflows/sub/*.yaml
+	$(BIN)/spane graph workflows/etl.yaml
+	$(BIN)/spane graph --format mermaid workflows/dynamic-loop.yaml
+
+# The whole suite, then lint (a few seconds). pytest exits 5 when it collected no tests:
+# that is a failure too, with a clear message.
+test: $(STAMP)
+	@status=0; $(BIN)/pytest -q || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+	@$(MAKE) --no-print-directory lint
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/mypy scripts/generate.py
+
+generate: $(STAMP)
+	$(BIN)/python scripts/generate.py
