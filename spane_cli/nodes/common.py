@@ -1,0 +1,46 @@
+"""Small helpers the built-in executors share: turning rendered values into text, capping
+captured output, and keeping secret values out of everything a node hands back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from spane_cli.nodes.base import NodeContext
+
+# Captured stdout, stderr and HTTP bodies are capped so one chatty node cannot bloat the
+# database row that keeps its output.
+OUTPUT_CAP_BYTES = 64 * 1024
+
+
+def as_text(value: Any) -> str:
+    """A rendered value as a command-line or header string: containers become JSON."""
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def cut_notice(cut_bytes: int) -> str:
+    return f"[... {cut_bytes} bytes cut ...]\n"
+
+
+def mask_value(context: NodeContext, value: Any) -> Any:
+    """Mask secrets in every string inside `value` (outputs end up in the database)."""
+    if not context.secrets:
+        return value
+    if isinstance(value, str):
+        return context.mask(value)
+    if isinstance(value, dict):
+        return {mask_value(context, k): mask_value(context, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(context, v) for v in value]
+    return value
+
+
+def first_line(text: str) -> str:
+    """Errors are one line first; collapse whatever a library put in its message."""
+    return " ".join(text.split())
