@@ -103,7 +103,7 @@ def http_server() -> Iterator[str]:
     handler = type("Handler", (_Handler,), {"release_slow": release_slow})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     release_slow.set()
