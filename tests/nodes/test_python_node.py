@@ -1,0 +1,123 @@
+"""The python node calling real functions from a module written for the test."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from spane_cli.nodes.base import Outcome
+from spane_cli.nodes.python_call import PythonNode
+
+MODULE = "spane_python_node_funcs"
+SOURCE = textwrap.dedent(
+    """
+    import sys
+
+    def describe(ctx):
+        ctx.logger.info("describing %s", ctx.input["name"])
+        ctx.logger.debug("token is %s", ctx.secrets["TOKEN"])
+        return {
+            "name": ctx.input["name"],
+            "same_parents": ctx.parents == ctx.input,
+            "kwargs": ctx.config,
+            "where": [ctx.execution_id, ctx.workflow_name, ctx.node_id, ctx.attempt],
+            "token": ctx.secrets["TOKEN"],
+        }
+
+    def boom(ctx):
+        ctx.logger.warning("about to fail")
+        raise ValueError("bad value " + ctx.secrets.get("TOKEN", ""))
+
+    def returns_a_set(ctx):
+        return {1, 2}
+
+    def returns_nan(ctx):
+        return float("nan")
+
+    def exits(ctx):
+        sys.exit(3)
+
+    NOT_CALLABLE = 5
+    """
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def function_module(tmp_path_factory) -> Iterator[None]:
+    folder = tmp_path_factory.mktemp("pyfuncs")
+    (folder / f"{MODULE}.py").write_text(SOURCE)
+    sys.path.insert(0, str(folder))
+    yield
+    sys.path.remove(str(folder))
+    sys.modules.pop(MODULE, None)
+
+
+def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
+    config = {"function": f"{MODULE}:describe", "kwargs": {"limit": "{{ input.n }}"}}
+    secrets = {"TOKEN": "s3cr3t-value"}
+    result = PythonNode().run(context_for(config, input={"name": "ann", "n": 4}, secrets=secrets))
+    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert result.output == {
+        "name": "ann",
+        "same_parents": True,
+        "kwargs": {"limit": 4},
+        "where": ["e1", "w", "n1", 1],
+        "token": "***",  # outputs are stored, so secret values never reach them
+    }
+    assert "INFO spane.node.n1: describing ann" in result.logs
+    assert "token is ***" in result.logs
+    assert "s3cr3t-value" not in result.logs
+    assert capfd.readouterr().err == ""
+
+
+def test_exception_fails_with_its_line_first_and_traceback_after(context_for, capfd):
+    config = {"function": f"{MODULE}:boom"}
+    result = PythonNode().run(context_for(config, secrets={"TOKEN": "s3cr3t-value"}))
+    assert result.outcome == Outcome.FAILED
+    first, details = result.error.split("\n", 1)
+    assert first == "ValueError: bad value ***"
+    assert details.startswith("Traceback (most recent call last):")
+    assert "in boom" in details
+    assert "python_call.py" not in details  # the executor's own frame is noise
+    assert "WARNING" in result.logs and "about to fail" in result.logs
+    assert "in boom" in result.logs
+    assert "s3cr3t-value" not in result.error + result.logs
+    assert capfd.readouterr().err == ""
+
+
+def test_non_json_return_fails(context_for):
+    result = PythonNode().run(context_for({"function": f"{MODULE}:returns_a_set"}))
+    assert result.outcome == Outcome.FAILED
+    assert result.error == (
+        f"{MODULE}:returns_a_set returned a value that is not JSON-serializable: "
+        "Object of type set is not JSON serializable"
+    )
+    nan = PythonNode().run(context_for({"function": f"{MODULE}:returns_nan"}))
+    assert "not JSON-serializable" in nan.error
+
+
+def test_sys_exit_fails_the_node_not_the_worker(context_for):
+    result = PythonNode().run(context_for({"function": f"{MODULE}:exits"}))
+    assert result.outcome == Outcome.FAILED
+    assert result.error.startswith("SystemExit: 3\n")
+
+
+def test_missing_function_or_module_names_it(context_for):
+    missing = PythonNode().run(context_for({"function": f"{MODULE}:nope"}))
+    assert missing.error.splitlines()[0] == (
+        f"cannot load python function '{MODULE}:nope': "
+        f"AttributeError: module '{MODULE}' has no attribute 'nope'"
+    )
+    no_module = PythonNode().run(context_for({"function": "spane_no_such_module:f"}))
+    assert no_module.error.splitlines()[0] == (
+        "cannot load python function 'spane_no_such_module:f': "
+        "ModuleNotFoundError: No module named 'spane_no_such_module'"
+    )
+    not_callable = PythonNode().run(context_for({"function": f"{MODULE}:NOT_CALLABLE"}))
+    assert not_callable.error.splitlines()[0] == (
+        f"cannot load python function '{MODULE}:NOT_CALLABLE': "
+        "TypeError: NOT_CALLABLE is not callable (int)"
+    )
