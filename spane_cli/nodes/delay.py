@@ -17,12 +17,14 @@ class DelayNode:
     config_schema: ClassVar[dict[str, Any]] = DELAY
 
     def run(self, context: NodeContext) -> NodeResult:
+        field = "duration" if "duration" in context.config else "until"
         try:
-            if "duration" in context.config:
-                seconds = parse_duration(context.render(context.config["duration"]))
-                wait_until = time.time() + seconds
+            value = context.render(context.config[field])
+            if field == "duration":
+                wait_until = time.time() + parse_duration(value)
             else:
-                wait_until = parse_iso(str(context.render(context.config["until"])))
+                wait_until = parse_iso(str(value))
         except (DurationError, ExpressionError, ValueError) as exc:
-            return NodeResult.failed(context.mask(f"config: {exc}"))
+            return NodeResult.failed(context.mask(f"config.{field}: {exc}"))
+        # A time in the past is not an error: the engine completes the node at once.
         return NodeResult(Outcome.WAIT, output=context.input, wait_until=wait_until)

@@ -17,5 +17,5 @@ class FailNode:
         try:
             message = context.render(context.config.get("message") or "failed by a fail node")
         except ExpressionError as exc:
-            return NodeResult.failed(f"config.message: {exc}")
+            return NodeResult.failed(context.mask(f"config.message: {exc}"))
         return NodeResult.failed(context.mask(str(message)))

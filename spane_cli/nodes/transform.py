@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from spane_cli.nodes.base import NodeContext, NodeResult
+from spane_cli.nodes.common import mask_value
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import TRANSFORM
@@ -16,6 +17,8 @@ class TransformNode:
 
     def run(self, context: NodeContext) -> NodeResult:
         try:
-            return NodeResult.ok(context.render(thaw(context.config.get("output"))))
+            output = context.render(thaw(context.config.get("output")))
         except ExpressionError as exc:
             return NodeResult.failed(context.mask(f"config.output: {exc}"))
+        # Outputs are stored; a secret referenced here must not reach the database.
+        return NodeResult.ok(mask_value(context, output))

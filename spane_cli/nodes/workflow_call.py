@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from spane_cli.nodes.base import ChildRequest, NodeContext, NodeResult, Outcome
+from spane_cli.nodes.common import mask_value
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import WORKFLOW
@@ -20,4 +21,7 @@ class WorkflowNode:
         except ExpressionError as exc:
             return NodeResult.failed(context.mask(f"config.input: {exc}"))
         reference = str(context.config["workflow"])
-        return NodeResult(Outcome.CHILD, child=ChildRequest(reference, child_input))
+        # The child's input is stored with its execution; secrets stay out of it (the child's
+        # nodes can read `secrets.*` themselves).
+        child = ChildRequest(reference, mask_value(context, child_input))
+        return NodeResult(Outcome.CHILD, child=child)
