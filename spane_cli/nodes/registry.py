@@ -6,26 +6,41 @@ a worker runs a node, so `spane validate` stays fast.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS, JsonSchema
+
+if TYPE_CHECKING:
+    from spane_cli.nodes.base import NodeType
 
 ENTRY_POINT_GROUP = "spane.nodes"
 
 
 @lru_cache(maxsize=1)
-def _third_party_classes() -> dict[str, Any]:
+def _load_third_party() -> tuple[dict[str, Any], dict[str, str]]:
+    """(classes by type name, load errors by type name) of the `spane.nodes` entry points."""
     found: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in BUILTIN_CONFIG_SCHEMAS:
             continue  # built-ins cannot be replaced by a plugin
         try:
             found[entry.name] = entry.load()
-        except Exception:  # a broken plugin must not break validation of other types
-            continue
-    return found
+        except Exception as exc:  # a broken plugin must not break validation of other types
+            errors[entry.name] = f"{type(exc).__name__}: {exc}"
+    return found, errors
+
+
+def _third_party_classes() -> dict[str, Any]:
+    return _load_third_party()[0]
+
+
+def _third_party_load_errors() -> dict[str, str]:
+    return _load_third_party()[1]
 
 
 def third_party_config_schemas() -> dict[str, JsonSchema]:
@@ -51,24 +66,43 @@ _BUILTIN_CLASSES = {
     "noop": ("spane_cli.nodes.noop", "NoopNode"),
     "fail": ("spane_cli.nodes.fail", "FailNode"),
 }
-_instances: dict[str, Any] = {}
+_instances: dict[str, NodeType] = {}
+# foreach items run on threads; one instance per type is enough, so creation is serialized.
+_instances_lock = threading.Lock()
 
 
-def node_type(type_name: str) -> Any:
-    """A ready instance of the node type `type_name` (built-in or from `spane.nodes`)."""
+def builtin_type_names() -> tuple[str, ...]:
+    return tuple(_BUILTIN_CLASSES)
+
+
+def _node_class(type_name: str) -> Any:
+    if type_name in _BUILTIN_CLASSES:
+        module_name, class_name = _BUILTIN_CLASSES[type_name]
+        return getattr(importlib.import_module(module_name), class_name)
+    cls = third_party_class(type_name)
+    if cls is not None:
+        return cls
+    broken = _third_party_load_errors().get(type_name)
+    if broken is not None:
+        raise KeyError(
+            f"node type {type_name!r}: its spane.nodes entry point fails to load: {broken}"
+        )
+    raise KeyError(
+        f"unknown node type {type_name!r}: not built in "
+        f"({', '.join(_BUILTIN_CLASSES)}) and not a spane.nodes entry point"
+    )
+
+
+def node_type(type_name: str) -> NodeType:
+    """A ready instance of the node type `type_name` (built-in or from `spane.nodes`).
+
+    Raises KeyError for a type that is neither.
+    """
     instance = _instances.get(type_name)
     if instance is not None:
         return instance
-    if type_name in _BUILTIN_CLASSES:
-        import importlib
-
-        module_name, class_name = _BUILTIN_CLASSES[type_name]
-        cls = getattr(importlib.import_module(module_name), class_name)
-    else:
-        cls = third_party_class(type_name)
-        if cls is None:
-            raise KeyError(
-                f"unknown node type {type_name!r}: not built in, not a spane.nodes entry point"
-            )
-    instance = _instances[type_name] = cls()
+    with _instances_lock:
+        instance = _instances.get(type_name)
+        if instance is None:
+            instance = _instances[type_name] = _node_class(type_name)()
     return instance
