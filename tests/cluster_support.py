@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def poll(check: Callable[[], Any], deadline: float = 30.0, what: str = "condition") -> Any:
@@ -114,8 +114,34 @@ class Cluster:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
+    def node_statuses(self, execution_id: str) -> dict[str, str]:
+        """Read straight from the database: polling through the CLI is too slow for short nodes."""
+        import psycopg2
+
+        connection = psycopg2.connect(self.db_url)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(
+                "SELECT node_id, status FROM node_run WHERE execution_id = %s", (execution_id,)
+            )
+            return {node_id: status for node_id, status in cursor.fetchall()}
+        finally:
+            connection.close()
+
     def node_status(self, execution_id: str, node_id: str) -> str:
-        return str(self.get(execution_id)["nodes"][node_id]["status"])
+        return self.node_statuses(execution_id).get(node_id, "")
+
+    def status(self, execution_id: str) -> str:
+        import psycopg2
+
+        connection = psycopg2.connect(self.db_url)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT status FROM execution WHERE id = %s", (execution_id,))
+            row = cursor.fetchone()
+            return str(row[0]) if row else ""
+        finally:
+            connection.close()
 
     def events(self, execution_id: str) -> list[dict[str, Any]]:
         result = self.spane("events", execution_id, "-o", "json")

@@ -28,7 +28,7 @@ def test_a_dead_letter_is_replayed_once_after_the_cause_is_fixed(
     marker = tmp_path / "fixed"
     execution_id = cluster.submit(guarded_flow(marker))
     cluster.start_worker()
-    poll(lambda: cluster.get(execution_id)["status"] == "failed", what="the failure")
+    poll(lambda: cluster.status(execution_id) == "failed", what="the failure")
     letters = json.loads(cluster.spane("dlq", "list", "-o", "json").stdout)
     assert [(d["node_id"], d["attempts"]) for d in letters] == [("check", 2)]
     letter_id = str(letters[0]["id"])
@@ -38,14 +38,14 @@ def test_a_dead_letter_is_replayed_once_after_the_cause_is_fixed(
     marker.write_text("ok")
     replayed = cluster.spane("dlq", "replay", letter_id)
     assert replayed.returncode == 0, replayed.stderr
-    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the replayed run")
+    poll(lambda: cluster.status(execution_id) == "succeeded", what="the replayed run")
     assert cluster.get(execution_id)["nodes"]["load"]["status"] == "succeeded"
     every = json.loads(cluster.spane("dlq", "list", "--all", "-o", "json").stdout)
     assert every[0]["replayed_at"] is not None
     again = cluster.spane("dlq", "replay", letter_id)
     assert again.returncode == 1
     assert "already replayed" in again.stderr
-    assert cluster.get(execution_id)["status"] == "succeeded"
+    assert cluster.status(execution_id) == "succeeded"
     types = [e["type"] for e in cluster.events(execution_id)]
     assert "dead_letter.added" in types and "dead_letter.replayed" in types
 
@@ -54,10 +54,10 @@ def test_retry_reruns_only_the_failed_node(cluster: Cluster, tmp_path: Path) -> 
     marker = tmp_path / "fixed"
     execution_id = cluster.submit(guarded_flow(marker))
     cluster.start_worker()
-    poll(lambda: cluster.get(execution_id)["status"] == "failed", what="the failure")
+    poll(lambda: cluster.status(execution_id) == "failed", what="the failure")
     marker.write_text("ok")
     assert cluster.spane("retry", execution_id).returncode == 0
-    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the retried run")
+    poll(lambda: cluster.status(execution_id) == "succeeded", what="the retried run")
     nodes = cluster.get(execution_id)["nodes"]
     assert nodes["extract"]["attempts"] == 1
     assert nodes["check"]["status"] == "succeeded"
@@ -69,12 +69,12 @@ def test_resubmit_starts_a_new_execution_with_the_same_input(cluster: Cluster) -
         (ROOT / "workflows" / "expense-approval.yaml").read_text(), "-i", "amount=1500"
     )
     cluster.start_worker()
-    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the first run")
+    poll(lambda: cluster.status(execution_id) == "succeeded", what="the first run")
     again = cluster.spane("resubmit", execution_id, "-q")
     assert again.returncode == 0, again.stderr
     new_id = again.stdout.strip()
     assert new_id != execution_id
-    poll(lambda: cluster.get(new_id)["status"] == "succeeded", what="the resubmitted run")
+    poll(lambda: cluster.status(new_id) == "succeeded", what="the resubmitted run")
     assert cluster.get(new_id)["input"] == cluster.get(execution_id)["input"]
 
 
@@ -85,7 +85,7 @@ def test_events_logs_get_list_in_machine_formats(cluster: Cluster) -> None:
         "  quiet: {type: noop, needs: [talk]}\n"
     )
     cluster.start_worker()
-    poll(lambda: cluster.get(execution_id)["status"] == "succeeded", what="the run")
+    poll(lambda: cluster.status(execution_id) == "succeeded", what="the run")
     lines = cluster.spane("events", execution_id, "-o", "json").stdout.splitlines()
     events = [json.loads(line) for line in lines]
     types = [e["type"] for e in events]
