@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/spane validate workflows/*.yaml workflows/sub/*.yaml
-	$(BIN)/spane graph workflows/etl.yaml
-	$(BIN)/spane graph --format mermaid workflows/dynamic-loop.yaml
+	$(BIN)/spane graph workflows/expense-approval.yaml
+	$(BIN)/spane run --local workflows/etl.yaml
+	$(BIN)/spane run --local workflows/expense-approval.yaml -i amount=1500
+	$(BIN)/spane run --local workflows/dynamic-loop.yaml -o json
+	$(BIN)/spane run --local workflows/subworkflow.yaml -i name=operator
+	$(BIN)/spane run --local workflows/retry.yaml
+	$(BIN)/spane run --local workflows/delay.yaml
+	$(BIN)/spane list --limit 6
 
 # The whole suite, then lint (a few seconds). pytest exits 5 when it collected no tests:
 # that is a failure too, with a clear message.
