@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,10 +118,21 @@ def load_document(file: str, text: str | None = None) -> LoadedDocument:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        context = exc.context_mark
         reason = exc.problem or "invalid YAML"
+        unclosed = mark is not None and context is not None and mark.index >= len(text.rstrip())
+        if unclosed:
+            mark = context  # "got <stream end>": point at what was left open, not past the end
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         if "\\t" in reason or "'\\t'" in str(exc):
             reason = "tab character: YAML indentation must use spaces"
+        elif "another document" in reason:
+            reason = "a workflow file holds one YAML document; found a second '---'"
+        elif unclosed and exc.context:
+            what = re.sub(r"^while (parsing|scanning) an? ", "", exc.context)
+            reason = f"{what} is never closed: {reason}"
+        elif exc.context and context is not None and context.line + 1 != line:
+            reason += f" ({exc.context} that starts at line {context.line + 1})"
         raise LoadFailed(
             [_problem(file, line, column, (), f"YAML syntax error: {reason}")]
         ) from None
