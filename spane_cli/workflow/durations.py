@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -30,6 +31,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise DurationError(f"invalid duration {value!r}: {DURATION_HINT}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise DurationError(f"invalid duration {value!r}: must be a finite number")
         if value < 0:
             raise DurationError(f"invalid duration {value!r}: must not be negative")
         return float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -115,17 +116,28 @@ class _Checker:
                 "(lowercase letters, digits, _ . -)",
             )
             return
-        if validator == "pattern" and len(path) == 2 and path[0] in ("nodes", "inputs"):
-            return  # reported once by propertyNames with the key's location
-        if validator == "propertyNames":
-            bad = error.instance if isinstance(error.instance, dict) else {}
-            for key in bad:
-                if isinstance(key, str) and not _matches(NODE_ID_PATTERN, key):
-                    self.add(
-                        (*path, key),
-                        f"invalid id {key!r} in {where}: must match {NODE_ID_PATTERN}",
-                        key=True,
-                    )
+        if validator == "pattern" and "propertyNames" in error.schema_path:
+            # jsonschema reports a bad key on the mapping; point at the key itself.
+            key = str(error.instance)
+            self.add(
+                (*path, key),
+                f"invalid id {key!r} in {where}: must match {NODE_ID_PATTERN} "
+                "(a letter or _, then letters, digits, _ or -)",
+                key=True,
+            )
+            return
+        if validator == "pattern" and path[-1:] == ("function",) and "config" in path:
+            self.add(
+                path,
+                f"{where}: {error.instance!r} must name a callable as 'package.module:function'",
+            )
+            return
+        if validator == "minProperties" and path == ("nodes",):
+            self.add(path, "nodes: a workflow needs at least one node")
+            return
+        if validator == "anyOf" and path[:1] == ("inputs",) and path[-1:] == ("type",):
+            types = "string, integer, number, boolean, array, object, null"
+            self.add(path, f"{where}: {error.instance!r} is not a JSON type ({types})")
             return
         if validator == "oneOf" and path[-1:] == ("config",):
             choices = [tuple(s.get("required", [])) for s in schema.get("oneOf", [])]
@@ -148,6 +160,17 @@ class _Checker:
             self.add(path, f"unsupported version {error.instance!r}: only version 1 exists")
             return
         self.add(path, f"{where}: {error.message}")
+
+    def check_numbers(self, value: Any, path: Path) -> None:
+        """`.inf` and `.nan` are YAML floats that JSON (and so storage) cannot carry."""
+        if isinstance(value, float) and not math.isfinite(value):
+            self.add(path, f"{_describe(path)}: {value} is not allowed: numbers must be finite")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.check_numbers(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.check_numbers(item, (*path, index))
 
     # -- graph rules -------------------------------------------------------------------------
 
@@ -291,7 +314,8 @@ class _Checker:
             try:
                 Draft202012Validator.check_schema(keywords)
             except jsonschema.SchemaError as exc:
-                self.add(("inputs", name), f"input {name!r}: invalid schema: {exc.message}")
+                if not any(p.path.startswith(f"inputs.{name}.") for p in self.problems):
+                    self.add(("inputs", name), f"input {name!r}: invalid schema: {exc.message}")
                 continue
             if "default" in spec:
                 for error in Draft202012Validator(keywords).iter_errors(spec["default"]):
@@ -325,7 +349,9 @@ class _Checker:
                 continue
             child = validate_file(target, _stack=self.stack)
             if child.problems:
-                self.add(path, f"sub-workflow {ref!r} is invalid ({len(child.problems)} problems)")
+                count = len(child.problems)
+                noun = "problem" if count == 1 else "problems"
+                self.add(path, f"sub-workflow {ref!r} is invalid ({count} {noun})")
                 self.problems.extend(child.problems)
             elif child.workflow is not None:
                 self.subworkflows[target] = child.workflow
@@ -352,12 +378,6 @@ def _node_references(tree: jinja2.nodes.Node) -> Iterator[str]:
             and isinstance(arg.value, str)
         ):
             yield arg.value
-
-
-def _matches(pattern: str, value: str) -> bool:
-    import re
-
-    return re.match(pattern, value) is not None
 
 
 def _is_duration_schema(schema: Mapping[str, Any]) -> bool:
@@ -405,8 +425,9 @@ def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> Vali
         checker.add((), f"a workflow must be a mapping, got {_json_type(data)}")
         return ValidationResult(doc.file, checker.problems)
     checker.check_schema(data)
-    nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
-    nodes = {k: v for k, v in nodes.items() if isinstance(k, str)}
+    checker.check_numbers(data, ())
+    raw_nodes = data.get("nodes")
+    nodes = {k: v for k, v in raw_nodes.items()} if isinstance(raw_nodes, dict) else {}
     checker.check_graph(nodes)
     checker.check_expressions({**data, "nodes": nodes})
     checker.check_inputs(data.get("inputs"))
