@@ -23,7 +23,7 @@ def graph(
         GraphFormat, typer.Option("--format", "-f", help="tree, mermaid or dot.")
     ] = GraphFormat.TREE,
 ) -> None:
-    from spane_cli.errors import WorkflowInvalid
+    from spane_cli.errors import ExitCode
     from spane_cli.workflow.graph_render import render_dot, render_mermaid, render_tree
     from spane_cli.workflow.validate import validate_file
 
@@ -31,7 +31,7 @@ def graph(
     if result.workflow is None:
         for problem in result.problems:
             sys.stderr.write(problem.render() + "\n")
-        raise WorkflowInvalid(result.problems)
+        raise typer.Exit(int(ExitCode.USAGE))  # every problem is printed above, once
     renderers = {
         GraphFormat.TREE: render_tree,
         GraphFormat.MERMAID: render_mermaid,

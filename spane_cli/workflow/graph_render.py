@@ -46,12 +46,23 @@ def render_tree(workflow: Workflow) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mermaid_id(node_id: str) -> str:
-    return "n_" + node_id.replace("-", "_")
+def _mermaid_ids(workflow: Workflow) -> dict[str, str]:
+    """Mermaid-safe ids (`load-db` -> `n_load_db`), distinct even when `a-b` and `a_b` exist."""
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for node_id in workflow.nodes:
+        candidate = base = "n_" + node_id.replace("-", "_")
+        suffix = 2
+        while candidate in taken:
+            candidate, suffix = f"{base}_{suffix}", suffix + 1
+        ids[node_id] = candidate
+        taken.add(candidate)
+    return ids
 
 
 def render_mermaid(workflow: Workflow) -> str:
     lines = ["flowchart TD"]
+    _mermaid_id = _mermaid_ids(workflow).__getitem__
     for node in workflow.nodes.values():
         shape = ("{", "}") if node.type == "branch" else ("[", "]")
         text = f"{node.id}<br/><i>{node.type}</i>".replace('"', "'")
