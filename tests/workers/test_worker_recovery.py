@@ -243,3 +243,18 @@ def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
         cluster.spane("list", "--status", "succeeded", "--limit", "500", "-o", "json").stdout
     )
     poll(lambda: len(listed()) == 200, 120, "all 200 executions to succeed")
+
+
+def test_sigint_after_sigterm_stops_at_once_and_the_node_runs_again(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow("twice-termed", "  work: {type: shell, config: {run: 'sleep 3'}}\n")
+    )
+    worker = cluster.start_worker()
+    poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
+    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGINT)  # two SIGTERMs sent back to back may merge into one
+    assert worker.wait(timeout=10) == 0
+    assert cluster.node_status(execution_id, "work") == "running"  # dropped, not finished
+    cluster.start_worker()
+    poll(lambda: cluster.status(execution_id) == "succeeded", 40, "the re-dispatched node")
+    assert cluster.get(execution_id)["nodes"]["work"]["attempts"] == 1
