@@ -9,7 +9,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import peewee
 
@@ -30,7 +29,7 @@ class ScenarioResult:
     latency_p50_ms: float
     latency_p99_ms: float
     failed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    worker_rss_kib: list[int] = field(default_factory=list)  # right after the scenario
 
     @property
     def nodes_per_second(self) -> float:

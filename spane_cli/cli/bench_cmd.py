@@ -67,6 +67,7 @@ def bench(
         for name, text, count in scenarios:
             progress.write(f"spane: {name}\n")
             results[name] = run_scenario(store, dispatcher, name, text, count)
+            results[name].worker_rss_kib = pool.rss()
         rss_after = pool.rss()
     finally:
         pool.stop()
@@ -95,6 +96,7 @@ def _report(
                 round(r.transactions_per_node, 2) if r.transactions_per_node is not None else None
             ),
             "failed_executions": r.failed,
+            "worker_rss_kib_after": r.worker_rss_kib,
         }
         for name, r in results.items()
     }
@@ -165,6 +167,7 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{s['ms_per_node']:.2f}", f"{s['dispatch_latency_p50_ms']:.1f}",
             f"{s['dispatch_latency_p99_ms']:.1f}",
             "-" if s["transactions_per_node"] is None else f"{s['transactions_per_node']:.2f}",
+            " ".join(f"{kib / 1024:.0f}" for kib in s["worker_rss_kib_after"]),
         )  # fmt: skip
     out.print(table)
     for name, value in report["ratios"].items():

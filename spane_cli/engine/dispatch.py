@@ -61,14 +61,3 @@ class Dispatcher:
             pipe.exists(Job.key_for(job_id(dispatch)))
         present = pipe.execute()
         return [d for d, exists in zip(wanted, present, strict=True) if not exists]
-
-    def not_in_queue(self, dispatches: Iterable[Dispatch]) -> list[Dispatch]:
-        """Jobs whose hash exists but whose id is in no queue list (popped by a dead worker)."""
-        wanted = list(dispatches)
-        if not wanted:
-            return []
-        pipe = self.connection.pipeline(transaction=False)
-        for dispatch in wanted:
-            pipe.lpos(self.queue(dispatch.queue).key, job_id(dispatch))
-        positions = pipe.execute()
-        return [d for d, pos in zip(wanted, positions, strict=True) if pos is None]

@@ -1,4 +1,5 @@
-"""The reconciler: re-dispatch what the database says is due. Runs on a tick in every worker.
+"""The reconciler: re-dispatch what the database says is due. Runs on a tick in every worker,
+one worker at a time on PostgreSQL (an advisory lock); the others skip that tick.
 
 `tick(now)` takes the time as an argument so it is tested without sleeping.
 """
@@ -6,6 +7,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import peewee
 
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.store.models import Outbox
@@ -14,33 +19,48 @@ from spane_cli.store.workers import recover_lost_nodes
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
-# After this long unclaimed, a job whose id is on no queue list was popped by a dead worker.
-POPPED_JOB_SECONDS = 20.0
+# Unclaimed for this long: send again even if Redis still has the job's hash. It covers a job
+# popped by a worker that died before claiming it; a duplicate is harmless.
+RESEND_AFTER_SECONDS = 60.0
+_LOCK_KEY = 726532
+
+
+@contextmanager
+def _one_at_a_time(database: peewee.Database) -> Iterator[bool]:
+    if not isinstance(database, peewee.PostgresqlDatabase):
+        yield True  # SQLite means one machine; a duplicate pass is harmless there
+        return
+    got = bool(database.execute_sql("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            database.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
 def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list[Dispatch]:
-    """One pass; returns what it (re-)enqueued."""
+    """One pass; returns what it (re-)enqueued, or nothing when another worker holds the tick."""
     now = time.time() if now is None else now
-    dispatches = store.wake_due(now)
-    store.expire_timeouts(now)
-    dispatches += recover_lost_nodes(store, now)
-    unclaimed = store.pending_dispatches(now - DISPATCH_GRACE_SECONDS)
-    lost = dispatcher.missing(unclaimed)
-    lost_ids = {(d.execution_id, d.node_id, d.attempt) for d in lost}
-    old = [
-        d
-        for d in store.pending_dispatches(now - POPPED_JOB_SECONDS)
-        if (d.execution_id, d.node_id, d.attempt) not in lost_ids
-    ]
-    popped = dispatcher.not_in_queue(old)
-    again = lost + popped
-    if again:
-        # Restart the grace period so one lost job is re-sent once per period, not every tick.
+    with _one_at_a_time(store.database) as mine:
+        if not mine:
+            return []
+        dispatches = store.wake_due(now)
+        store.expire_timeouts(now)
+        dispatches += recover_lost_nodes(store, now)
+        lost = dispatcher.missing(store.pending_dispatches(now - DISPATCH_GRACE_SECONDS))
+        lost_keys = {(d.execution_id, d.node_id) for d in lost}
+        stale = [
+            d
+            for d in store.pending_dispatches(now - RESEND_AFTER_SECONDS)
+            if (d.execution_id, d.node_id) not in lost_keys
+        ]
+        again = lost + stale
+        # Restart the grace period so each row is re-sent once per period, not every tick.
         for dispatch in again:
             Outbox.update(created_at=now).where(
                 (Outbox.execution_id == dispatch.execution_id)
                 & (Outbox.node_id == dispatch.node_id)
             ).execute()
-    dispatches += again
-    dispatcher.enqueue(dispatches)
-    return dispatches
+        dispatches += again
+        dispatcher.enqueue(dispatches)
+        return dispatches

@@ -136,8 +136,15 @@ def load_document(file: str, text: str | None = None) -> LoadedDocument:
         raise LoadFailed(
             [_problem(file, line, column, (), f"YAML syntax error: {reason}")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"YAML syntax error: control character U+{char:04X} is not allowed"
+        raise LoadFailed([_problem(file, line, column, (), message)]) from None
     except yaml.YAMLError as exc:
-        raise LoadFailed([_problem(file, 1, 1, (), f"YAML error: {exc}")]) from None
+        message = f"YAML error: {exc}".replace("\n", " ")
+        raise LoadFailed([_problem(file, 1, 1, (), message)]) from None
     if root is None:
         raise LoadFailed([_problem(file, 1, 1, (), "empty file")])
     builder = _Builder(file)
