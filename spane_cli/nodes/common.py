@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from spane_cli.nodes.base import NodeContext
+from spane_cli.workflow.expressions import ExpressionError
 
 # Captured stdout, stderr and HTTP bodies are capped so one chatty node cannot bloat the
 # database row that keeps its output.
@@ -44,3 +45,15 @@ def mask_value(context: NodeContext, value: Any) -> Any:
 def first_line(text: str) -> str:
     """Errors are one line first; collapse whatever a library put in its message."""
     return " ".join(text.split())
+
+
+class ConfigError(Exception):
+    """A config field that could not be rendered or used; the message names the field."""
+
+
+def render_field(context: NodeContext, field: str, value: Any) -> Any:
+    """Render one config field, turning an expression error into a ConfigError naming it."""
+    try:
+        return context.render(value)
+    except ExpressionError as exc:
+        raise ConfigError(f"{field}: {exc}") from None

@@ -7,9 +7,15 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spane_cli.nodes.base import NodeContext, NodeResult
-from spane_cli.nodes.common import OUTPUT_CAP_BYTES, as_text, first_line, mask_value
+from spane_cli.nodes.common import (
+    OUTPUT_CAP_BYTES,
+    ConfigError,
+    as_text,
+    first_line,
+    mask_value,
+    render_field,
+)
 from spane_cli.workflow.durations import format_duration, parse_duration
-from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import HTTP
 
@@ -21,20 +27,9 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 ERROR_BODY_CHARS = 1000
 
 
-class _ConfigError(Exception):
-    """A config field that could not be rendered; the message names the field."""
-
-
-def _render(context: NodeContext, field: str, value: Any) -> Any:
-    try:
-        return context.render(value)
-    except ExpressionError as exc:
-        raise _ConfigError(f"{field}: {exc}") from None
-
-
 def _render_strings(context: NodeContext, field: str, mapping: Any) -> dict[str, str]:
     return {
-        name: as_text(_render(context, f"{field}.{name}", value))
+        name: as_text(render_field(context, f"{field}.{name}", value))
         for name, value in (mapping or {}).items()
     }
 
@@ -80,15 +75,17 @@ class HttpNode:
         config = thaw(context.config)
         method = str(config.get("method") or "GET").upper()
         try:
-            url = as_text(_render(context, "config.url", config["url"]))
+            url = as_text(render_field(context, "config.url", config["url"]))
             headers = _render_strings(context, "config.headers", config.get("headers"))
             params = _render_strings(context, "config.params", config.get("params"))
             request_body: dict[str, Any] = {}
             if "json" in config:
-                request_body["json"] = _render(context, "config.json", config["json"])
+                request_body["json"] = render_field(context, "config.json", config["json"])
             elif "body" in config:
-                request_body["content"] = as_text(_render(context, "config.body", config["body"]))
-        except _ConfigError as exc:
+                request_body["content"] = as_text(
+                    render_field(context, "config.body", config["body"])
+                )
+        except ConfigError as exc:
             return NodeResult.failed(context.mask(str(exc)))
         timeout = _timeout(context, config)
         target = context.mask(f"{method} {url}")

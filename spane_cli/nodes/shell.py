@@ -18,9 +18,15 @@ from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 from spane_cli.nodes.base import NodeContext, NodeResult
-from spane_cli.nodes.common import OUTPUT_CAP_BYTES, as_text, cut_notice, decode
+from spane_cli.nodes.common import (
+    OUTPUT_CAP_BYTES,
+    ConfigError,
+    as_text,
+    cut_notice,
+    decode,
+    render_field,
+)
 from spane_cli.workflow.durations import format_duration
-from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import SHELL
 
@@ -161,24 +167,13 @@ def _wait(
             return "cancelled"
 
 
-class _ConfigError(Exception):
-    """A config field that could not be rendered or used; the message names the field."""
-
-
-def _render(context: NodeContext, field: str, value: Any) -> Any:
-    try:
-        return context.render(value)
-    except ExpressionError as exc:
-        raise _ConfigError(f"{field}: {exc}") from None
-
-
 def _command(context: NodeContext, config: dict[str, Any]) -> tuple[list[str], str]:
     """argv and a short description of the command for error messages."""
     if "run" in config:
-        script = as_text(_render(context, "config.run", config["run"]))
+        script = as_text(render_field(context, "config.run", config["run"]))
         return ["/bin/sh", "-c", script], "/bin/sh"
     argv = [
-        as_text(_render(context, f"config.args[{index}]", item))
+        as_text(render_field(context, f"config.args[{index}]", item))
         for index, item in enumerate(config["args"])
     ]
     return argv, argv[0]
@@ -187,7 +182,7 @@ def _command(context: NodeContext, config: dict[str, Any]) -> tuple[list[str], s
 def _environment(context: NodeContext, config: dict[str, Any]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_ENV_PREFIX)}
     for name, value in (config.get("env") or {}).items():
-        env[name] = as_text(_render(context, f"config.env.{name}", value))
+        env[name] = as_text(render_field(context, f"config.env.{name}", value))
     env["SPANE_EXECUTION_ID"] = context.execution_id
     env["SPANE_NODE_ID"] = context.node_id
     env["SPANE_ATTEMPT"] = str(context.attempt)
@@ -218,9 +213,11 @@ class ShellNode:
             argv, program = _command(context, config)
             env = _environment(context, config)
             cwd = (
-                as_text(_render(context, "config.cwd", config["cwd"])) if "cwd" in config else None
+                as_text(render_field(context, "config.cwd", config["cwd"]))
+                if "cwd" in config
+                else None
             )
-        except _ConfigError as exc:
+        except ConfigError as exc:
             return NodeResult.failed(context.mask(str(exc)))
 
         try:
