@@ -76,7 +76,7 @@ def test_tree_shows_every_node_under_its_parent(file: str) -> None:
     assert out == graph(file, "tree")
     rows = out.splitlines()
     assert rows[0] == Path(file).stem
-    depth = {}
+    depth: dict[str, int] = {}
     for row in rows[1:]:
         match = re.search(r"[└├]── ([A-Za-z0-9_-]+)", row)
         assert match, row

@@ -149,3 +149,10 @@ def test_second_document_is_refused(tmp_path: Path) -> None:
     line, _, message = failure(write(tmp_path, "version: 1\n---\nname: x\n"))
     assert line == 2
     assert "one YAML document" in message
+
+
+def test_control_character_is_located_on_one_line(tmp_path: Path) -> None:
+    file = write(tmp_path, "version: 1\nname: x\x01\n")
+    line, column, message = failure(file)
+    assert (line, column) == (2, 8)
+    assert message == "YAML syntax error: control character U+0001 is not allowed"
