@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated
 
 import typer
 
-from spane_cli.cli.services import store_and_dispatcher, store_only
+from spane_cli.cli.services import since_cutoff, store_and_dispatcher, store_only
 
 dlq_app = typer.Typer(
     help="Dead letters: nodes that failed their last attempt. Fix the cause, then replay.",
@@ -32,10 +31,8 @@ def list_letters(
 
     from spane_cli.cli.render import print_data
     from spane_cli.cli.tables import console
-    from spane_cli.errors import UsageError
     from spane_cli.store.models import DeadLetter
     from spane_cli.store.views import dead_letter_view
-    from spane_cli.workflow.durations import DurationError, parse_duration
 
     current, _ = store_only(ctx)
     query = DeadLetter.select().order_by(DeadLetter.id.desc())
@@ -43,11 +40,9 @@ def list_letters(
         query = query.where(DeadLetter.replayed_at.is_null())
     if workflow:
         query = query.where(DeadLetter.workflow == workflow)
-    if since:
-        try:
-            query = query.where(DeadLetter.created_at >= time.time() - parse_duration(since))
-        except DurationError as exc:
-            raise UsageError(f"--since: {exc}") from None
+    cutoff = since_cutoff(since)
+    if cutoff is not None:
+        query = query.where(DeadLetter.created_at >= cutoff)
     views = [dead_letter_view(letter) for letter in query]
     if print_data(views, current.output):
         return

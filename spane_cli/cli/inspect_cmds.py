@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated
 
 import typer
@@ -47,12 +46,12 @@ def list_executions(
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import print_data
+    from spane_cli.cli.services import since_cutoff
     from spane_cli.engine.connections import open_store
     from spane_cli.engine.states import ExecutionStatus
     from spane_cli.errors import UsageError
     from spane_cli.store.models import Execution
     from spane_cli.store.views import execution_view
-    from spane_cli.workflow.durations import DurationError, parse_duration
 
     settings = settings_of(ctx)
     if status is not None and status not in {s.value for s in ExecutionStatus}:
@@ -65,11 +64,9 @@ def list_executions(
         query = query.where(Execution.status == status)
     if workflow:
         query = query.where(Execution.workflow == workflow)
-    if since:
-        try:
-            query = query.where(Execution.created_at >= time.time() - parse_duration(since))
-        except DurationError as exc:
-            raise UsageError(f"--since: {exc}") from None
+    cutoff = since_cutoff(since)
+    if cutoff is not None:
+        query = query.where(Execution.created_at >= cutoff)
     views = [execution_view(row, with_nodes=False) for row in query]
     if print_data(views, settings.output):
         return

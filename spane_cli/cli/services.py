@@ -33,3 +33,18 @@ def store_only(ctx: typer.Context) -> tuple[Settings, Store]:
 
     current = settings(ctx)
     return current, open_store(current)
+
+
+def since_cutoff(since: str | None) -> float | None:
+    """`--since 1d` as the epoch time it starts at; a bad duration is a usage error."""
+    if not since:
+        return None
+    import time
+
+    from spane_cli.errors import UsageError
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    try:
+        return time.time() - parse_duration(since)
+    except DurationError as exc:
+        raise UsageError(f"--since: {exc}") from None
