@@ -347,7 +347,9 @@ class _Checker:
             if not os.path.exists(target):
                 self.add(path, f"sub-workflow file {ref!r} does not exist (looked for {target})")
                 continue
-            child = validate_file(target, _stack=self.stack)
+            # Problems in the child name it as the user would reach it from this file.
+            shown = os.path.normpath(os.path.join(os.path.dirname(self.file), ref))
+            child = validate_file(shown, _stack=self.stack)
             if child.problems:
                 count = len(child.problems)
                 noun = "problem" if count == 1 else "problems"

@@ -446,19 +446,26 @@ def test_subworkflow_reference_cycle_between_two_files(tmp_path: Path) -> None:
     assert cycle[0].startswith(f"{tmp_path / 'two.yaml'}:6:")
 
 
-def test_invalid_subworkflow_problems_are_shown(tmp_path: Path) -> None:
-    (tmp_path / "sub").mkdir()
-    parent = write(
-        tmp_path / "parent.yaml",
+def test_invalid_subworkflow_problems_are_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "flows" / "sub").mkdir(parents=True)
+    write(
+        tmp_path / "flows" / "parent.yaml",
         "version: 1\nname: p\nnodes:\n  c:\n    type: workflow\n"
         "    config: {workflow: sub/child.yaml}\n",
     )
-    write(tmp_path / "sub" / "child.yaml", "version: 1\nname: c\nnodes:\n  a: {type: nope}\n")
-    result = run_spane("validate", parent)
+    write(
+        tmp_path / "flows" / "sub" / "child.yaml",
+        "version: 1\nname: c\nnodes:\n  a: {type: nope}\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    result = run_spane("validate", "flows/parent.yaml")
     assert result.exit_code == 2
-    assert f"{parent}:6:" in result.stdout
-    assert "(1 problem)" in result.stdout
-    assert "child.yaml:4:" in result.stdout and "unknown node type 'nope'" in result.stdout
+    assert result.stdout.splitlines() == [
+        "flows/parent.yaml:6:24: sub-workflow 'sub/child.yaml' is invalid (1 problem)",
+        "flows/sub/child.yaml:4:13: unknown node type 'nope' in node 'a' (did you mean 'noop'?)",
+    ]
 
 
 @pytest.mark.parametrize(
