@@ -61,6 +61,9 @@ class LoadedDocument:
     data: Any
     locations: Locations
     text: str
+    # Problems that still left usable data (duplicate keys, unsupported tags): validation goes
+    # on and reports them together with everything else.
+    problems: list[Problem] = field(default_factory=list)
 
 
 class LoadFailed(Exception):
@@ -152,9 +155,7 @@ def load_document(file: str, text: str | None = None) -> LoadedDocument:
         data = builder.build(root, (), 0)
     except _TooBig as exc:
         raise LoadFailed([*builder.problems, _problem(file, 1, 1, (), str(exc))]) from None
-    if builder.problems:
-        raise LoadFailed(builder.problems)
-    return LoadedDocument(file, data, builder.locations, text)
+    return LoadedDocument(file, data, builder.locations, text, list(builder.problems))
 
 
 class _Builder:

@@ -422,6 +422,7 @@ def _describe(path: Path) -> str:
 
 def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> ValidationResult:
     checker = _Checker(doc, (*_stack, os.path.normpath(os.path.abspath(doc.file))))
+    checker.problems.extend(doc.problems)
     data = doc.data
     if not isinstance(data, dict):
         checker.add((), f"a workflow must be a mapping, got {_json_type(data)}")
@@ -458,5 +459,4 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
         if key not in seen:
             seen.add(key)
             unique.append(problem)
-    own = [p for p in unique]
-    return sorted(own, key=lambda p: (p.file, p.line, p.column))
+    return sorted(unique, key=lambda p: (p.file, p.line, p.column))

@@ -33,10 +33,14 @@ def write(tmp_path: Path, text: str | bytes, name: str = "flow.yaml") -> str:
 
 
 def failure(file: str) -> tuple[int, int, str]:
-    with pytest.raises(LoadFailed) as caught:
-        load_document(file)
-    problems = caught.value.problems
-    assert problems, "LoadFailed without a problem"
+    """The first problem of a file the loader cannot take as it is: either it cannot be read
+    at all (LoadFailed), or it gives data with problems attached (duplicate keys, bad tags),
+    which validation reports together with the rest."""
+    try:
+        problems = load_document(file).problems
+    except LoadFailed as failed:
+        problems = failed.problems
+    assert problems, "the loader found no problem"
     first = problems[0]
     assert first.file == file
     return first.line, first.column, first.message
@@ -61,6 +65,15 @@ def test_timestamps_stay_strings_and_merge_keys_work(tmp_path: Path) -> None:
     doc = load_document(write(tmp_path, text))
     assert doc.data["description"] == "2026-01-02"
     assert doc.data["other"] == {"type": "noop", "queue": "q"}
+
+
+def test_a_duplicate_key_does_not_hide_other_problems(tmp_path: Path) -> None:
+    from spane_cli.workflow.validate import validate_file
+
+    text = GOOD + "  first:\n    type: noop\n  broken:\n    type: noop\n    needs: [nowhere]\n"
+    messages = [p.message for p in validate_file(write(tmp_path, text)).problems]
+    assert any("duplicate key 'first'" in m for m in messages)
+    assert any("unknown node 'nowhere'" in m for m in messages)
 
 
 def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
