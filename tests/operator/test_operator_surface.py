@@ -111,3 +111,21 @@ def test_health_exit_codes(cluster: Cluster) -> None:
     down = cluster.spane("health", "--redis", "redis://127.0.0.1:1/0")
     assert down.returncode == 3
     assert "Redis unreachable" in down.stderr
+
+
+def test_tables_fit_a_pinned_width(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        "version: 1\nname: tabled\nnodes:\n"
+        "  fetch_the_rows: {type: noop}\n"
+        "  report: {type: fail, needs: [fetch_the_rows], config: {message: 'disk full'}}\n"
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.status(execution_id) == "failed", what="the failure")
+    cluster.env["COLUMNS"] = "120"
+    table = cluster.spane("get", execution_id).stdout
+    assert "fetch_the_rows" in table and "succeeded" in table
+    assert "disk full" in table and "failed" in table
+    assert max(len(line) for line in table.splitlines()) <= 120
+    listed = cluster.spane("list").stdout
+    assert execution_id in listed and "tabled" in listed
+    assert max(len(line) for line in listed.splitlines()) <= 120
