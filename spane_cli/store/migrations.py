@@ -23,6 +23,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
+_MIGRATION_LOCK = 726531
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,22 @@ def migration_status(database: peewee.Database) -> MigrationStatus:
 def migrate(database: peewee.Database) -> list[str]:
     """Apply what is pending; safe to run from several processes at once."""
     models.database_proxy.initialize(database)
-    database.create_tables([models.SchemaVersion], safe=True)
-    applied: list[str] = []
-    for number, title, step in MIGRATIONS:
-        with write_transaction(database):
-            if isinstance(database, peewee.PostgresqlDatabase):
-                # One migrator at a time; the lock ends with the transaction.
-                database.execute_sql("SELECT pg_advisory_xact_lock(726531)")
-            if applied_version(database) >= number:
-                continue
-            step(database)
-            models.SchemaVersion.create(version=number, applied_at=time.time())
-            applied.append(f"{number}: {title}")
-    return applied
+    postgres = isinstance(database, peewee.PostgresqlDatabase)
+    if postgres:
+        # One migrator at a time, from the very first CREATE: concurrent CREATE TABLE IF NOT
+        # EXISTS races in PostgreSQL's catalog.
+        database.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        database.create_tables([models.SchemaVersion], safe=True)
+        applied: list[str] = []
+        for number, title, step in MIGRATIONS:
+            with write_transaction(database):
+                if applied_version(database) >= number:
+                    continue
+                step(database)
+                models.SchemaVersion.create(version=number, applied_at=time.time())
+                applied.append(f"{number}: {title}")
+        return applied
+    finally:
+        if postgres:
+            database.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))

@@ -214,12 +214,9 @@ def test_the_same_idempotency_key_gives_one_execution(cluster: Cluster) -> None:
         )
         for _ in range(8)
     ]  # fmt: skip
-    ids = set()
-    for run in runs:
-        out, err = run.communicate(timeout=60)
-        assert run.returncode == 0, err
-        ids.add(out.strip())
-    assert len(ids) == 1
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [err for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode] == []
+    assert len({out.strip() for out, _ in outputs}) == 1
 
 
 def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
@@ -232,12 +229,9 @@ def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
         )
         for _ in range(200)
     ]  # fmt: skip
-    ids = []
-    for run in runs:
-        out, err = run.communicate(timeout=240)
-        assert run.returncode == 0, err
-        ids.append(out.strip())
-    assert len(set(ids)) == 200
+    outputs = [run.communicate(timeout=240) for run in runs]
+    assert [err for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode] == []
+    assert len({out.strip() for out, _ in outputs}) == 200
     cluster.start_worker("--concurrency", "2")
     listed = lambda: json.loads(  # noqa: E731
         cluster.spane("list", "--status", "succeeded", "--limit", "500", "-o", "json").stdout
