@@ -66,7 +66,8 @@ class Execution(BaseModel):
 
 class NodeRun(BaseModel):
     execution_id: str  # the foreign key's raw column, declared for type checkers
-    execution = peewee.ForeignKeyField(Execution, backref="nodes", on_delete="CASCADE")
+    # No index of its own: the unique (execution, node_id) index serves lookups by execution.
+    execution = peewee.ForeignKeyField(Execution, backref="nodes", on_delete="CASCADE", index=False)
     node_id = peewee.CharField(max_length=128)
     status = peewee.CharField(max_length=16)
     attempt = peewee.IntegerField(default=0)  # the current attempt, 0 before the first
@@ -88,9 +89,12 @@ class NodeRun(BaseModel):
     finished_at = peewee.DoubleField(null=True)
 
     class Meta:
+        # `status` is deliberately in no index: status changes then stay HOT updates on
+        # PostgreSQL (no index churn), which keeps big fan-outs linear. `due_at` is set only
+        # while a node is waiting or retrying.
         indexes = (
             (("execution", "node_id"), True),
-            (("status", "due_at"), False),
+            (("due_at",), False),
         )
 
 
