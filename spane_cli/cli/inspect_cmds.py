@@ -67,7 +67,7 @@ def list_executions(
     cutoff = since_cutoff(since)
     if cutoff is not None:
         query = query.where(Execution.created_at >= cutoff)
-    views = [execution_view(row, with_nodes=False) for row in query]
+    views = [execution_view(row) for row in query]
     if print_data(views, settings.output):
         return
     from spane_cli.cli.tables import executions_table

@@ -609,12 +609,7 @@ class Store:
                     p: scheduler.ParentView(
                         status=NodeStatus(known[p][0]),
                         continue_on_fail=workflow.nodes[p].continue_on_fail,
-                        chose_child=(
-                            child in (known[p][1] or [])
-                            if workflow.nodes[p].type == "branch"
-                            and known[p][0] == NodeStatus.SUCCEEDED
-                            else None
-                        ),
+                        chose_child=_branch_choice(workflow.nodes[p].type, known[p], child),
                     )
                     for p in node.needs
                 }
@@ -1081,6 +1076,19 @@ _TERMINAL_NODE = (
     NodeStatus.CANCELLED,
     NodeStatus.UPSTREAM_FAILED,
 )
+
+
+def _branch_choice(
+    parent_type: str, parent: tuple[str, list[str] | None], child: str
+) -> bool | None:
+    """Whether a branch parent chose `child`; None when the parent is not a branch. A branch
+    that failed (and continued, with continue_on_fail) chose nothing, so its children skip."""
+    if parent_type != "branch":
+        return None
+    status, chosen = parent
+    if status == NodeStatus.SUCCEEDED:
+        return child in (chosen or [])
+    return False if status == NodeStatus.FAILED else None
 
 
 def _first_line(text: str | None) -> str:

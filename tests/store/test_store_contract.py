@@ -311,3 +311,26 @@ def test_retry_reruns_only_what_failed(store: Store) -> None:
     assert view["status"] == "succeeded"
     assert view["nodes"]["ok"]["attempts"] == 1
     assert view["nodes"]["bad"]["attempts"] == 2
+
+
+def test_a_branch_that_failed_and_continued_skips_its_children(store: Store) -> None:
+    vid = version(
+        store,
+        {
+            "route": {
+                "type": "branch",
+                "continue_on_fail": True,
+                "config": {"cases": [{"when": "true", "next": ["left"]}]},
+            },
+            "left": {"type": "noop", "needs": ["route"]},
+            "right": {"type": "noop", "needs": ["route"]},
+        },
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    run_all(store, execution_id, {"route": Outcome("failed", error="bad case")})
+    assert statuses(store, execution_id) == {
+        "route": "failed",
+        "left": "skipped",
+        "right": "skipped",
+    }
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
