@@ -83,7 +83,7 @@ def run(
         from spane_cli.engine.local import run_local
 
         status: str | None = run_local(
-            settings, file, given, idempotency_key, wait_limit, concurrency
+            settings, file, given, idempotency_key, wait_limit, concurrency, watch
         )
     else:
         status = _run_remote(settings, file, given, idempotency_key, wait, watch, wait_limit)

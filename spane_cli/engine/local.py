@@ -21,6 +21,7 @@ def run_local(
     idempotency_key: str | None,
     wait_limit: float | None,
     concurrency: int,
+    watch: bool = False,
 ) -> str:
     from redis import Redis
 
@@ -90,9 +91,20 @@ def run_local(
                 return True
             return False
 
-        NodeWorker(
+        main_worker = NodeWorker(
             store, connection, WorkerOptions(queues=queues, name="local-main"), main_should_stop
-        ).run()
+        )
+        if watch:
+            # The view takes the main thread; the main worker runs beside the helpers.
+            from spane_cli.cli.watch_cmd import follow_execution
+
+            runner = threading.Thread(target=main_worker.run, daemon=True, name="worker-main")
+            runner.start()
+            follow_execution(store, execution_id, settings)
+            finished.set()
+            runner.join(timeout=5)
+        else:
+            main_worker.run()
         # Wake helpers blocked in BLPOP so the command ends now, not after their poll timeout.
         if threads:
             for queue in queues:
@@ -105,7 +117,8 @@ def run_local(
             from spane_cli.errors import ExitCode
 
             raise typer.Exit(int(ExitCode.TIMED_OUT))
-        report_end(store, execution_id, settings)
+        if not watch:
+            report_end(store, execution_id, settings)
         status = Execution.get_by_id(execution_id).status
         return str(status)
     finally:

@@ -178,3 +178,11 @@ def test_unreachable_redis_exits_3_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "Redis unreachable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_local_watch_prints_events_when_not_a_terminal() -> None:
+    result = spane("run", "--local", "--watch", str(WORKFLOWS / "dynamic-loop.yaml"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("node.succeeded double" in line for line in lines)
+    assert lines[-1].endswith("execution.succeeded")
