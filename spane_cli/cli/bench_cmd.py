@@ -35,7 +35,7 @@ def bench(
     ] = True,
 ) -> None:
     from spane_cli.bench.baseline import depends_on_chain, drain_jobs
-    from spane_cli.bench.measure import WorkerPool, run_scenario
+    from spane_cli.bench.measure import WorkerPool, run_scenario, settle
     from spane_cli.bench.workloads import BENCH_QUEUE, fan_in, fan_out
     from spane_cli.bench.workloads import chain as chain_flow
     from spane_cli.bench.workloads import small as small_flow
@@ -66,6 +66,7 @@ def bench(
             scenarios += [("scale_1k", fan_out(1000), 1), ("scale_10k", fan_out(10000), 1)]
         for name, text, count in scenarios:
             progress.write(f"spane: {name}\n")
+            settle(store.database)
             results[name] = run_scenario(store, dispatcher, name, text, count)
             results[name].worker_rss_kib = pool.rss()
         rss_after = pool.rss()
