@@ -17,6 +17,9 @@ import yaml
 
 from spane_cli.workflow.problems import Path, Problem, format_path
 
+# libyaml's composer gives the same nodes and marks, many times faster, where it is built in.
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_VALUES = 100_000  # values built after alias expansion; a billion-laughs file hits this fast
 MAX_DEPTH = 64
@@ -118,7 +121,7 @@ def load_document(file: str, text: str | None = None) -> LoadedDocument:
             [_problem(file, 1, 1, (), "empty file: a workflow needs version, name and nodes")]
         )
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         context = exc.context_mark
@@ -127,7 +130,8 @@ def load_document(file: str, text: str | None = None) -> LoadedDocument:
         if unclosed:
             mark = context  # "got <stream end>": point at what was left open, not past the end
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        if "\\t" in reason or "'\\t'" in str(exc):
+        at_tab = mark is not None and text[mark.index : mark.index + 1] == "\t"
+        if at_tab or "\\t" in reason or "'\\t'" in str(exc):
             reason = "tab character: YAML indentation must use spaces"
         elif "another document" in reason:
             reason = "a workflow file holds one YAML document; found a second '---'"
