@@ -129,3 +129,33 @@ def test_tables_fit_a_pinned_width(cluster: Cluster) -> None:
     listed = cluster.spane("list").stdout
     assert execution_id in listed and "tabled" in listed
     assert max(len(line) for line in listed.splitlines()) <= 120
+
+
+def test_events_follow_streams_until_the_execution_ends(cluster: Cluster) -> None:
+    import subprocess
+    import sys
+
+    execution_id = cluster.submit(
+        "version: 1\nname: followed\nnodes:\n"
+        "  one: {type: shell, config: {run: 'sleep 0.5'}}\n"
+        "  two: {type: noop, needs: [one]}\n"
+    )
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "spane_cli", "events", execution_id, "--follow", "-o", "json"],
+        env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    cluster.start_worker()
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    types = [json.loads(line)["type"] for line in out.splitlines()]
+    assert types[0] == "execution.created"
+    assert types[-1] == "execution.succeeded"
+    assert types.count("node.succeeded") == 2
+
+
+def test_worker_max_jobs_stops_after_that_many(cluster: Cluster) -> None:
+    first = cluster.submit("version: 1\nname: one\nnodes:\n  a: {type: noop}\n")
+    second = cluster.submit("version: 1\nname: two\nnodes:\n  a: {type: noop}\n")
+    worker = cluster.start_worker("--max-jobs", "1")
+    assert worker.wait(timeout=30) == 0
+    assert sorted([cluster.status(first), cluster.status(second)]) == ["pending", "succeeded"]
