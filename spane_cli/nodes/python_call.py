@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.nodes.common import first_line, mask_value
+from spane_cli.nodes.output_capture import captured_output
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import PYTHON
@@ -85,6 +86,12 @@ def _exception_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def _add_printed(captured: _ListHandler, printed: str) -> None:
+    """print() output goes before the logger's lines: it cannot be interleaved exactly."""
+    if printed:
+        captured.lines[:0] = printed.rstrip("\n").splitlines()
+
+
 class PythonNode:
     type_name: ClassVar[str] = "python"
     config_schema: ClassVar[dict[str, Any]] = PYTHON
@@ -115,13 +122,16 @@ class PythonNode:
             secrets=context.secrets,
             _cancel_requested=context.cancel_requested,
         )
-        try:
-            result = function(python_context)
-        except (Exception, SystemExit) as exc:  # sys.exit() in a function must not end the worker
-            details = context.mask(_traceback_without_us(exc))
-            captured.lines.append(details.rstrip("\n"))
-            logs = context.mask("\n".join(captured.lines) + "\n")
-            return NodeResult.failed(f"{context.mask(_exception_line(exc))}\n{details}", logs)
+        with captured_output() as printed:
+            try:
+                result = function(python_context)
+            except (Exception, SystemExit) as exc:  # sys.exit() must not end the worker
+                details = context.mask(_traceback_without_us(exc))
+                _add_printed(captured, printed.getvalue())
+                captured.lines.append(details.rstrip("\n"))
+                logs = context.mask("\n".join(captured.lines) + "\n")
+                return NodeResult.failed(f"{context.mask(_exception_line(exc))}\n{details}", logs)
+        _add_printed(captured, printed.getvalue())
         logs = context.mask("\n".join(captured.lines) + "\n") if captured.lines else ""
 
         try:

@@ -40,6 +40,11 @@ SOURCE = textwrap.dedent(
     def exits(ctx):
         sys.exit(3)
 
+    def chatty(ctx):
+        print("printed", ctx.input, "with token", ctx.secrets.get("TOKEN", ""))
+        print("to stderr too", file=sys.stderr)
+        return ctx.input
+
     NOT_CALLABLE = 5
     """
 )
@@ -121,3 +126,24 @@ def test_missing_function_or_module_names_it(context_for):
         f"cannot load python function '{MODULE}:NOT_CALLABLE': "
         "TypeError: NOT_CALLABLE is not callable (int)"
     )
+
+
+def test_print_goes_to_the_nodes_logs_per_thread(context_for, capfd):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(item: int) -> str:
+        context = context_for(
+            {"function": f"{MODULE}:chatty"}, input=item, secrets={"TOKEN": "tk9"}
+        )
+        result = PythonNode().run(context)
+        assert result.outcome == Outcome.SUCCEEDED, result.error
+        return result.logs
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        logs = list(pool.map(run, range(8)))
+    for item, text in enumerate(logs):
+        assert f"printed {item} with token ***" in text
+        assert "to stderr too" in text
+        assert sum("printed" in line for line in text.splitlines()) == 1  # only its own thread's
+    seen = capfd.readouterr()
+    assert "printed" not in seen.out and "to stderr too" not in seen.err
