@@ -17,7 +17,8 @@ JOB_FUNCTION = "spane_cli.engine.jobs.run_node"
 
 def job_id(dispatch: Dispatch) -> str:
     # RQ job ids allow letters, digits, _ and -; node ids are a subset of that.
-    return f"spane-{dispatch.execution_id}-{dispatch.attempt}-{dispatch.node_id}"
+    item = "" if dispatch.item is None else f"-i{dispatch.item}"
+    return f"spane-{dispatch.execution_id}-{dispatch.attempt}{item}-{dispatch.node_id}"
 
 
 class Dispatcher:
@@ -41,7 +42,7 @@ class Dispatcher:
                 jobs = [
                     Queue.prepare_data(
                         JOB_FUNCTION,
-                        args=(d.execution_id, d.node_id, d.attempt),
+                        args=(d.execution_id, d.node_id, d.attempt, d.item),
                         job_id=job_id(d),
                         result_ttl=0,
                         failure_ttl=0,

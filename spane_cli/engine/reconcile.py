@@ -13,9 +13,10 @@ from contextlib import contextmanager
 import peewee
 
 from spane_cli.engine.dispatch import Dispatcher
+from spane_cli.store.items import recover_lost_items, wake_due_items
 from spane_cli.store.models import Outbox
 from spane_cli.store.store import Dispatch, Store
-from spane_cli.store.workers import recover_lost_nodes
+from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, live_workers, recover_lost_nodes
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
@@ -47,19 +48,26 @@ def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list
         dispatches = store.wake_due(now)
         store.expire_timeouts(now)
         dispatches += recover_lost_nodes(store, now)
+        dispatches += wake_due_items(store, now)
+        alive = {w.name for w in live_workers(now)}
+        dispatches += recover_lost_items(store, alive, now - HEARTBEAT_TTL_SECONDS, now)
         lost = dispatcher.missing(store.pending_dispatches(now - DISPATCH_GRACE_SECONDS))
-        lost_keys = {(d.execution_id, d.node_id) for d in lost}
+        lost_keys = {(d.execution_id, d.node_id, d.item) for d in lost}
         stale = [
             d
             for d in store.pending_dispatches(now - RESEND_AFTER_SECONDS)
-            if (d.execution_id, d.node_id) not in lost_keys
+            if (d.execution_id, d.node_id, d.item) not in lost_keys
         ]
         again = lost + stale
         # Restart the grace period so each row is re-sent once per period, not every tick.
         for dispatch in again:
+            same_item = (
+                Outbox.item.is_null() if dispatch.item is None else Outbox.item == dispatch.item
+            )
             Outbox.update(created_at=now).where(
                 (Outbox.execution_id == dispatch.execution_id)
                 & (Outbox.node_id == dispatch.node_id)
+                & same_item
             ).execute()
         dispatches += again
         dispatcher.enqueue(dispatches)

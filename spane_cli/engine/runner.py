@@ -11,7 +11,6 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from spane_cli.engine import scheduler
@@ -24,7 +23,6 @@ from spane_cli.workflow.model import Node, thaw
 from spane_cli.workflow.validate import bare_expression
 
 SECRET_PREFIX = "SPANE_SECRET_"
-DEFAULT_FOREACH_PARALLEL = 4
 
 log = logging.getLogger("spane.worker")
 
@@ -96,10 +94,16 @@ def run_claimed(
         "secrets": dict(secrets),
     }
     try:
+        if claim.item is not None:
+            # One item of a foreach node, on whichever worker took its job.
+            item_scope = {**scope, "item": claim.item_value, "index": claim.item}
+            result = _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
+            return _outcome_of(result, secrets)
         if node.when is not None and not evaluate(bare_expression(node.when), scope):
             return Outcome("skipped")
         if node.foreach is not None:
-            return _run_foreach(claim, node, node_input, scope, secrets, cancel_requested)
+            # The items become jobs of their own; the node waits for them without a worker.
+            return Outcome("fanout", output=_foreach_items(node, scope))
         result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
     except ExpressionError as exc:
         return Outcome("failed", error=_mask(str(exc), secrets))
@@ -172,47 +176,3 @@ def _foreach_items(node: Node, scope: Mapping[str, Any]) -> list[Any]:
     if not isinstance(items, list):
         raise ExpressionError(f"foreach must give a list, got {type(items).__name__}")
     return items
-
-
-def _run_foreach(
-    claim: ClaimedNode,
-    node: Node,
-    node_input: Any,
-    scope: Mapping[str, Any],
-    secrets: Mapping[str, str],
-    cancel_requested: Callable[[], bool] | None,
-) -> Outcome:
-    items = _foreach_items(node, scope)
-    if not items:
-        return Outcome("succeeded", output=[], items={"total": 0, "done": 0})
-
-    def one(index: int) -> NodeResult:
-        item_scope = {**scope, "item": items[index], "index": index}
-        return _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
-
-    parallel = min(node.max_parallel or DEFAULT_FOREACH_PARALLEL, len(items))
-    if parallel == 1:
-        results = [one(i) for i in range(len(items))]
-    else:
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="foreach") as pool:
-            results = list(pool.map(one, range(len(items))))
-    logs = "".join(r.logs for r in results if r.logs)
-    failed = [(i, r) for i, r in enumerate(results) if r.outcome != ResultKind.SUCCEEDED]
-    done = len(results) - len(failed)
-    if failed:
-        index, first = failed[0]
-        error = f"item {index} failed: {first.error or first.outcome}"
-        if len(failed) > 1:
-            error += f" (and {len(failed) - 1} more items)"
-        return Outcome(
-            "failed",
-            error=_mask(error, secrets),
-            logs=_mask(logs, secrets) or "",
-            items={"total": len(items), "done": done},
-        )
-    return Outcome(
-        "succeeded",
-        output=[r.output for r in results],
-        logs=_mask(logs, secrets) or "",
-        items={"total": len(items), "done": done},
-    )

@@ -28,6 +28,7 @@ from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.states import ExecutionStatus
+from spane_cli.store.items import claim_item, complete_item
 from spane_cli.store.models import Execution
 from spane_cli.store.store import ClaimedNode, Dispatch, Outcome, Store
 from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, beat, forget
@@ -179,8 +180,12 @@ class NodeWorker:
             raise
         except Exception:
             return  # the hash is gone (flushed); the reconciler re-sends from the outbox
-        execution_id, node_id, attempt = job.args
+        execution_id, node_id, attempt, *rest = job.args
         self.connection.delete(job.key)
+        item = rest[0] if rest else None
+        if item is not None:
+            self._process_item(execution_id, node_id, int(attempt), int(item))
+            return
         claim = self.store.claim_node(execution_id, node_id, int(attempt), self.options.name)
         # Run the node, then any child its completion handed straight to us (no Redis hop).
         while claim is not None:
@@ -201,6 +206,32 @@ class NodeWorker:
             self._enqueue(dispatches)
             if claim is not None:
                 self.jobs_done += 1
+
+    def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
+        claim = claim_item(self.store, execution_id, node_id, attempt, item, self.options.name)
+        if claim is None:
+            return
+        outcome = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
+        if self._abort_requested.is_set():
+            return
+        if outcome.status == "failed":
+            first = (outcome.error or "failed").splitlines()[0]
+            log.warning(
+                "item %s of node %s of %s failed (attempt %s): %s",
+                item, node_id, execution_id, attempt, first,
+            )  # fmt: skip
+        backoff = 0.5
+        while True:
+            try:
+                self._enqueue(complete_item(self.store, claim, outcome))
+                return
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if self._abort_requested.is_set():
+                    return
+                log.warning("could not record an item of %s, retrying: %s", node_id, _one_line(exc))
+                _reset_connection(self.store)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
 
     def _max_jobs_reached(self) -> bool:
         return self.options.max_jobs is not None and self.jobs_done + 1 >= self.options.max_jobs

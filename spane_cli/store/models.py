@@ -79,7 +79,10 @@ class NodeRun(BaseModel):
     queue = peewee.CharField(max_length=64, default="default")
     output = JSONField(null=True)
     error = peewee.TextField(null=True)
-    items = JSONField(null=True)  # foreach progress {"total": n, "done": m}
+    items = JSONField(null=True)  # foreach progress {"total": n, "done": m}, once finished
+    items_total = peewee.IntegerField(null=True)  # foreach: counters while items run
+    items_done = peewee.IntegerField(default=0)
+    items_failed = peewee.IntegerField(default=0)
     chosen = JSONField(null=True)  # branch: the children it chose
     child_execution_id = peewee.CharField(max_length=36, null=True)
     worker = peewee.CharField(max_length=128, null=True)
@@ -96,6 +99,28 @@ class NodeRun(BaseModel):
             (("execution", "node_id"), True),
             (("due_at",), False),
         )
+
+
+class NodeItem(BaseModel):
+    """One item of a foreach node: claimed, run, retried and completed on its own."""
+
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128)
+    item_index = peewee.IntegerField()
+    status = peewee.CharField(max_length=16)
+    attempt = peewee.IntegerField(default=0)
+    lost_count = peewee.IntegerField(default=0)
+    value = JSONField(null=True)  # the item itself (`item` in templates)
+    output = JSONField(null=True)
+    error = peewee.TextField(null=True)
+    worker = peewee.CharField(max_length=128, null=True)
+    due_at = peewee.DoubleField(null=True)
+    queued_at = peewee.DoubleField(null=True)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("execution_id", "node_id", "item_index"), True), (("due_at",), False))
 
 
 class Event(BaseModel):
@@ -142,6 +167,7 @@ class Outbox(BaseModel):
     node_id = peewee.CharField(max_length=128)
     attempt = peewee.IntegerField()
     queue = peewee.CharField(max_length=64)
+    item = peewee.IntegerField(null=True)  # a foreach item's index
     created_at = peewee.DoubleField(index=True)
 
     class Meta:
@@ -162,6 +188,7 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     WorkflowVersion,
     Execution,
     NodeRun,
+    NodeItem,
     Event,
     NodeLog,
     DeadLetter,

@@ -46,6 +46,7 @@ class Dispatch:
     node_id: str
     attempt: int
     queue: str
+    item: int | None = None  # a foreach item's index; None for the node itself
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ClaimedNode:
     workflow_input: Any
     parent_outputs: dict[str, Any]
     timeout_at: float | None
+    item: int | None = None  # a foreach item's index, when this claim is for one item
+    item_value: Any = None
 
 
 @dataclass
@@ -207,6 +210,7 @@ class Store:
                 "node_id": d.node_id,
                 "attempt": d.attempt,
                 "queue": d.queue,
+                "item": d.item,
                 "created_at": now,
             }
             for d in dispatches
@@ -269,7 +273,7 @@ class Store:
                 return None
             sql.run(
                 self.database,
-                "DELETE FROM outbox WHERE execution_id = ? AND node_id = ?",
+                "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
                 (execution_id, node_id),
             )
             event_rows: list[EventRow] = []
@@ -443,6 +447,10 @@ class Store:
             return changed == 1
         if outcome.status == "child":
             return self._start_child(info, version, node_id, attempt, guard, outcome, now, batch)
+        if outcome.status == "fanout":
+            from spane_cli.store.items import start_items
+
+            return start_items(self, info, version, node_id, attempt, outcome.output, now, batch)
         # failed
         offset = (
             NodeRun.select(NodeRun.attempt_offset)
@@ -947,7 +955,7 @@ class Store:
             .order_by(Outbox.id)
             .limit(limit)
         )
-        return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue) for r in rows]
+        return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue, r.item) for r in rows]
 
     def expire_timeouts(self, now: float | None = None) -> list[str]:
         """Executions past their whole-execution timeout fail; returns their ids."""
@@ -997,6 +1005,12 @@ class Store:
                 (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(open_nodes))
             ).execute()
             Outbox.delete().where(Outbox.execution_id == execution_id).execute()
+            sql.run(
+                self.database,
+                "UPDATE node_item SET status = 'cancelled', finished_at = ? WHERE execution_id = ?"
+                " AND status IN ('pending', 'queued', 'running', 'retrying')",
+                (now, execution_id),
+            )
             events.emit_many(
                 [(execution_id, n, events.NODE_CANCELLED, None) for n in open_nodes], now
             )
@@ -1062,7 +1076,7 @@ class Store:
                 raise OperationFailed(f"execution {execution_id} is not paused")
             events.emit(execution_id, events.EXECUTION_RESUMED, now)
             rows = Outbox.select().where(Outbox.execution_id == execution_id)
-            return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue) for r in rows]
+            return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue, r.item) for r in rows]
 
 
 class _StaleReport(Exception):

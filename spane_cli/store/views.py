@@ -19,6 +19,8 @@ def node_view(row: NodeRun) -> dict[str, Any]:
     }
     if row.items is not None:
         view["items"] = row.items
+    elif row.items_total is not None:
+        view["items"] = {"total": row.items_total, "done": row.items_done - row.items_failed}
     return view
 
 

@@ -1,0 +1,118 @@
+"""Foreach items as jobs of their own: spread over workers, max_parallel, retried, recovered."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psycopg2
+from cluster_support import Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
+
+__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+
+
+def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[int, str, int, str, float, float]]:
+    connection = psycopg2.connect(cluster.db_url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "SELECT item_index, status, attempt, worker, started_at, finished_at FROM node_item"
+            " WHERE execution_id = %s ORDER BY item_index",
+            (execution_id,),
+        )
+        return list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow(
+            "spread",
+            "  gen: {type: transform, config: {output: [1, 2, 3, 4, 5, 6, 7, 8]}}\n"
+            "  each:\n"
+            "    type: shell\n"
+            "    needs: [gen]\n"
+            "    foreach: '{{ parents }}'\n"
+            "    max_parallel: 3\n"
+            "    config: {run: 'sleep 0.4; echo $(({{ item }} * 10))', parse: json}\n"
+            "  total:\n"
+            "    type: transform\n"
+            "    needs: [each]\n"
+            "    config: {output: '{{ parents | map(attribute=\"json\") | sum }}'}\n",
+        )
+    )
+    cluster.start_worker("--concurrency", "2")
+    poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the execution to finish")
+    execution = cluster.get(execution_id)
+    assert execution["nodes"]["each"]["items"] == {"total": 8, "done": 8}
+    assert [o["json"] for o in execution["nodes"]["each"]["output"]] == [
+        10,
+        20,
+        30,
+        40,
+        50,
+        60,
+        70,
+        80,
+    ]
+    assert execution["nodes"]["total"]["output"] == 360
+    rows = item_rows(cluster, execution_id)
+    assert (
+        len({worker for *_, worker, _, _ in [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]})
+        == 2
+    )
+    # Never more than max_parallel items running at the same moment.
+    for _, _, _, _, started, _ in rows:
+        overlapping = sum(1 for r in rows if r[4] <= started < r[5])
+        assert overlapping <= 3
+
+
+def test_a_flaky_item_is_retried_alone_and_a_failing_one_fails_the_node(
+    cluster: Cluster, tmp_path
+) -> None:
+    marker = tmp_path / "tries"
+    execution_id = cluster.submit(
+        flow(
+            "flaky-items",
+            "  each:\n"
+            "    type: shell\n"
+            "    foreach: [ok, flaky, broken]\n"
+            "    retry: {attempts: 2}\n"
+            "    config:\n"
+            f"      run: |\n"
+            f"        case {{{{ item }}}} in\n"
+            f"          ok) exit 0 ;;\n"
+            f"          flaky) [ -f {marker} ] && exit 0; touch {marker}; exit 1 ;;\n"
+            f"          broken) echo nope >&2; exit 4 ;;\n"
+            f"        esac\n"
+            "  after: {type: noop, needs: [each]}\n",
+        )
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.status(execution_id) == "failed", 60, "the execution to fail")
+    attempts = {index: attempt for index, _, attempt, *_ in item_rows(cluster, execution_id)}
+    assert attempts == {0: 1, 1: 2, 2: 2}
+    execution = cluster.get(execution_id)
+    assert execution["nodes"]["each"]["status"] == "failed"
+    assert execution["nodes"]["each"]["error"].startswith("item 2 failed: exit code 4: nope")
+    assert execution["nodes"]["after"]["status"] == "upstream_failed"
+
+
+def test_items_of_a_killed_worker_run_again(cluster: Cluster) -> None:
+    execution_id = cluster.submit(
+        flow(
+            "killed-items",
+            "  each: {type: shell, foreach: [1, 2, 3, 4], config: {run: 'sleep 1.5'}}\n",
+        )
+    )
+    first = cluster.start_worker("--concurrency", "2")
+    poll(
+        lambda: any(status == "running" for _, status, *_ in item_rows(cluster, execution_id)),
+        what="an item to run",
+    )
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    cluster.start_worker("--concurrency", "2")
+    poll(lambda: cluster.status(execution_id) == "succeeded", 60, "recovery")
+    assert {attempt for _, _, attempt, *_ in item_rows(cluster, execution_id)} == {1}
