@@ -55,7 +55,7 @@ def start_items(
     moved = sql.run(
         store.database,
         "UPDATE node_run SET status = 'waiting', items_total = ?, items_done = 0,"
-        " items_failed = 0 WHERE execution_id = ? AND node_id = ? AND attempt = ?"
+        " items_failed = 0, items = NULL WHERE execution_id = ? AND node_id = ? AND attempt = ?"
         " AND status = 'running'",
         (len(items), execution_id, node_id, attempt),
     ).rowcount

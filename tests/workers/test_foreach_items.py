@@ -116,3 +116,26 @@ def test_items_of_a_killed_worker_run_again(cluster: Cluster) -> None:
     cluster.start_worker("--concurrency", "2")
     poll(lambda: cluster.status(execution_id) == "succeeded", 60, "recovery")
     assert {attempt for _, _, attempt, *_ in item_rows(cluster, execution_id)} == {1}
+
+
+def test_replaying_a_failed_foreach_runs_its_items_again(cluster: Cluster, tmp_path) -> None:
+    import json
+
+    marker = tmp_path / "fixed"
+    execution_id = cluster.submit(
+        flow(
+            "replayed-items",
+            f"  each: {{type: shell, foreach: [a, b], config: {{run: 'test -f {marker}'}}}}\n"
+            "  after: {type: noop, needs: [each]}\n",
+        )
+    )
+    cluster.start_worker()
+    poll(lambda: cluster.status(execution_id) == "failed", 60, "the failure")
+    assert cluster.get(execution_id)["nodes"]["each"]["items"] == {"total": 2, "done": 0}
+    letters = json.loads(cluster.spane("dlq", "list", "-o", "json").stdout)
+    marker.write_text("ok")
+    assert cluster.spane("dlq", "replay", str(letters[0]["id"])).returncode == 0
+    poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the replayed run")
+    execution = cluster.get(execution_id)
+    assert execution["nodes"]["each"]["items"] == {"total": 2, "done": 2}
+    assert execution["nodes"]["after"]["status"] == "succeeded"
