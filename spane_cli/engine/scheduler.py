@@ -2,7 +2,8 @@
 
 Nothing here does I/O. The store calls `child_readiness` inside the transaction that
 completes a node, so readiness is decided incrementally, one completed parent at a time;
-`plan` decides the same things for a whole snapshot and is the reconciler's safety net.
+`plan` decides the same things for a whole snapshot; the property tests hold the two to the
+same answers (the reconciler does not call it yet).
 
 Trigger rules follow Airflow's meaning (SPEC §1), with two deliberate simplifications:
 - a node is only decided once every parent is terminal (Airflow fires `one_success` and
