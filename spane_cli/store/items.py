@@ -42,20 +42,21 @@ def start_items(
     items = list(values or [])
     execution_id = info.id
     if not items:
-        return store._record(
-            execution_id,
-            node_id,
-            attempt,
-            NodeStatus.RUNNING,
-            Outcome("succeeded", output=[], items={"total": 0, "done": 0}),
-            now,
-            batch,
+        sql.run(
+            store.database,
+            "UPDATE node_run SET items_total = 0, items_done = 0, items_failed = 0"
+            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'running'",
+            (execution_id, node_id, attempt),
         )
+        return store._record(
+            execution_id, node_id, attempt, NodeStatus.RUNNING, Outcome("succeeded", output=[]),
+            now, batch,
+        )  # fmt: skip
     node = version.workflow.nodes[node_id]
     moved = sql.run(
         store.database,
         "UPDATE node_run SET status = 'waiting', items_total = ?, items_done = 0,"
-        " items_failed = 0, items = NULL WHERE execution_id = ? AND node_id = ? AND attempt = ?"
+        " items_failed = 0 WHERE execution_id = ? AND node_id = ? AND attempt = ?"
         " AND status = 'running'",
         (len(items), execution_id, node_id, attempt),
     ).rowcount
@@ -264,7 +265,6 @@ def _item_ended(
         batch.dispatches.append(dispatch)
     if done < total:
         return
-    items = {"total": total, "done": total - failures}
     if failures:
         first_failed = sql.run(
             store.database,
@@ -275,7 +275,7 @@ def _item_ended(
         error = f"item {first_failed[0]} failed: {first_failed[1]}"
         if failures > 1:
             error += f" (and {failures - 1} more items)"
-        outcome = Outcome("failed", error=error, items=items)
+        outcome = Outcome("failed", error=error)
     else:
         outputs = [
             sql.loads(text)
@@ -286,12 +286,7 @@ def _item_ended(
                 (execution_id, node_id),
             ).fetchall()
         ]
-        outcome = Outcome("succeeded", output=outputs, items=items)
-    sql.run(
-        store.database,
-        "UPDATE node_run SET items = ? WHERE execution_id = ? AND node_id = ?",
-        (sql.dumps(items), execution_id, node_id),
-    )
+        outcome = Outcome("succeeded", output=outputs)
     # Items used the retry policy one by one; the node itself is not tried again.
     store._record(
         execution_id, node_id, node_attempt, NodeStatus.WAITING, outcome, now, batch,

@@ -79,8 +79,7 @@ class NodeRun(BaseModel):
     queue = peewee.CharField(max_length=64, default="default")
     output = JSONField(null=True)
     error = peewee.TextField(null=True)
-    items = JSONField(null=True)  # foreach progress {"total": n, "done": m}, once finished
-    items_total = peewee.IntegerField(null=True)  # foreach: counters while items run
+    items_total = peewee.IntegerField(null=True)  # foreach only: how many items there are
     items_done = peewee.IntegerField(default=0)
     items_failed = peewee.IntegerField(default=0)
     chosen = JSONField(null=True)  # branch: the children it chose

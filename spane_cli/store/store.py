@@ -74,7 +74,6 @@ class Outcome:
     chosen: list[str] | None = None
     child_reference: str | None = None
     child_input: Any = None
-    items: dict[str, int] | None = None
 
 
 EventRow = tuple[str, str | None, str, dict[str, Any] | None]
@@ -428,12 +427,11 @@ class Store:
             changed = sql.run(
                 self.database,
                 "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
-                " items = ?, finished_at = ?, lost_count = 0, due_at = NULL"
+                " finished_at = ?, lost_count = 0, due_at = NULL"
                 " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = ?",
                 (
                     sql.dumps(outcome.output),
                     sql.dumps(outcome.chosen),
-                    sql.dumps(outcome.items),
                     now,
                     execution_id,
                     node_id,

@@ -17,9 +17,8 @@ def node_view(row: NodeRun) -> dict[str, Any]:
         "started_at": iso(row.started_at),
         "finished_at": iso(row.finished_at),
     }
-    if row.items is not None:
-        view["items"] = row.items
-    elif row.items_total is not None:
+    if row.items_total is not None:
+        # `done` counts the items that succeeded; failed ones are in the node's error.
         view["items"] = {"total": row.items_total, "done": row.items_done - row.items_failed}
     return view
 
