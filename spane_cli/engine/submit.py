@@ -65,11 +65,12 @@ def resolve_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, An
     return resolved
 
 
-def register_file(store: Store, path: str, _seen: tuple[str, ...] = ()) -> int:
-    """Register `path` and, first, every sub-workflow file it references; the version id."""
-    path = os.path.abspath(path)
-    document = load_document(path)
-    data = document.data
+def register_file(store: Store, path: str, documents: Mapping[str, Any] | None = None) -> int:
+    """Register `path` and, first, every sub-workflow file it references; the version id.
+    `documents` holds data already parsed by validation, by absolute path."""
+    path = os.path.normpath(os.path.abspath(path))
+    known = (documents or {}).get(path)
+    data = known if known is not None else load_document(path).data
     refs: dict[str, int] = {}
     base = os.path.dirname(path)
     for node in (data.get("nodes") or {}).values():
@@ -80,7 +81,7 @@ def register_file(store: Store, path: str, _seen: tuple[str, ...] = ()) -> int:
             continue
         if is_file_reference(reference):
             refs[reference] = register_file(
-                store, os.path.normpath(os.path.join(base, reference)), (*_seen, path)
+                store, os.path.normpath(os.path.join(base, reference)), documents
             )
         else:
             latest = (
@@ -106,5 +107,5 @@ def submit(
     if result.workflow is None:
         raise WorkflowInvalid(result.problems)
     inputs = resolve_inputs(result.workflow, given_inputs)
-    version_id = register_file(store, file)
+    version_id = register_file(store, file, result.documents)
     return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)

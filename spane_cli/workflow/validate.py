@@ -34,6 +34,9 @@ class ValidationResult:
     workflow: Workflow | None = None
     # Sub-workflow files referenced from this one (transitively), by absolute path.
     subworkflows: dict[str, Workflow] = field(default_factory=dict)
+    # The parsed data of this file and of every sub-workflow file, by absolute path, so that
+    # `spane run` registers what was validated without reading the files again.
+    documents: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.stack = stack
         self.subworkflows: dict[str, Workflow] = {}
+        self.documents: dict[str, Any] = {}
 
     def add(self, path: Path, message: str, *, key: bool = False) -> None:
         line, column = self.locations.of(path, key=key)
@@ -358,6 +362,7 @@ class _Checker:
             elif child.workflow is not None:
                 self.subworkflows[target] = child.workflow
                 self.subworkflows.update(child.subworkflows)
+                self.documents.update(child.documents)
 
 
 def is_file_reference(ref: str) -> bool:
@@ -439,7 +444,8 @@ def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> Vali
     if problems:
         return ValidationResult(doc.file, problems)
     workflow = build_workflow(data, source_file=os.path.abspath(doc.file))
-    return ValidationResult(doc.file, [], workflow, checker.subworkflows)
+    documents = {**checker.documents, os.path.normpath(os.path.abspath(doc.file)): data}
+    return ValidationResult(doc.file, [], workflow, checker.subworkflows, documents)
 
 
 def validate_file(file: str, _stack: tuple[str, ...] = ()) -> ValidationResult:
