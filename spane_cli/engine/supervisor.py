@@ -15,6 +15,10 @@ import time
 
 log = logging.getLogger("spane.supervisor")
 
+# Set in each child's environment: a child whose supervisor is gone (kill -9) stops by itself
+# after its running node instead of living on as an orphan.
+SUPERVISOR_ENV = "SPANE_SUPERVISOR_PID"
+
 
 def _child_argv(argv: list[str], index: int, base_name: str) -> list[str]:
     args: list[str] = []
@@ -55,8 +59,10 @@ def supervise(concurrency: int, argv: list[str], name: str | None) -> int:
     burst = "--burst" in argv or any(a.startswith("--max-jobs") for a in argv)
     children: dict[int, subprocess.Popen[bytes]] = {}
 
+    child_env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+
     def start(index: int) -> None:
-        children[index] = subprocess.Popen(_child_argv(argv, index, base_name))
+        children[index] = subprocess.Popen(_child_argv(argv, index, base_name), env=child_env)
 
     for index in range(concurrency):
         start(index)

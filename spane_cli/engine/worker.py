@@ -70,6 +70,8 @@ class NodeWorker:
         self._stop_requested = threading.Event()  # finish the running node, then exit
         self._abort_requested = threading.Event()  # stop now; the reconciler re-dispatches
         self._heartbeat_stop = threading.Event()
+        supervisor = os.environ.get("SPANE_SUPERVISOR_PID")
+        self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
@@ -83,6 +85,11 @@ class NodeWorker:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _stopping(self) -> bool:
+        if self._supervisor_pid is not None and os.getppid() != self._supervisor_pid:
+            if not self._stop_requested.is_set():
+                log.warning("supervisor %s is gone; stopping after the running node",
+                            self._supervisor_pid)  # fmt: skip
+            self._stop_requested.set()
         return self._stop_requested.is_set() or self.should_stop()
 
     # -- heartbeat -----------------------------------------------------------------------------

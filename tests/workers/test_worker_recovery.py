@@ -252,3 +252,28 @@ def test_sigint_after_sigterm_stops_at_once_and_the_node_runs_again(cluster: Clu
     cluster.start_worker()
     poll(lambda: cluster.status(execution_id) == "succeeded", 40, "the re-dispatched node")
     assert cluster.get(execution_id)["nodes"]["work"]["attempts"] == 1
+
+
+def test_workers_of_a_killed_supervisor_stop_instead_of_living_on(cluster: Cluster) -> None:
+    supervisor = cluster.start_worker("--concurrency", "2")
+
+    def children() -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
+
+    pids = poll(lambda: len(children()) == 2 and children(), what="two worker processes")
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=10)
+
+    def all_gone() -> bool:
+        return all(not os.path.exists(f"/proc/{pid}") or _zombie(pid) for pid in pids)
+
+    poll(all_gone, 15, "the orphaned workers to stop")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
