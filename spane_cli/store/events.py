@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from spane_cli.store.models import Event
@@ -39,15 +38,3 @@ def emit(
         data=data or None,
         created_at=now,
     ).execute()
-
-
-def emit_many(
-    rows: Iterable[tuple[str, str | None, str, dict[str, Any] | None]], now: float
-) -> None:
-    """rows: (execution_id, node_id, type, data)."""
-    batch = [
-        {"execution_id": e, "node_id": n, "type": t, "data": d or None, "created_at": now}
-        for e, n, t, d in rows
-    ]
-    for start in range(0, len(batch), 500):
-        Event.insert_many(batch[start : start + 500]).execute()

@@ -25,7 +25,16 @@ from spane_cli.store.store import (
 )
 from spane_cli.store.versions import LoadedVersion
 
-_OPEN = ("pending", "queued", "running", "retrying")
+_ITEM_COLUMNS = (
+    "execution_id",
+    "node_id",
+    "item_index",
+    "status",
+    "attempt",
+    "lost_count",
+    "value",
+    "queued_at",
+)
 
 
 def start_items(
@@ -69,27 +78,24 @@ def start_items(
         (execution_id, node_id),
     )
     first = min(node.max_parallel or len(items), len(items))
-    for start in range(0, len(items), 200):
-        chunk = list(enumerate(items))[start : start + 200]
-        values_sql = ", ".join("(?, ?, ?, ?, ?, 0, ?, ?)" for _ in chunk)
-        params: list[Any] = []
-        for index, value in chunk:
-            queued = index < first
-            params += [
+    sql.insert_rows(
+        store.database,
+        "node_item",
+        _ITEM_COLUMNS,
+        [
+            (
                 execution_id,
                 node_id,
                 index,
-                "queued" if queued else "pending",
-                1 if queued else 0,
+                "queued" if index < first else "pending",
+                1 if index < first else 0,
+                0,
                 sql.dumps(value),
-                now if queued else None,
-            ]
-        sql.run(
-            store.database,
-            "INSERT INTO node_item (execution_id, node_id, item_index, status, attempt,"
-            " lost_count, value, queued_at) VALUES " + values_sql,
-            params,
-        )
+                now if index < first else None,
+            )
+            for index, value in enumerate(items)
+        ],
+    )
     dispatches = [Dispatch(execution_id, node_id, 1, node.queue, i) for i in range(first)]
     store._write_outbox(dispatches, now)
     batch.dispatches.extend(dispatches)

@@ -36,20 +36,32 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def insert_rows(
+    database: peewee.Database,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    per_statement: int = 200,
+) -> None:
+    """Multi-row INSERTs of plain tuples, `per_statement` rows at a time. The ORM's
+    insert_many costs more to build than to run for thousands of rows."""
+    row_sql = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [value for row in chunk for value in row]
+        run(database, head + ", ".join(row_sql for _ in chunk), params)
+
+
 def insert_events(
     database: peewee.Database,
     rows: Sequence[tuple[str, str | None, str, dict[str, Any] | None]],
     now: float,
 ) -> None:
-    """rows: (execution_id, node_id, type, data), one multi-row INSERT per 200."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
-        values = ", ".join("(?, ?, ?, ?, ?)" for _ in chunk)
-        params: list[Any] = []
-        for execution_id, node_id, event_type, data in chunk:
-            params += [execution_id, node_id, event_type, dumps(data or None), now]
-        run(
-            database,
-            "INSERT INTO event (execution_id, node_id, type, data, created_at) VALUES " + values,
-            params,
-        )
+    """rows: (execution_id, node_id, type, data)."""
+    insert_rows(
+        database,
+        "event",
+        ("execution_id", "node_id", "type", "data", "created_at"),
+        [(e, n, t, dumps(d or None), now) for e, n, t, d in rows],
+    )

@@ -103,6 +103,22 @@ class _Batch:
     next_claim: ClaimedNode | None = None
 
 
+# A new execution's node rows; the last four always start at 0.
+_NODE_ROW_COLUMNS = (
+    "execution_id",
+    "node_id",
+    "status",
+    "attempt",
+    "waiting_on",
+    "queue",
+    "queued_at",
+    "attempt_offset",
+    "lost_count",
+    "items_done",
+    "items_failed",
+)
+
+
 class Store:
     def __init__(self, database: peewee.Database) -> None:
         self.database = database
@@ -175,85 +191,43 @@ class Store:
             parent_node_id=parent[1] if parent else None,
             depth=depth,
         ).execute()
-        rows = []
+        node_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[str, str | None, str, dict[str, Any] | None]] = [
             (execution_id, None, events.EXECUTION_CREATED, {"workflow": workflow.name})
         ]
         for node in workflow.nodes.values():
             entry = not node.needs
-            rows.append(
-                {
-                    "execution": execution_id,
-                    "node_id": node.id,
-                    "status": NodeStatus.QUEUED if entry else NodeStatus.PENDING,
-                    "attempt": 1 if entry else 0,
-                    "waiting_on": len(node.needs),
-                    "queue": node.queue,
-                    "queued_at": now if entry else None,
-                }
+            node_rows.append(
+                (
+                    execution_id,
+                    node.id,
+                    str(NodeStatus.QUEUED if entry else NodeStatus.PENDING),
+                    1 if entry else 0,
+                    len(node.needs),
+                    node.queue,
+                    now if entry else None,
+                )
             )
             if entry:
                 event_rows.append((execution_id, node.id, events.NODE_QUEUED, {"attempt": 1}))
                 batch.dispatches.append(Dispatch(execution_id, node.id, 1, node.queue))
-        self._insert_node_rows(rows)
+        sql.insert_rows(
+            self.database,
+            "node_run",
+            _NODE_ROW_COLUMNS,
+            [(*row, 0, 0, 0, 0) for row in node_rows],
+        )
         self._write_outbox(batch.dispatches[-len(workflow.entry_nodes) :], now)
         sql.insert_events(self.database, event_rows, now)
         return execution_id
 
-    def _insert_node_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Multi-row INSERTs in plain SQL: building them through the ORM costs more than
-        running them for workflows of thousands of nodes."""
-        columns = (
-            "execution_id, node_id, status, attempt, attempt_offset, lost_count, waiting_on,"
-            " queue, queued_at, items_done, items_failed"
-        )
-        for start in range(0, len(rows), 300):
-            chunk = rows[start : start + 300]
-            values = ", ".join("(?, ?, ?, ?, 0, 0, ?, ?, ?, 0, 0)" for _ in chunk)
-            params: list[Any] = []
-            for row in chunk:
-                params += [
-                    row["execution"],
-                    row["node_id"],
-                    str(row["status"]),
-                    row["attempt"],
-                    row["waiting_on"],
-                    row["queue"],
-                    row["queued_at"],
-                ]
-            sql.run(self.database, f"INSERT INTO node_run ({columns}) VALUES {values}", params)
-
     def _write_outbox(self, dispatches: Sequence[Dispatch], now: float) -> None:
-        rows = [
-            {
-                "execution_id": d.execution_id,
-                "node_id": d.node_id,
-                "attempt": d.attempt,
-                "queue": d.queue,
-                "item": d.item,
-                "created_at": now,
-            }
-            for d in dispatches
-        ]
-        for start in range(0, len(rows), 300):
-            chunk = rows[start : start + 300]
-            values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in chunk)
-            params: list[Any] = []
-            for row in chunk:
-                params += [
-                    row["execution_id"],
-                    row["node_id"],
-                    row["attempt"],
-                    row["queue"],
-                    row["item"],
-                    row["created_at"],
-                ]
-            sql.run(
-                self.database,
-                "INSERT INTO outbox (execution_id, node_id, attempt, queue, item, created_at)"
-                f" VALUES {values}",
-                params,
-            )
+        sql.insert_rows(
+            self.database,
+            "outbox",
+            ("execution_id", "node_id", "attempt", "queue", "item", "created_at"),
+            [(d.execution_id, d.node_id, d.attempt, d.queue, d.item, now) for d in dispatches],
+        )
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -818,9 +792,7 @@ class Store:
             if result == ExecutionStatus.SUCCEEDED
             else events.EXECUTION_FAILED
         )
-        events.emit(execution_id, event_type, now, error=error) if error else events.emit(
-            execution_id, event_type, now
-        )
+        events.emit(execution_id, event_type, now, **({"error": error} if error else {}))
         if execution.parent_id and execution.parent_node_id:
             self._child_finished(execution, result, output, error, now, batch)
 
@@ -1047,17 +1019,17 @@ class Store:
                 " AND status IN ('pending', 'queued', 'running', 'retrying')",
                 (now, execution_id),
             )
-            events.emit_many(
-                [(execution_id, n, events.NODE_CANCELLED, None) for n in open_nodes], now
+            sql.insert_events(
+                self.database,
+                [(execution_id, n, events.NODE_CANCELLED, None) for n in open_nodes],
+                now,
             )
             event_type = (
                 events.EXECUTION_CANCELLED
                 if status == ExecutionStatus.CANCELLED
                 else events.EXECUTION_FAILED
             )
-            events.emit(execution_id, event_type, now, error=error) if error else events.emit(
-                execution_id, event_type, now
-            )
+            events.emit(execution_id, event_type, now, **({"error": error} if error else {}))
             # Children of waiting sub-workflow nodes end with their parent.
             children = [
                 row.id
@@ -1068,8 +1040,6 @@ class Store:
             ]
             execution = Execution.get_by_id(execution_id)
             if execution.parent_id and status != ExecutionStatus.CANCELLED:
-                version = self.versions.get(execution.version_id)
-                del version  # the parent's own workflow is loaded by _child_finished
                 self._child_finished(execution, status, None, error, now, batch)
         for child_id in children:
             self._end_execution(child_id, status, error, now)
