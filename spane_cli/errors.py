@@ -43,7 +43,11 @@ class WorkflowInvalid(UsageError):
     def __init__(self, problems: list) -> None:  # list[Problem], kept loose to avoid a cycle
         self.problems = problems
         first = problems[0].render() if problems else "invalid workflow"
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        more = (
+            f" (and {len(problems) - 1} more: spane validate lists them all)"
+            if len(problems) > 1
+            else ""
+        )
         super().__init__(first + more)
 
 
