@@ -21,11 +21,9 @@ import peewee
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from spane_cli.engine import reconcile
-from spane_cli.engine.dispatch import Dispatcher
+from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.states import ExecutionStatus
 from spane_cli.store.items import claim_item, complete_item
@@ -138,20 +136,16 @@ class NodeWorker:
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_SECONDS
             reconcile.tick(self.store, self.dispatcher, now)
-        popped = Queue.lpop(self.queue_keys, timeout=None, connection=self.connection)
-        if popped is None:
+        taken = self.dispatcher.take(self.queue_keys)
+        if taken is None:
             if self.options.burst and not self._work_left():
                 return True
-            popped = self._wait_for_job()
-            if popped is None:
+            taken = self.dispatcher.take_blocking(self.queue_keys, self.options.poll_seconds)
+            if taken is None:
                 return False
-        self._process(popped[1])
+        self._process(taken)
         self.jobs_done += 1
         return self.options.max_jobs is not None and self.jobs_done >= self.options.max_jobs
-
-    def _wait_for_job(self) -> tuple[bytes | str, bytes | str] | None:
-        result = self.connection.blpop(self.queue_keys, self.options.poll_seconds)
-        return (result[0], result[1]) if result else None
 
     def _work_left(self) -> bool:
         """Burst mode keeps going while a node on our queues is queued or due within a minute
@@ -179,16 +173,10 @@ class NodeWorker:
             .exists()
         )
 
-    def _process(self, raw_job_id: bytes | str) -> None:
-        job_id = raw_job_id.decode() if isinstance(raw_job_id, bytes) else raw_job_id
-        try:
-            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-        except RedisError:
-            raise
-        except Exception:
+    def _process(self, taken: TakenJob) -> None:
+        if taken.args is None:
             return  # the hash is gone (flushed); the reconciler re-sends from the outbox
-        execution_id, node_id, attempt, *rest = job.args
-        self.connection.delete(job.key)
+        execution_id, node_id, attempt, *rest = taken.args
         item = rest[0] if rest else None
         if item is not None:
             self._process_item(execution_id, node_id, int(attempt), int(item))
