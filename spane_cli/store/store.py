@@ -591,9 +591,13 @@ class Store:
             frontier = []
             if not counts:
                 break
-            unblocked: list[str] = []
-            for decrement in sorted(set(counts.values())):
-                group = sorted(c for c, n in counts.items() if n == decrement)
+            # A child whose parents all became terminal in this transaction (every child of a
+            # fan-out root, every link of a chain) is decided here without a countdown: its
+            # row leaves 'pending' below with waiting_on = 0, one UPDATE instead of two.
+            unblocked = sorted(c for c, n in counts.items() if n == len(workflow.nodes[c].needs))
+            counted = {c: n for c, n in counts.items() if n != len(workflow.nodes[c].needs)}
+            for decrement in sorted(set(counted.values())):
+                group = sorted(c for c, n in counted.items() if n == decrement)
                 for start in range(0, len(group), 500):
                     part = group[start : start + 500]
                     rows = sql.run(
@@ -641,15 +645,23 @@ class Store:
             for status, node_ids in decided.items():
                 if not node_ids:
                     continue
+                changed: set[str] = set()
                 for start in range(0, len(node_ids), 500):
                     part = node_ids[start : start + 500]
-                    sql.run(
-                        self.database,
-                        "UPDATE node_run SET status = ?, finished_at = ?"
-                        " WHERE execution_id = ? AND status = 'pending'"
-                        f" AND node_id IN ({sql.placeholders(len(part))})",
-                        (str(status), now, execution_id, *part),
+                    changed.update(
+                        row[0]
+                        for row in sql.run(
+                            self.database,
+                            "UPDATE node_run SET status = ?, finished_at = ?, waiting_on = 0"
+                            " WHERE execution_id = ? AND status = 'pending'"
+                            f" AND node_id IN ({sql.placeholders(len(part))})"
+                            " RETURNING node_id",
+                            (str(status), now, execution_id, *part),
+                        ).fetchall()
                     )
+                node_ids = [c for c in node_ids if c in changed]
+                if not node_ids:
+                    continue
                 event_type = (
                     events.NODE_SKIPPED
                     if status == NodeStatus.SKIPPED
@@ -697,16 +709,24 @@ class Store:
         ):
             _, queues = batch.claim_for
             direct = next((c for c in ready if workflow.nodes[c].queue in queues), None)
-        queued = [c for c in ready if c != direct]
-        for start in range(0, len(queued), 500):
-            part = queued[start : start + 500]
-            sql.run(
-                self.database,
-                "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?"
-                " WHERE execution_id = ? AND status = 'pending'"
-                f" AND node_id IN ({sql.placeholders(len(part))})",
-                (now, execution_id, *part),
-            )
+        queued: list[str] = []
+        candidates = [c for c in ready if c != direct]
+        for start in range(0, len(candidates), 500):
+            wanted = candidates[start : start + 500]
+            changed = {
+                row[0]
+                for row in sql.run(
+                    self.database,
+                    "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?,"
+                    " waiting_on = 0 WHERE execution_id = ? AND status = 'pending'"
+                    f" AND node_id IN ({sql.placeholders(len(wanted))}) RETURNING node_id",
+                    (now, execution_id, *wanted),
+                ).fetchall()
+            }
+            part = [c for c in wanted if c in changed]
+            if not part:
+                continue
+            queued += part
             values = ", ".join("(?, ?, 1, ?, ?)" for _ in part)
             params: list[Any] = []
             for child in part:
@@ -725,7 +745,8 @@ class Store:
         taken = sql.run(
             self.database,
             "UPDATE node_run SET status = 'running', attempt = 1, queued_at = ?, started_at = ?,"
-            " worker = ? WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
+            " worker = ?, waiting_on = 0"
+            " WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
             (now, now, batch.claim_for[0], execution_id, direct),
         ).rowcount
         if taken != 1:
