@@ -20,9 +20,14 @@ from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, live_workers, recover
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
-# Unclaimed for this long: send again even if Redis still has the job's hash. It covers a job
-# popped by a worker that died before claiming it; a duplicate is harmless.
+# Unclaimed for this long although Redis has the job's hash: its id may have left the queue
+# with a worker that died before claiming it. Sent again once its queue is empty (in a deep
+# backlog an old row is only waiting its turn), or after the second limit in any case; a
+# duplicate is harmless.
 RESEND_AFTER_SECONDS = 60.0
+RESEND_ANYWAY_AFTER_SECONDS = 900.0
+# Outbox rows checked against Redis per tick before looking further; see _lost.
+LOST_CHECK_SAMPLE = 50
 _LOCK_KEY = 726532
 
 
@@ -51,11 +56,11 @@ def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list
         dispatches += wake_due_items(store, now)
         alive = {w.name for w in live_workers(now)}
         dispatches += recover_lost_items(store, alive, now - HEARTBEAT_TTL_SECONDS, now)
-        lost = dispatcher.missing(store.pending_dispatches(now - DISPATCH_GRACE_SECONDS))
+        lost = _lost(store, dispatcher, now)
         lost_keys = {(d.execution_id, d.node_id, d.item) for d in lost}
         stale = [
             d
-            for d in store.pending_dispatches(now - RESEND_AFTER_SECONDS)
+            for d in _stale(store, dispatcher, now)
             if (d.execution_id, d.node_id, d.item) not in lost_keys
         ]
         again = lost + stale
@@ -72,3 +77,28 @@ def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list
         dispatches += again
         dispatcher.enqueue(dispatches)
         return dispatches
+
+
+def _lost(store: Store, dispatcher: Dispatcher, now: float) -> list[Dispatch]:
+    """Outbox rows past the grace period whose job is gone from Redis. The oldest few are
+    checked first and the rest only when one of them is missing: a flush or a restart loses
+    every job, and a single lost job becomes one of the oldest rows as the queue drains. So a
+    backlog of 10,000 queued nodes costs one small check per tick, not 10,000."""
+    older_than = now - DISPATCH_GRACE_SECONDS
+    sample = store.pending_dispatches(older_than, limit=LOST_CHECK_SAMPLE)
+    lost = dispatcher.missing(sample)
+    if lost and len(sample) == LOST_CHECK_SAMPLE:
+        lost = dispatcher.missing(store.pending_dispatches(older_than))
+    return lost
+
+
+def _stale(store: Store, dispatcher: Dispatcher, now: float) -> list[Dispatch]:
+    rows = store.pending_dispatches(now - RESEND_AFTER_SECONDS)
+    if not rows:
+        return []
+    empty = {name for name in {d.queue for d in rows} if dispatcher.queue(name).count == 0}
+    if len(empty) == len({d.queue for d in rows}):
+        return rows
+    anyway = store.pending_dispatches(now - RESEND_ANYWAY_AFTER_SECONDS)
+    keys = {(d.execution_id, d.node_id, d.item) for d in anyway}
+    return [d for d in rows if d.queue in empty or (d.execution_id, d.node_id, d.item) in keys]

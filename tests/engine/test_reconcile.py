@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from cluster_support import fresh_postgres_url
 from redis import Redis
 
 from spane_cli.engine import reconcile
@@ -15,6 +16,8 @@ from spane_cli.store.models import Event, NodeRun, Outbox
 from spane_cli.store.store import Dispatch, Outcome, Store
 from spane_cli.store.versions import register_version
 from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, beat
+
+__all__ = ["fresh_postgres_url"]
 
 
 @pytest.fixture
@@ -68,8 +71,45 @@ def test_a_present_job_is_left_alone_until_the_resend_age(
         return [d.node_id for d in sent if d.execution_id == execution_id]
 
     assert mine(2005.0) == []
-    # Covers a job popped by a worker that died before claiming it.
-    assert mine(2000.0 + reconcile.RESEND_AFTER_SECONDS + 1) == ["a"]
+    # Still waiting in its queue (a backlog): not sent twice.
+    assert mine(2000.0 + reconcile.RESEND_AFTER_SECONDS + 1) == []
+    # Its id left the queue with a worker that died before claiming it: the hash is still
+    # there, the queue is empty, so it is sent again.
+    dispatcher.connection.delete("rq:queue:default")
+    assert mine(2000.0 + reconcile.RESEND_AFTER_SECONDS + 2) == ["a"]
+
+
+def test_a_backlog_is_resent_anyway_after_the_longer_limit(
+    store: Store, dispatcher: Dispatcher
+) -> None:
+    execution_id, _, dispatches = store.create_execution(
+        single_node(store, "backlog"), None, now=4000.0
+    )
+    dispatcher.enqueue(dispatches)
+    sent = reconcile.tick(store, dispatcher, now=4000.0 + reconcile.RESEND_ANYWAY_AFTER_SECONDS + 1)
+    assert [d.node_id for d in sent if d.execution_id == execution_id] == ["a"]
+
+
+def test_one_lost_job_behind_a_present_sample_is_found_once_it_is_among_the_oldest(
+    fresh_postgres_url: str, dispatcher: Dispatcher
+) -> None:
+    database = open_database(fresh_postgres_url)  # no other test's outbox rows
+    migrate(database)
+    store = Store(database)
+    sample = reconcile.LOST_CHECK_SAMPLE
+    vid = single_node(store, "deep")
+    created = [store.create_execution(vid, None, now=5000.0 + i) for i in range(sample + 1)]
+    for _, _, dispatches in created:
+        dispatcher.enqueue(dispatches)
+    last_id, _, last = created[-1]
+    dispatcher.connection.delete(f"rq:job:{job_id(last[0])}")  # lost behind the sample
+    later = 5000.0 + sample + reconcile.DISPATCH_GRACE_SECONDS + 1
+    assert last_id not in {d.execution_id for d in reconcile.tick(store, dispatcher, now=later)}
+    first_id, _, _ = created[0]
+    claim = store.claim_node(first_id, "a", 1, "w", now=later)  # the oldest row is claimed
+    assert claim is not None
+    assert [d.execution_id for d in reconcile.tick(store, dispatcher, now=later)] == [last_id]
+    database.close()
 
 
 def test_a_node_of_a_dead_worker_goes_back_without_using_an_attempt(
