@@ -19,13 +19,17 @@ from spane_cli.store.models import Execution, NodeRun
 from spane_cli.store.store import Store
 from spane_cli.store.workers import live_workers
 
+POLL_SECONDS = 0.1  # waiting for the end only; times come from the executions' timestamps
+STATS_FLUSH_SECONDS = 1.1  # PostgreSQL backends report their counters about once a second
+
 
 @dataclass
 class ScenarioResult:
     name: str
     nodes: int
     seconds: float
-    transactions_per_node: float | None
+    transactions_per_node: float | None  # the nodes' own: background and bench polls removed
+    transactions_per_node_total: float | None  # every commit in the database during the run
     latency_p50_ms: float
     latency_p99_ms: float
     failed: int = 0
@@ -62,6 +66,13 @@ class WorkerPool:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the pool
 
     def start(self, timeout: float = 30.0) -> None:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()  # never leave workers behind on the bench queue
+            raise
+
+    def _start(self, timeout: float) -> None:
         for index in range(self.count):
             command = [
                 sys.executable, "-m", "spane_cli", "worker", "--queue", self.queue,
@@ -78,7 +89,6 @@ class WorkerPool:
             if any(p.poll() is not None for p in self.processes):
                 break
             time.sleep(0.05)
-        self.stop()
         self.log.seek(0)
         raise RuntimeError("bench workers did not start: " + self.log.read().decode()[-800:])
 
@@ -105,6 +115,18 @@ def _commits(database: peewee.Database) -> int | None:
     return int(row[0]) if row else None
 
 
+def background_commits_per_second(database: peewee.Database, seconds: float = 3.0) -> float:
+    """Commits per second with the workers idle: heartbeats and reconciler ticks, which run
+    whether or not there are nodes, and are taken out of the per-node count."""
+    time.sleep(STATS_FLUSH_SECONDS)
+    before, started = _commits(database), time.monotonic()
+    time.sleep(seconds)
+    after = _commits(database)
+    if before is None or after is None:
+        return 0.0
+    return max(0.0, (after - before - 1) / (time.monotonic() - started))
+
+
 def settle(database: peewee.Database) -> None:
     """Between scenarios: clear the dead rows the last one left, so each starts alike (else a
     later, bigger scenario pays for autovacuum working through an earlier one's updates)."""
@@ -129,14 +151,15 @@ def run_scenario(
     workflow_text: str,
     executions: int = 1,
     timeout: float = 900.0,
+    background_per_second: float = 0.0,
 ) -> ScenarioResult:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(workflow_text)
         path = handle.name
     try:
-        # pg_stat counters are updated when a backend reports; give them a moment to settle.
-        time.sleep(1.1)
-        commits_before = _commits(store.database)
+        time.sleep(STATS_FLUSH_SECONDS)
+        commits_before, counted_from = _commits(store.database), time.monotonic()
+        own_commits = 1  # the read above
         ids: list[str] = []
         for _ in range(executions):
             execution_id, _, dispatches = submit(store, path, {})
@@ -149,27 +172,32 @@ def run_scenario(
                 .where(Execution.id.in_(ids) & Execution.status.not_in(list(TERMINAL_EXECUTION)))
                 .count()
             )
+            own_commits += 1
             if open_count == 0:
                 break
-            time.sleep(0.02)
+            time.sleep(POLL_SECONDS)
         else:
             raise RuntimeError(f"{name}: did not finish within {timeout:.0f}s")
-        time.sleep(1.1)
-        commits_after = _commits(store.database)
+        time.sleep(STATS_FLUSH_SECONDS)
+        commits_after, counted_for = _commits(store.database), time.monotonic() - counted_from
         rows = list(Execution.select().where(Execution.id.in_(ids)))
         seconds = max(float(r.finished_at or 0) for r in rows) - min(r.created_at for r in rows)
         node_count = NodeRun.select().where(NodeRun.execution.in_(ids)).count()
         failed = sum(1 for r in rows if r.status != "succeeded")
         latencies = _latencies(ids) or [0.0]
-        per_node = None
+        per_node = total_per_node = None
         if commits_before is not None and commits_after is not None and node_count:
-            # The submit's own commits are included; they are few next to the nodes'.
-            per_node = (commits_after - commits_before) / node_count
+            # The submit's own commits stay in; they are few next to the nodes'.
+            total = commits_after - commits_before
+            nodes_own = total - own_commits - background_per_second * counted_for
+            total_per_node = total / node_count
+            per_node = max(0.0, nodes_own) / node_count
         return ScenarioResult(
             name=name,
             nodes=node_count,
             seconds=seconds,
             transactions_per_node=per_node,
+            transactions_per_node_total=total_per_node,
             latency_p50_ms=statistics.median(latencies),
             latency_p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             failed=failed,
