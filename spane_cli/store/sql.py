@@ -6,6 +6,7 @@ these statements are written once with `?` placeholders and adapted to the drive
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from functools import lru_cache
@@ -36,6 +37,29 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# From this many rows on, PostgreSQL gets them through COPY: about three times faster than
+# multi-row INSERTs for the 10,000 node rows, outbox rows and events of a big fan-out, which
+# are written while every other worker waits for them.
+COPY_FROM_ROWS = 50
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_rows(
+    database: peewee.Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    text = "".join("\t".join(_copy_field(v) for v in row) + "\n" for row in rows)
+    cursor = database.cursor()
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+
+
 def insert_rows(
     database: peewee.Database,
     table: str,
@@ -43,8 +67,11 @@ def insert_rows(
     rows: Sequence[Sequence[Any]],
     per_statement: int = 200,
 ) -> None:
-    """Multi-row INSERTs of plain tuples, `per_statement` rows at a time. The ORM's
-    insert_many costs more to build than to run for thousands of rows."""
+    """Multi-row INSERTs of plain tuples, `per_statement` rows at a time (COPY for many rows on
+    PostgreSQL). The ORM's insert_many costs more to build than to run for thousands of rows."""
+    if len(rows) >= COPY_FROM_ROWS and isinstance(database, peewee.PostgresqlDatabase):
+        _copy_rows(database, table, columns, rows)
+        return
     row_sql = "(" + ", ".join("?" * len(columns)) + ")"
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
     for start in range(0, len(rows), per_statement):

@@ -334,3 +334,22 @@ def test_a_branch_that_failed_and_continued_skips_its_children(store: Store) -> 
         "right": "skipped",
     }
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_many_foreach_items_keep_tabs_newlines_backslashes_and_unicode(store: Store) -> None:
+    from spane_cli.store.items import claim_item
+
+    vid = version(
+        store,
+        {"each": {"type": "noop", "foreach": "{{ input }}", "max_parallel": 80}},
+    )
+    tricky = [f'row {i}\tcol\nnext \\N back\\slash \u00e9\u20ac "q" {{}}' for i in range(80)]
+    execution_id, _, _ = store.create_execution(vid, tricky)
+    claim = store.claim_node(execution_id, "each", 1, "w")
+    assert claim is not None
+    dispatches = store.complete_node(claim, Outcome("fanout", output=tricky))
+    assert sorted(d.item for d in dispatches if d.item is not None) == list(range(80))
+    for index in (0, 41, 79):
+        item = claim_item(store, execution_id, "each", 1, index, "w")
+        assert item is not None
+        assert item.item_value == tricky[index]
