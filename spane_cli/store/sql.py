@@ -85,10 +85,21 @@ def insert_events(
     rows: Sequence[tuple[str, str | None, str, dict[str, Any] | None]],
     now: float,
 ) -> None:
-    """rows: (execution_id, node_id, type, data)."""
+    """rows: (execution_id, node_id, type, data). Rows may share one data dict (the 10,000
+    'queued' events of a fan-out do); it is encoded once."""
+    encoded: dict[int, str | None] = {}  # by id(): the dicts stay alive in `rows` meanwhile
+
+    def encode(data: dict[str, Any] | None) -> str | None:
+        if not data:
+            return None
+        key = id(data)
+        if key not in encoded:
+            encoded[key] = dumps(data)
+        return encoded[key]
+
     insert_rows(
         database,
         "event",
         ("execution_id", "node_id", "type", "data", "created_at"),
-        [(e, n, t, dumps(d or None), now) for e, n, t, d in rows],
+        [(e, n, t, encode(d), now) for e, n, t, d in rows],
     )

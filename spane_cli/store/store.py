@@ -625,17 +625,25 @@ class Store:
                 NodeStatus.SKIPPED: [],
                 NodeStatus.UPSTREAM_FAILED: [],
             }
+            # Children with the same parents and trigger get the same decision unless a parent
+            # is a branch (which chooses per child): a fan-out of 10,000 decides once.
+            shared: dict[tuple[object, tuple[str, ...]], scheduler.Readiness] = {}
             for child in sorted(unblocked):
                 node = workflow.nodes[child]
-                parent_views = {
-                    p: scheduler.ParentView(
-                        status=NodeStatus(known[p][0]),
-                        continue_on_fail=workflow.nodes[p].continue_on_fail,
-                        chose_child=_branch_choice(workflow.nodes[p].type, known[p], child),
-                    )
-                    for p in node.needs
-                }
-                decision = scheduler.child_readiness(node.trigger, parent_views)
+                key = (node.trigger, node.needs)
+                decision = shared.get(key)
+                if decision is None:
+                    parent_views = {
+                        p: scheduler.ParentView(
+                            status=NodeStatus(known[p][0]),
+                            continue_on_fail=workflow.nodes[p].continue_on_fail,
+                            chose_child=_branch_choice(workflow.nodes[p].type, known[p], child),
+                        )
+                        for p in node.needs
+                    }
+                    decision = scheduler.child_readiness(node.trigger, parent_views)
+                    if all(workflow.nodes[p].type != "branch" for p in node.needs):
+                        shared[key] = decision
                 if decision == scheduler.Readiness.READY:
                     ready_all.append(child)
                 elif decision == scheduler.Readiness.SKIPPED:
@@ -739,7 +747,8 @@ class Store:
             )
         dispatches = [Dispatch(execution_id, c, 1, workflow.nodes[c].queue) for c in queued]
         batch.dispatches.extend(dispatches)
-        batch.events.extend((execution_id, c, events.NODE_QUEUED, {"attempt": 1}) for c in queued)
+        first_attempt = {"attempt": 1}  # one dict for every row: encoded once
+        batch.events.extend((execution_id, c, events.NODE_QUEUED, first_attempt) for c in queued)
         if direct is None or batch.claim_for is None:
             return
         taken = sql.run(
