@@ -62,11 +62,18 @@ def register_version(
 
 
 class VersionCache:
-    """Built workflow models by version id; versions never change, so entries never go stale."""
+    """Built workflow models by version id; versions never change, so entries never go stale.
+    Bounded by versions and by nodes (about 200 bytes each): a worker that meets many big
+    workflows keeps the recent ones, not all of them."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, max_nodes: int = 100_000) -> None:
         self._entries: OrderedDict[int, LoadedVersion] = OrderedDict()
         self._capacity = capacity
+        self._max_nodes = max_nodes
+        self._nodes = 0
+
+    def __contains__(self, version_id: int) -> bool:
+        return version_id in self._entries
 
     def get(self, version_id: int) -> LoadedVersion:
         cached = self._entries.get(version_id)
@@ -87,6 +94,11 @@ class VersionCache:
             children={k: tuple(v) for k, v in children.items()},
         )
         self._entries[version_id] = loaded
-        if len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        self._nodes += len(workflow.nodes)
+        # The newest entry always stays, however big: it is the one being worked on.
+        while len(self._entries) > 1 and (
+            len(self._entries) > self._capacity or self._nodes > self._max_nodes
+        ):
+            _, evicted = self._entries.popitem(last=False)
+            self._nodes -= len(evicted.workflow.nodes)
         return loaded

@@ -68,12 +68,12 @@ class InputSpec:
     description: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 10,000-node model is held by every worker
 class Node:
     id: str
     type: str
     needs: tuple[str, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    config: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     when: str | None = None
     trigger: TriggerRule = TriggerRule.ALL_SUCCESS
     retry: RetryPolicy = RetryPolicy()
@@ -113,7 +113,13 @@ class Workflow:
         return tuple(n for n in self.nodes if n not in parents)
 
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_NO_RETRY = RetryPolicy()
+
+
 def _freeze(value: Any) -> Any:
+    if isinstance(value, dict) and not value:
+        return _EMPTY  # shared: most nodes of a big fan-out have no config
     if isinstance(value, dict):
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
@@ -132,7 +138,7 @@ def thaw(value: Any) -> Any:
 
 def _retry(data: Mapping[str, Any] | None) -> RetryPolicy:
     if not data:
-        return RetryPolicy()
+        return _NO_RETRY
     return RetryPolicy(
         attempts=int(data.get("attempts", 1)),
         backoff=Backoff(data.get("backoff", "fixed")),

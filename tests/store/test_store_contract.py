@@ -353,3 +353,17 @@ def test_many_foreach_items_keep_tabs_newlines_backslashes_and_unicode(store: St
         item = claim_item(store, execution_id, "each", 1, index, "w")
         assert item is not None
         assert item.item_value == tricky[index]
+
+
+def test_the_model_cache_keeps_recent_versions_within_its_node_budget(store: Store) -> None:
+    from spane_cli.store.versions import VersionCache
+
+    nodes = {f"n{i}": {"type": "noop"} for i in range(3)}
+    first, second, third = (version(store, nodes, name=f"cache-{i}") for i in range(3))
+    cache = VersionCache(max_nodes=6)
+    cache.get(first)
+    cache.get(second)
+    assert first in cache and second in cache
+    cache.get(third)  # 9 nodes > 6: the least recently used goes
+    assert first not in cache and second in cache and third in cache
+    assert list(cache.get(first).workflow.nodes) == ["n0", "n1", "n2"]  # rebuilt on demand
