@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import peewee
@@ -34,6 +35,9 @@ class ScenarioResult:
     latency_p99_ms: float
     failed: int = 0
     worker_rss_kib: list[int] = field(default_factory=list)  # right after the scenario
+    # Sampled while it ran, at a quarter of its time: set against the end, it tells whether
+    # memory grows with the nodes run (the model of a big workflow is there from the start).
+    worker_rss_kib_quarter: list[int] = field(default_factory=list)
 
     @property
     def nodes_per_second(self) -> float:
@@ -152,6 +156,7 @@ def run_scenario(
     executions: int = 1,
     timeout: float = 900.0,
     background_per_second: float = 0.0,
+    sample_rss: Callable[[], list[int]] | None = None,
 ) -> ScenarioResult:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(workflow_text)
@@ -166,7 +171,10 @@ def run_scenario(
             dispatcher.enqueue(dispatches)
             ids.append(execution_id)
         deadline = time.monotonic() + timeout
+        samples: list[tuple[float, list[int]]] = []
         while time.monotonic() < deadline:
+            if sample_rss is not None:
+                samples.append((time.monotonic(), sample_rss()))
             open_count = (
                 Execution.select()
                 .where(Execution.id.in_(ids) & Execution.status.not_in(list(TERMINAL_EXECUTION)))
@@ -192,7 +200,12 @@ def run_scenario(
             nodes_own = total - own_commits - background_per_second * counted_for
             total_per_node = total / node_count
             per_node = max(0.0, nodes_own) / node_count
+        quarter: list[int] = []
+        if samples:
+            first, last = samples[0][0], samples[-1][0]
+            quarter = min(samples, key=lambda s: abs(s[0] - (first + (last - first) / 4)))[1]
         return ScenarioResult(
+            worker_rss_kib_quarter=quarter,
             name=name,
             nodes=node_count,
             seconds=seconds,

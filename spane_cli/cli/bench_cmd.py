@@ -75,8 +75,9 @@ def bench(
             progress.write(f"spane: {name}\n")
             settle(store.database)
             results[name] = run_scenario(
-                store, dispatcher, name, text, count, background_per_second=background
-            )
+                store, dispatcher, name, text, count,
+                background_per_second=background, sample_rss=pool.rss,
+            )  # fmt: skip
             results[name].worker_rss_kib = pool.rss()
         rss_after = pool.rss()
     finally:
@@ -106,6 +107,7 @@ def _report(
             "transactions_per_node": _rounded(r.transactions_per_node),
             "transactions_per_node_total": _rounded(r.transactions_per_node_total),
             "failed_executions": r.failed,
+            "worker_rss_kib_at_quarter": r.worker_rss_kib_quarter,
             "worker_rss_kib_after": r.worker_rss_kib,
         }
         for name, r in results.items()
@@ -157,7 +159,7 @@ def _print_table(report: dict[str, Any]) -> None:
     from spane_cli.cli.tables import console
 
     out = console()
-    out.width = max(out.width, 120)  # the table is read in logs and CI output too
+    out.width = max(out.width, 150)  # the table is read in logs and CI output too
     base = report["baseline"]
     out.print(
         f"baseline ({report['workers']} RQ SimpleWorkers): "
@@ -175,7 +177,8 @@ def _print_table(report: dict[str, Any]) -> None:
         "p99 ms",
         "tx/node",
         "tx/node all",
-        "worker RSS MiB",
+        "RSS MiB at 1/4 time",
+        "RSS MiB at end",
     ):
         table.add_column(column, justify="right")
     for name, s in report["scenarios"].items():
@@ -184,7 +187,7 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{s['ms_per_node']:.2f}", f"{s['dispatch_latency_p50_ms']:.1f}",
             f"{s['dispatch_latency_p99_ms']:.1f}",
             _cell(s["transactions_per_node"]), _cell(s["transactions_per_node_total"]),
-            " ".join(f"{kib / 1024:.0f}" for kib in s["worker_rss_kib_after"]),
+            _mib(s["worker_rss_kib_at_quarter"]), _mib(s["worker_rss_kib_after"]),
         )  # fmt: skip
     out.print(table)
     for name, value in report["ratios"].items():
@@ -196,6 +199,10 @@ def _print_table(report: dict[str, Any]) -> None:
         f"{report['background_commits_per_second']}/s that idle workers commit "
         "(heartbeats, reconciler); tx/node all: every commit in the database"
     )
+
+
+def _mib(kib: list[int]) -> str:
+    return " ".join(f"{k / 1024:.0f}" for k in kib) or "-"
 
 
 def _cell(value: float | None) -> str:
