@@ -26,19 +26,24 @@ from spane_cli.store.store import Dispatch
 JOB_FUNCTION = "spane_cli.engine.jobs.run_node"
 ENQUEUE_BATCH = 500
 
-# Pop the first job id of the first non-empty queue, read its payload and delete its hash, in
+# Pop up to ARGV[2] job ids, first queue first, reading each payload and deleting its hash, in
 # one round trip. The job hash key is derived from the id, as RQ does (Job.key_for).
 _TAKE_SCRIPT = """
+local wanted = tonumber(ARGV[2])
+local taken = {}
 for _, key in ipairs(KEYS) do
-  local id = redis.call('LPOP', key)
-  if id then
+  while #taken < wanted * 3 do
+    local id = redis.call('LPOP', key)
+    if not id then break end
     local job_key = ARGV[1] .. id
     local data = redis.call('HGET', job_key, 'data')
     redis.call('DEL', job_key)
-    return {id, data or false}
+    table.insert(taken, key)
+    table.insert(taken, id)
+    table.insert(taken, data or '')
   end
 end
-return false
+return taken
 """
 
 
@@ -46,6 +51,15 @@ return false
 class TakenJob:
     job_id: str
     args: list[Any] | None  # None: the job's hash was gone (flushed); the outbox resends it
+    queue: str = ""
+
+    def dispatch(self) -> Dispatch | None:
+        """The job as a dispatch again, to put it back (see NodeWorker)."""
+        if self.args is None:
+            return None
+        execution_id, node_id, attempt, *rest = self.args
+        item = rest[0] if rest else None
+        return Dispatch(execution_id, node_id, int(attempt), self.queue, item)
 
 
 def job_id(dispatch: Dispatch) -> str:
@@ -107,8 +121,9 @@ class Dispatcher:
             self._fields[queue.name] = fields
         return self._fields[queue.name]
 
-    def enqueue(self, dispatches: Sequence[Dispatch]) -> None:
-        """One pipeline per queue and batch: each job is its hash plus its id on the queue."""
+    def enqueue(self, dispatches: Sequence[Dispatch], at_front: bool = False) -> None:
+        """One pipeline per queue and batch: each job is its hash plus its id on the queue
+        (at its head with `at_front`: a job handed back goes first again)."""
         by_queue: dict[str, list[Dispatch]] = defaultdict(list)
         for dispatch in dispatches:
             by_queue[dispatch.queue].append(dispatch)
@@ -133,18 +148,25 @@ class Dispatcher:
                     }
                     pipe.hset(self._job_key_prefix + identifier, mapping=fields)
                     ids.append(identifier)
-                pipe.rpush(queue.key, *ids)
+                if at_front:
+                    pipe.lpush(queue.key, *reversed(ids))
+                else:
+                    pipe.rpush(queue.key, *ids)
                 pipe.execute()
 
-    def take(self, queue_keys: Sequence[str]) -> TakenJob | None:
-        """The next job of the first non-empty queue, removed from Redis; None when all are
-        empty. The job leaves Redis before it is claimed: if this worker dies now, the
-        reconciler re-sends it from the outbox."""
-        result = self._take(keys=list(queue_keys), args=[self._job_key_prefix])
-        if not result:
-            return None
-        identifier, data = result
-        return TakenJob(_text(identifier), _decode_args(data or None))
+    def take(self, queue_keys: Sequence[str], count: int = 1) -> list[TakenJob]:
+        """Up to `count` jobs, first queue first, removed from Redis; empty when all queues are.
+        A job leaves Redis before it is claimed: if this worker dies now, the reconciler
+        re-sends it from the outbox."""
+        flat = self._take(keys=list(queue_keys), args=[self._job_key_prefix, count])
+        return [
+            TakenJob(
+                _text(flat[i + 1]),
+                _decode_args(flat[i + 2] or None),
+                _text(flat[i]).removeprefix(Queue.redis_queue_namespace_prefix),
+            )
+            for i in range(0, len(flat), 3)
+        ]
 
     def take_blocking(self, queue_keys: Sequence[str], timeout: int) -> TakenJob | None:
         popped = self.connection.blpop(list(queue_keys), timeout)
@@ -155,7 +177,8 @@ class Dispatcher:
         pipe.hget(self._job_key_prefix + identifier, "data")
         pipe.delete(self._job_key_prefix + identifier)
         data, _deleted = pipe.execute()
-        return TakenJob(identifier, _decode_args(data))
+        queue = _text(popped[0]).removeprefix(Queue.redis_queue_namespace_prefix)
+        return TakenJob(identifier, _decode_args(data), queue)
 
     def missing(self, dispatches: Iterable[Dispatch]) -> list[Dispatch]:
         """The dispatches whose job is no longer in Redis (flushed, or Redis restarted)."""

@@ -26,6 +26,7 @@ from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.states import ExecutionStatus
+from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.store.items import claim_item, complete_item
 from spane_cli.store.models import Execution
 from spane_cli.store.store import ClaimedNode, Dispatch, Outcome, Store
@@ -34,6 +35,8 @@ from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, beat, forget
 log = logging.getLogger("spane.worker")
 
 RECONCILE_EVERY_SECONDS = 1.0
+# Instant nodes (see INSTANT_TYPES) claimed per transaction when the queue holds several.
+CLAIM_BATCH = 8
 OUTAGE_BACKOFF_MAX_SECONDS = 5.0
 _SERVICE_ERRORS = (RedisError, OSError, peewee.OperationalError, peewee.InterfaceError)
 
@@ -136,14 +139,14 @@ class NodeWorker:
         if now >= self._next_reconcile:
             self._next_reconcile = now + RECONCILE_EVERY_SECONDS
             reconcile.tick(self.store, self.dispatcher, now)
-        taken = self.dispatcher.take(self.queue_keys)
-        if taken is None:
+        first = next(iter(self.dispatcher.take(self.queue_keys)), None)
+        if first is None:
             if self.options.burst and not self._work_left():
                 return True
-            taken = self.dispatcher.take_blocking(self.queue_keys, self.options.poll_seconds)
-            if taken is None:
+            first = self.dispatcher.take_blocking(self.queue_keys, self.options.poll_seconds)
+            if first is None:
                 return False
-        self._process(taken)
+        self._process(first)
         self.jobs_done += 1
         return self.options.max_jobs is not None and self.jobs_done >= self.options.max_jobs
 
@@ -181,8 +184,43 @@ class NodeWorker:
         if item is not None:
             self._process_item(execution_id, node_id, int(attempt), int(item))
             return
-        claim = self.store.claim_node(execution_id, node_id, int(attempt), self.options.name)
-        # Run the node, then any child its completion handed straight to us (no Redis hop).
+        claims = self._claim(execution_id, node_id, int(attempt))
+        self.jobs_done += max(0, len(claims) - 1)
+        for claim in claims:
+            self._run(claim)
+            if self._abort_requested.is_set():
+                return  # the rest stay claimed by us: the reconciler re-dispatches them
+
+    def _is_instant(self, execution_id: str, node_id: str) -> bool:
+        info = self.store.execution_info(execution_id)
+        if info is None:
+            return False
+        node = self.store.versions.get(info.version_id).workflow.nodes.get(node_id)
+        return node is not None and node.type in INSTANT_TYPES and node.foreach is None
+
+    def _claim(self, execution_id: str, node_id: str, attempt: int) -> list[ClaimedNode]:
+        """This node; and when it is instant, up to CLAIM_BATCH - 1 more instant nodes from the
+        queue, all claimed in one transaction. Other jobs taken on the way go back to the head
+        of their queue: a slow node is not held here while another worker could run it."""
+        wanted = [(execution_id, node_id, attempt)]
+        if self.options.max_jobs is None and self._is_instant(execution_id, node_id):
+            handed_back: list[Dispatch] = []
+            for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1):
+                dispatch = job.dispatch()
+                if dispatch is None:
+                    continue  # its hash was gone; the reconciler re-sends it
+                if dispatch.item is None and self._is_instant(
+                    dispatch.execution_id, dispatch.node_id
+                ):
+                    wanted.append((dispatch.execution_id, dispatch.node_id, dispatch.attempt))
+                else:
+                    handed_back.append(dispatch)
+            if handed_back:
+                self._enqueue(handed_back, at_front=True)
+        return self.store.claim_nodes(wanted, self.options.name)
+
+    def _run(self, claim: ClaimedNode | None) -> None:
+        """Run the node, then any child its completion handed straight to us (no Redis hop)."""
         while claim is not None:
             outcome = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
             if self._abort_requested.is_set():
@@ -251,9 +289,9 @@ class NodeWorker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
 
-    def _enqueue(self, dispatches: list[Dispatch]) -> None:
+    def _enqueue(self, dispatches: list[Dispatch], at_front: bool = False) -> None:
         try:
-            self.dispatcher.enqueue(dispatches)
+            self.dispatcher.enqueue(dispatches, at_front=at_front)
         except RedisError as exc:
             # The outbox rows stay; the reconciler sends them when Redis is back.
             log.warning("could not enqueue %d jobs: %s", len(dispatches), _one_line(exc))

@@ -66,6 +66,10 @@ _BUILTIN_CLASSES = {
     "noop": ("spane_cli.nodes.noop", "NoopNode"),
     "fail": ("spane_cli.nodes.fail", "FailNode"),
 }
+# Types that finish in microseconds inside the worker, with no I/O and no user code: a worker
+# claims several of them in one transaction (a slow node is only claimed right before it runs,
+# so that its start time, its timeout and the choice of worker stay true).
+INSTANT_TYPES = frozenset({"noop", "transform", "branch", "fail"})
 _instances: dict[str, NodeType] = {}
 # foreach items run on threads; one instance per type is enough, so creation is serialized.
 _instances_lock = threading.Lock()

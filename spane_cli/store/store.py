@@ -263,46 +263,72 @@ class Store:
         self, execution_id: str, node_id: str, attempt: int, worker: str, now: float | None = None
     ) -> ClaimedNode | None:
         """queued -> running for exactly this attempt, or None when the job is stale."""
+        claims = self.claim_nodes([(execution_id, node_id, attempt)], worker, now)
+        return claims[0] if claims else None
+
+    def claim_nodes(
+        self, wanted: Sequence[tuple[str, str, int]], worker: str, now: float | None = None
+    ) -> list[ClaimedNode]:
+        """Several (execution, node, attempt) claims in one transaction, each guarded on its
+        own; the stale ones are left out. Workers claim a few instant nodes at once this way."""
         now = time.time() if now is None else now
-        info = self.execution_info(execution_id)
-        if info is None:
-            return None
-        version = self.versions.get(info.version_id)
-        needs = version.workflow.nodes[node_id].needs
+        ready: list[tuple[ExecutionInfo, LoadedVersion, str, int]] = []
+        for execution_id, node_id, attempt in wanted:
+            info = self.execution_info(execution_id)
+            if info is not None:
+                ready.append((info, self.versions.get(info.version_id), node_id, attempt))
+        if not ready:
+            return []
         with write_transaction(self.database):
-            # Paused or ended executions are not claimed: the node stays queued with its
-            # outbox row until resume (or was cancelled with the execution).
-            claimed = sql.run(
+            claims = [self._claim_in_transaction(*entry, worker, now) for entry in ready]
+        claimed = [claim for claim in claims if claim is not None]
+        # Only once committed: the execution is running from now on, for this worker too.
+        if len(self._seen_running) > 10000:
+            self._seen_running.clear()  # only an optimization; forgetting is safe
+        self._seen_running.update(claim.execution_id for claim in claimed)
+        return claimed
+
+    def _claim_in_transaction(
+        self,
+        info: ExecutionInfo,
+        version: LoadedVersion,
+        node_id: str,
+        attempt: int,
+        worker: str,
+        now: float,
+    ) -> ClaimedNode | None:
+        execution_id = info.id
+        needs = version.workflow.nodes[node_id].needs
+        # Paused or ended executions are not claimed: the node stays queued with its
+        # outbox row until resume (or was cancelled with the execution).
+        claimed = sql.run(
+            self.database,
+            "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
+            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'queued'"
+            " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
+            " AND status IN ('pending', 'running'))",
+            (now, worker, execution_id, node_id, attempt, execution_id),
+        ).rowcount
+        if claimed != 1:
+            return None
+        sql.run(
+            self.database,
+            "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
+            (execution_id, node_id),
+        )
+        event_rows: list[EventRow] = []
+        if execution_id not in self._seen_running:
+            started = sql.run(
                 self.database,
-                "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
-                " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'queued'"
-                " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
-                " AND status IN ('pending', 'running'))",
-                (now, worker, execution_id, node_id, attempt, execution_id),
+                "UPDATE execution SET status = 'running', started_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (now, execution_id),
             ).rowcount
-            if claimed != 1:
-                return None
-            sql.run(
-                self.database,
-                "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
-                (execution_id, node_id),
-            )
-            event_rows: list[EventRow] = []
-            if execution_id not in self._seen_running:
-                started = sql.run(
-                    self.database,
-                    "UPDATE execution SET status = 'running', started_at = ?"
-                    " WHERE id = ? AND status = 'pending'",
-                    (now, execution_id),
-                ).rowcount
-                if started:
-                    event_rows.append((execution_id, None, events.EXECUTION_STARTED, None))
-                if len(self._seen_running) > 10000:
-                    self._seen_running.clear()  # only an optimization; forgetting is safe
-                self._seen_running.add(execution_id)
-            event_rows.append((execution_id, node_id, events.NODE_STARTED, {"attempt": attempt}))
-            sql.insert_events(self.database, event_rows, now)
-            parent_outputs = self._parent_outputs(execution_id, needs) if needs else {}
+            if started:
+                event_rows.append((execution_id, None, events.EXECUTION_STARTED, None))
+        event_rows.append((execution_id, node_id, events.NODE_STARTED, {"attempt": attempt}))
+        sql.insert_events(self.database, event_rows, now)
+        parent_outputs = self._parent_outputs(execution_id, needs) if needs else {}
         return ClaimedNode(
             execution_id=execution_id,
             node_id=node_id,

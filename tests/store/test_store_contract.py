@@ -367,3 +367,14 @@ def test_the_model_cache_keeps_recent_versions_within_its_node_budget(store: Sto
     cache.get(third)  # 9 nodes > 6: the least recently used goes
     assert first not in cache and second in cache and third in cache
     assert list(cache.get(first).workflow.nodes) == ["n0", "n1", "n2"]  # rebuilt on demand
+
+
+def test_claim_nodes_claims_the_fresh_ones_together_and_leaves_out_the_stale(store: Store) -> None:
+    vid = version(store, {name: {"type": "noop"} for name in ("a", "b", "c")})
+    execution_id, _, _ = store.create_execution(vid, None)
+    claims = store.claim_nodes(
+        [(execution_id, "a", 1), (execution_id, "b", 2), (execution_id, "c", 1)], "w"
+    )
+    assert [c.node_id for c in claims] == ["a", "c"]  # b's attempt 2 was never queued
+    assert statuses(store, execution_id) == {"a": "running", "b": "queued", "c": "running"}
+    assert store.claim_nodes([(execution_id, "a", 1)], "w2") == []  # claimed once only

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from cluster_support import ROOT, Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
 
@@ -73,9 +74,9 @@ def test_every_job_delivered_twice_runs_each_node_once(cluster: Cluster) -> None
     from spane_cli.store.store import Dispatch
 
     class TwiceDispatcher(Dispatcher):
-        def enqueue(self, dispatches: list[Dispatch]) -> None:  # type: ignore[override]
-            super().enqueue(dispatches)
-            super().enqueue(dispatches)
+        def enqueue(self, dispatches: Sequence[Dispatch], at_front: bool = False) -> None:
+            super().enqueue(dispatches, at_front)
+            super().enqueue(dispatches, at_front)
 
     nodes = (
         "  root: {type: noop}\n"
