@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from redis import Redis
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING
 
 from spane_cli.config import Settings, default_sqlite_path
 from spane_cli.errors import ServiceUnreachable
 from spane_cli.store.db import check_reachable, describe, open_database
 from spane_cli.store.migrations import migrate, migration_status
 from spane_cli.store.store import Store
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 def database_url(settings: Settings) -> str:
@@ -27,6 +29,10 @@ def open_store(settings: Settings, *, migrate_if_needed: bool = True) -> Store:
 
 
 def open_redis(url: str) -> Redis:
+    # Imported here: commands that only read the database (get, list, events) start faster.
+    from redis import Redis
+    from redis.exceptions import RedisError
+
     connection = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
     try:
         connection.ping()

@@ -30,7 +30,6 @@ from spane_cli.store.models import (
     database_proxy,
 )
 from spane_cli.store.versions import LoadedVersion, VersionCache
-from spane_cli.workflow.expressions import ExpressionError, render_value
 
 MAX_DEPTH = 10
 MAX_LOST = 3
@@ -832,6 +831,9 @@ class Store:
             else:
                 error = "nodes were not run because their parents failed"
         else:
+            # Jinja2 is imported only when an execution finishes: read-only commands start faster.
+            from spane_cli.workflow.expressions import ExpressionError
+
             try:
                 output = self._execution_output(version, execution.input, rows, outputs)
             except ExpressionError as exc:
@@ -867,6 +869,8 @@ class Store:
             },
             "workflow": {"name": workflow.name},
         }
+        from spane_cli.workflow.expressions import render_value
+
         return render_value(workflow.output, scope)
 
     # -- sub-workflows -----------------------------------------------------------------------
