@@ -186,10 +186,19 @@ class NodeWorker:
             return
         claims = self._claim(execution_id, node_id, int(attempt))
         self.jobs_done += max(0, len(claims) - 1)
+        if len(claims) == 1:
+            self._run(claims[0])
+            return
+        reports: list[tuple[ClaimedNode, Outcome]] = []
         for claim in claims:
-            self._run(claim)
+            reports.append((claim, self._execute(claim)))
             if self._abort_requested.is_set():
-                return  # the rest stay claimed by us: the reconciler re-dispatches them
+                return  # all stay claimed by us: the reconciler re-dispatches them
+        dispatches, follow = self._complete(reports, self._may_take_next())
+        self._enqueue(dispatches)
+        if follow is not None:
+            self.jobs_done += 1
+            self._run(follow)
 
     def _is_instant(self, execution_id: str, node_id: str) -> bool:
         info = self.store.execution_info(execution_id)
@@ -222,23 +231,29 @@ class NodeWorker:
     def _run(self, claim: ClaimedNode | None) -> None:
         """Run the node, then any child its completion handed straight to us (no Redis hop)."""
         while claim is not None:
-            outcome = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+            outcome = self._execute(claim)
             if self._abort_requested.is_set():
                 return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
-            if outcome.status == "failed":
-                first = (outcome.error or "failed").splitlines()[0]
-                log.warning(
-                    "node %s of %s failed (attempt %s): %s",
-                    claim.node_id,
-                    claim.execution_id,
-                    claim.attempt,
-                    first,
-                )
-            take_next = not self._stopping() and not self._max_jobs_reached()
-            dispatches, claim = self._complete(claim, outcome, take_next)
+            dispatches, claim = self._complete([(claim, outcome)], self._may_take_next())
             self._enqueue(dispatches)
             if claim is not None:
                 self.jobs_done += 1
+
+    def _execute(self, claim: ClaimedNode) -> Outcome:
+        outcome = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        if outcome.status == "failed" and not self._abort_requested.is_set():
+            first = (outcome.error or "failed").splitlines()[0]
+            log.warning(
+                "node %s of %s failed (attempt %s): %s",
+                claim.node_id,
+                claim.execution_id,
+                claim.attempt,
+                first,
+            )
+        return outcome
+
+    def _may_take_next(self) -> bool:
+        return not self._stopping() and not self._max_jobs_reached()
 
     def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
         claim = claim_item(self.store, execution_id, node_id, attempt, item, self.options.name)
@@ -270,21 +285,23 @@ class NodeWorker:
         return self.options.max_jobs is not None and self.jobs_done + 1 >= self.options.max_jobs
 
     def _complete(
-        self, claim: ClaimedNode, outcome: Outcome, take_next: bool
+        self, reports: list[tuple[ClaimedNode, Outcome]], take_next: bool
     ) -> tuple[list[Dispatch], ClaimedNode | None]:
-        """Record the outcome, waiting out a database outage: the work is done, keep its result."""
+        """Record the outcomes in one transaction, waiting out a database outage: the work is
+        done, keep its result. With `take_next`, also claim one child they made ready."""
         backoff = 0.5
         while True:
             try:
-                if not take_next:
-                    return self.store.complete_node(claim, outcome), None
-                return self.store.complete_and_claim_next(
-                    claim, outcome, worker=self.options.name, queues=self.options.queues
+                return self.store.complete_nodes(
+                    reports,
+                    worker=self.options.name if take_next else None,
+                    queues=self.options.queues,
                 )
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 if self._abort_requested.is_set():
                     return [], None
-                log.warning("could not record node %s, retrying: %s", claim.node_id, _one_line(exc))
+                names = ", ".join(claim.node_id for claim, _ in reports)
+                log.warning("could not record node %s, retrying: %s", names, _one_line(exc))
                 _reset_connection(self.store)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)

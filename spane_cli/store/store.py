@@ -376,22 +376,91 @@ class Store:
         """Record the outcome; when `worker` is given, claim one child it made ready (on one of
         `queues`) in the same transaction, so a chain costs one transaction and no Redis round
         trip per node. Returns the jobs to enqueue for the others, and that claim."""
+        return self.complete_nodes([(claim, outcome)], worker=worker, queues=queues, now=now)
+
+    def complete_nodes(
+        self,
+        reports: Sequence[tuple[ClaimedNode, Outcome]],
+        *,
+        worker: str | None = None,
+        queues: Sequence[str] = (),
+        now: float | None = None,
+    ) -> tuple[list[Dispatch], ClaimedNode | None]:
+        """Several outcomes in one transaction, each guarded on its own. Successes are counted
+        down together: a join waiting on eight of them is updated once, and so is the
+        execution's counter of remaining nodes."""
         now = time.time() if now is None else now
         batch = _Batch(claim_for=(worker, frozenset(queues)) if worker else None)
+        succeeded: dict[str, dict[str, tuple[str, list[str] | None]]] = {}
+        outputs: dict[str, dict[str, Any]] = {}
         try:
             with write_transaction(self.database):
-                self._record(
-                    claim.execution_id,
-                    claim.node_id,
-                    claim.attempt,
-                    NodeStatus.RUNNING,
-                    outcome,
-                    now,
-                    batch,
-                )
+                for claim, outcome in reports:
+                    if outcome.status != "succeeded":
+                        self._record(
+                            claim.execution_id, claim.node_id, claim.attempt,
+                            NodeStatus.RUNNING, outcome, now, batch,
+                        )  # fmt: skip
+                    elif self._store_success(
+                        claim.execution_id, claim.node_id, claim.attempt,
+                        NodeStatus.RUNNING, outcome, now, batch,
+                    ):  # fmt: skip
+                        finished = succeeded.setdefault(claim.execution_id, {})
+                        finished[claim.node_id] = (NodeStatus.SUCCEEDED, outcome.chosen)
+                        outputs.setdefault(claim.execution_id, {})[claim.node_id] = outcome.output
+                for execution_id, finished in succeeded.items():
+                    info = self.execution_info(execution_id)
+                    if info is not None:
+                        version = self.versions.get(info.version_id)
+                        self._after_terminal(
+                            info, version, finished, now, batch, outputs[execution_id]
+                        )
         except _StaleReport:
             return [], None
         return batch.dispatches, batch.next_claim
+
+    def _store_success(
+        self,
+        execution_id: str,
+        node_id: str,
+        attempt: int,
+        from_status: NodeStatus,
+        outcome: Outcome,
+        now: float,
+        batch: _Batch,
+    ) -> bool:
+        """The guarded `-> succeeded` update and its event; children are decided by the caller."""
+        self._store_logs(execution_id, node_id, attempt, outcome, now)
+        changed = sql.run(
+            self.database,
+            "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
+            " finished_at = ?, lost_count = 0, due_at = NULL"
+            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = ?",
+            (
+                sql.dumps(outcome.output),
+                sql.dumps(outcome.chosen),
+                now,
+                execution_id,
+                node_id,
+                attempt,
+                str(from_status),
+            ),
+        ).rowcount
+        if changed != 1:
+            return False
+        batch.events.append((execution_id, node_id, events.NODE_SUCCEEDED, {"attempt": attempt}))
+        return True
+
+    def _store_logs(
+        self, execution_id: str, node_id: str, attempt: int, outcome: Outcome, now: float
+    ) -> None:
+        if outcome.logs:
+            sql.run(
+                self.database,
+                "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (execution_id, node_id, attempt, outcome.logs, now),
+            )
 
     def _record(
         self,
@@ -415,34 +484,11 @@ class Store:
             & (NodeRun.attempt == attempt)
             & (NodeRun.status == from_status)
         )
-        if outcome.logs:
-            sql.run(
-                self.database,
-                "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (execution_id, node_id, attempt, outcome.logs, now),
-            )
         if outcome.status == "succeeded":
-            changed = sql.run(
-                self.database,
-                "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
-                " finished_at = ?, lost_count = 0, due_at = NULL"
-                " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = ?",
-                (
-                    sql.dumps(outcome.output),
-                    sql.dumps(outcome.chosen),
-                    now,
-                    execution_id,
-                    node_id,
-                    attempt,
-                    str(from_status),
-                ),
-            ).rowcount
-            if changed != 1:
+            if not self._store_success(
+                execution_id, node_id, attempt, from_status, outcome, now, batch
+            ):
                 return False
-            batch.events.append(
-                (execution_id, node_id, events.NODE_SUCCEEDED, {"attempt": attempt})
-            )
             self._after_terminal(
                 info,
                 version,
@@ -452,6 +498,7 @@ class Store:
                 {node_id: outcome.output},
             )
             return True
+        self._store_logs(execution_id, node_id, attempt, outcome, now)
         if outcome.status == "skipped":
             changed = (
                 NodeRun.update(status=NodeStatus.SKIPPED, finished_at=now, due_at=None)

@@ -378,3 +378,28 @@ def test_claim_nodes_claims_the_fresh_ones_together_and_leaves_out_the_stale(sto
     assert [c.node_id for c in claims] == ["a", "c"]  # b's attempt 2 was never queued
     assert statuses(store, execution_id) == {"a": "running", "b": "queued", "c": "running"}
     assert store.claim_nodes([(execution_id, "a", 1)], "w2") == []  # claimed once only
+
+
+def test_complete_nodes_counts_parents_down_together_and_skips_a_stale_report(
+    store: Store,
+) -> None:
+    nodes: dict[str, Any] = {name: {"type": "noop"} for name in ("a", "b", "c")}
+    nodes["join"] = {"type": "noop", "needs": ["a", "b", "c"]}
+    vid = version(store, nodes)
+    execution_id, _, _ = store.create_execution(vid, None)
+    claims = store.claim_nodes([(execution_id, n, 1) for n in ("a", "b", "c")], "w")
+    stale = store.claim_nodes([(execution_id, "a", 1)], "w")  # already running: no claim
+    assert stale == []
+    first, second, third = claims
+    store.complete_node(first, Outcome("succeeded", output=1))
+    dispatches, follow = store.complete_nodes(
+        [(first, Outcome("succeeded", output=99)), (second, Outcome("succeeded", output=2)),
+         (third, Outcome("succeeded", output=3))],
+    )  # fmt: skip
+    assert follow is None
+    assert [(d.node_id, d.attempt) for d in dispatches] == [("join", 1)]
+    join = store.claim_node(execution_id, "join", 1, "w")
+    assert join is not None
+    assert join.parent_outputs == {"a": 1, "b": 2, "c": 3}  # the stale report changed nothing
+    store.complete_node(join, Outcome("succeeded"))
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
