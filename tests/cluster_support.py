@@ -163,7 +163,9 @@ def cluster(fresh_postgres_url: str, redis_db_url: str, tmp_path: Path) -> Itera
     current = Cluster(fresh_postgres_url, redis_db_url, tmp_path)
     yield current
     current.stop_all()
-    assert "Traceback" not in current.logs()
+    logs = current.logs()
+    print(logs)  # pytest shows it only when the test failed: what the workers were doing
+    assert "Traceback" not in logs
 
 
 def flow(name: str, nodes: str) -> str:

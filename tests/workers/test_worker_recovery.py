@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+import pytest
 from cluster_support import ROOT, Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
 
 __all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
@@ -132,13 +133,21 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert waiting.stdout is not None
-    execution_id = waiting.stdout.readline().strip()
-    cluster.start_worker()
-    poll(lambda: cluster.node_status(execution_id, "long") == "running", what="long to run")
-    cancelled = cluster.spane("cancel", execution_id)
-    assert cancelled.returncode == 0, cancelled.stderr
-    _, waited_stderr = waiting.communicate(timeout=30)
+    try:
+        assert waiting.stdout is not None
+        execution_id = waiting.stdout.readline().strip()
+        if not execution_id:
+            waiting.kill()
+            pytest.fail(f"run --wait printed no execution id: {waiting.communicate()[1]}")
+        cluster.start_worker()
+        poll(lambda: cluster.node_status(execution_id, "long") == "running", what="long to run")
+        cancelled = cluster.spane("cancel", execution_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        _, waited_stderr = waiting.communicate(timeout=30)
+    finally:
+        if waiting.poll() is None:  # a failed step above must not leave the waiting CLI behind
+            waiting.kill()
+            waiting.communicate()
     assert waiting.returncode == 5, waited_stderr
     execution = cluster.get(execution_id)
     assert execution["status"] == "cancelled"
