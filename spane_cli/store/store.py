@@ -269,51 +269,64 @@ class Store:
         self, wanted: Sequence[tuple[str, str, int]], worker: str, now: float | None = None
     ) -> list[ClaimedNode]:
         """Several (execution, node, attempt) claims in one transaction, each guarded on its
-        own; the stale ones are left out. Workers claim a few instant nodes at once this way."""
+        own; the stale ones are left out. Workers claim a few instant nodes at once this way,
+        with a handful of statements per execution rather than four per node."""
         now = time.time() if now is None else now
-        ready: list[tuple[ExecutionInfo, LoadedVersion, str, int]] = []
+        by_execution: dict[str, list[tuple[str, int]]] = {}
         for execution_id, node_id, attempt in wanted:
+            by_execution.setdefault(execution_id, []).append((node_id, attempt))
+        ready: list[tuple[ExecutionInfo, LoadedVersion, list[tuple[str, int]]]] = []
+        for execution_id, nodes in by_execution.items():
             info = self.execution_info(execution_id)
             if info is not None:
-                ready.append((info, self.versions.get(info.version_id), node_id, attempt))
+                ready.append((info, self.versions.get(info.version_id), nodes))
         if not ready:
             return []
+        claimed: dict[tuple[str, str], ClaimedNode] = {}
         with write_transaction(self.database):
-            claims = [self._claim_in_transaction(*entry, worker, now) for entry in ready]
-        claimed = [claim for claim in claims if claim is not None]
+            for info, version, nodes in ready:
+                for claim in self._claim_in_transaction(info, version, nodes, worker, now):
+                    claimed[(claim.execution_id, claim.node_id)] = claim
         # Only once committed: the execution is running from now on, for this worker too.
         if len(self._seen_running) > 10000:
             self._seen_running.clear()  # only an optimization; forgetting is safe
-        self._seen_running.update(claim.execution_id for claim in claimed)
-        return claimed
+        self._seen_running.update(e for e, _ in claimed)
+        # In the order asked for; a job taken twice yields its claim once.
+        return [claimed.pop((e, n)) for e, n, _ in wanted if (e, n) in claimed]
 
     def _claim_in_transaction(
         self,
         info: ExecutionInfo,
         version: LoadedVersion,
-        node_id: str,
-        attempt: int,
+        nodes: Sequence[tuple[str, int]],
         worker: str,
         now: float,
-    ) -> ClaimedNode | None:
+    ) -> list[ClaimedNode]:
         execution_id = info.id
-        needs = version.workflow.nodes[node_id].needs
-        # Paused or ended executions are not claimed: the node stays queued with its
-        # outbox row until resume (or was cancelled with the execution).
-        claimed = sql.run(
-            self.database,
-            "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
-            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'queued'"
-            " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
-            " AND status IN ('pending', 'running'))",
-            (now, worker, execution_id, node_id, attempt, execution_id),
-        ).rowcount
-        if claimed != 1:
-            return None
+        by_attempt: dict[int, list[str]] = {}
+        for node_id, attempt in nodes:
+            by_attempt.setdefault(attempt, []).append(node_id)
+        taken: list[tuple[str, int]] = []
+        for attempt, node_ids in by_attempt.items():
+            # Paused or ended executions are not claimed: the node stays queued with its
+            # outbox row until resume (or was cancelled with the execution).
+            rows = sql.run(
+                self.database,
+                "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
+                " WHERE execution_id = ? AND attempt = ? AND status = 'queued'"
+                f" AND node_id IN ({sql.placeholders(len(node_ids))})"
+                " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
+                " AND status IN ('pending', 'running')) RETURNING node_id",
+                (now, worker, execution_id, attempt, *node_ids, execution_id),
+            ).fetchall()
+            taken += [(row[0], attempt) for row in rows]
+        if not taken:
+            return []
         sql.run(
             self.database,
-            "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
-            (execution_id, node_id),
+            "DELETE FROM outbox WHERE execution_id = ? AND item IS NULL"
+            f" AND node_id IN ({sql.placeholders(len(taken))})",
+            (execution_id, *(node_id for node_id, _ in taken)),
         )
         event_rows: list[EventRow] = []
         if execution_id not in self._seen_running:
@@ -325,18 +338,24 @@ class Store:
             ).rowcount
             if started:
                 event_rows.append((execution_id, None, events.EXECUTION_STARTED, None))
-        event_rows.append((execution_id, node_id, events.NODE_STARTED, {"attempt": attempt}))
+        attempts = {attempt: {"attempt": attempt} for attempt in by_attempt}  # encoded once
+        event_rows += [(execution_id, n, events.NODE_STARTED, attempts[a]) for n, a in taken]
         sql.insert_events(self.database, event_rows, now)
-        parent_outputs = self._parent_outputs(execution_id, needs) if needs else {}
-        return ClaimedNode(
-            execution_id=execution_id,
-            node_id=node_id,
-            attempt=attempt,
-            version=version,
-            workflow_input=info.input,
-            parent_outputs=parent_outputs,
-            timeout_at=info.timeout_at,
-        )
+        nodes_by_id = version.workflow.nodes
+        needed = sorted({p for node_id, _ in taken for p in nodes_by_id[node_id].needs})
+        outputs = self._parent_outputs(execution_id, needed) if needed else {}
+        return [
+            ClaimedNode(
+                execution_id=execution_id,
+                node_id=node_id,
+                attempt=attempt,
+                version=version,
+                workflow_input=info.input,
+                parent_outputs={p: outputs[p] for p in nodes_by_id[node_id].needs if p in outputs},
+                timeout_at=info.timeout_at,
+            )
+            for node_id, attempt in taken
+        ]
 
     def _parent_outputs(
         self, execution_id: str, needs: Sequence[str], known: Mapping[str, Any] | None = None
@@ -395,16 +414,36 @@ class Store:
         outputs: dict[str, dict[str, Any]] = {}
         try:
             with write_transaction(self.database):
+                # Successes first, one UPDATE per execution and like output (every no-op
+                # reports the same), then the rest one by one.
+                alike: dict[tuple[str, int, str | None, str | None], list[ClaimedNode]] = {}
+                for claim, outcome in reports:
+                    if outcome.status == "succeeded":
+                        self._store_logs(
+                            claim.execution_id, claim.node_id, claim.attempt, outcome, now
+                        )
+                        key = (
+                            claim.execution_id,
+                            claim.attempt,
+                            sql.dumps(outcome.output),
+                            sql.dumps(outcome.chosen),
+                        )
+                        alike.setdefault(key, []).append(claim)
+                stored: set[tuple[str, str]] = set()
+                for (execution_id, attempt, output, chosen), claims in alike.items():
+                    node_ids = [c.node_id for c in claims]
+                    done = self._store_successes(
+                        execution_id, node_ids, attempt, NodeStatus.RUNNING, output, chosen, now,
+                        batch,
+                    )  # fmt: skip
+                    stored.update((execution_id, node_id) for node_id in done)
                 for claim, outcome in reports:
                     if outcome.status != "succeeded":
                         self._record(
                             claim.execution_id, claim.node_id, claim.attempt,
                             NodeStatus.RUNNING, outcome, now, batch,
                         )  # fmt: skip
-                    elif self._store_success(
-                        claim.execution_id, claim.node_id, claim.attempt,
-                        NodeStatus.RUNNING, outcome, now, batch,
-                    ):  # fmt: skip
+                    elif (claim.execution_id, claim.node_id) in stored:
                         finished = succeeded.setdefault(claim.execution_id, {})
                         finished[claim.node_id] = (NodeStatus.SUCCEEDED, outcome.chosen)
                         outputs.setdefault(claim.execution_id, {})[claim.node_id] = outcome.output
@@ -431,25 +470,39 @@ class Store:
     ) -> bool:
         """The guarded `-> succeeded` update and its event; children are decided by the caller."""
         self._store_logs(execution_id, node_id, attempt, outcome, now)
-        changed = sql.run(
+        output, chosen = sql.dumps(outcome.output), sql.dumps(outcome.chosen)
+        return bool(
+            self._store_successes(
+                execution_id, [node_id], attempt, from_status, output, chosen, now, batch
+            )
+        )
+
+    def _store_successes(
+        self,
+        execution_id: str,
+        node_ids: Sequence[str],
+        attempt: int,
+        from_status: NodeStatus,
+        output: str | None,
+        chosen: str | None,
+        now: float,
+        batch: _Batch,
+    ) -> list[str]:
+        """Guarded `-> succeeded` updates of nodes that report the same (encoded) output, and
+        their events; returns the nodes that changed. Children are decided by the caller."""
+        rows = sql.run(
             self.database,
             "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
             " finished_at = ?, lost_count = 0, due_at = NULL"
-            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = ?",
-            (
-                sql.dumps(outcome.output),
-                sql.dumps(outcome.chosen),
-                now,
-                execution_id,
-                node_id,
-                attempt,
-                str(from_status),
-            ),
-        ).rowcount
-        if changed != 1:
-            return False
-        batch.events.append((execution_id, node_id, events.NODE_SUCCEEDED, {"attempt": attempt}))
-        return True
+            " WHERE execution_id = ? AND attempt = ? AND status = ?"
+            f" AND node_id IN ({sql.placeholders(len(node_ids))}) RETURNING node_id",
+            (output, chosen, now, execution_id, attempt, str(from_status), *node_ids),
+        ).fetchall()
+        changed = {row[0] for row in rows}
+        done = [node_id for node_id in dict.fromkeys(node_ids) if node_id in changed]
+        data = {"attempt": attempt}  # one dict for the batch: encoded once
+        batch.events.extend((execution_id, n, events.NODE_SUCCEEDED, data) for n in done)
+        return done
 
     def _store_logs(
         self, execution_id: str, node_id: str, attempt: int, outcome: Outcome, now: float

@@ -380,6 +380,52 @@ def test_claim_nodes_claims_the_fresh_ones_together_and_leaves_out_the_stale(sto
     assert store.claim_nodes([(execution_id, "a", 1)], "w2") == []  # claimed once only
 
 
+def test_claim_nodes_across_executions_hands_each_child_its_parents_outputs(
+    store: Store,
+) -> None:
+    nodes: dict[str, Any] = {"root": {"type": "noop"}}
+    nodes.update({f"c{i}": {"type": "noop", "needs": ["root"]} for i in range(3)})
+    vid = version(store, nodes)
+    running, _, _ = store.create_execution(vid, None)
+    paused, _, _ = store.create_execution(vid, None)
+    for execution_id in (running, paused):
+        root = store.claim_node(execution_id, "root", 1, "w")
+        assert root is not None
+        store.complete_node(root, Outcome("succeeded", output={"rows": 7}))
+    store.set_paused(paused, True)
+    wanted = [(paused, "c0", 1), (running, "c2", 1), (running, "c0", 1), (running, "c2", 1)]
+    claims = store.claim_nodes(wanted, "w")
+    assert [(c.execution_id, c.node_id) for c in claims] == [(running, "c2"), (running, "c0")]
+    assert all(c.parent_outputs == {"root": {"rows": 7}} for c in claims)
+    mine = Outbox.execution_id.in_([running, paused])
+    left = {(r.execution_id, r.node_id) for r in Outbox.select().where(mine)}
+    assert left == {(running, "c1"), (paused, "c0"), (paused, "c1"), (paused, "c2")}
+    started = Event.select().where((Event.execution_id == running) & (Event.type == "node.started"))
+    assert sorted(e.node_id for e in started) == ["c0", "c2", "root"]  # one event per claim
+
+
+def test_complete_nodes_stores_alike_and_different_outcomes_of_one_batch(store: Store) -> None:
+    nodes: dict[str, Any] = {name: {"type": "noop"} for name in ("a", "b", "c", "d")}
+    nodes["after_c"] = {"type": "noop", "needs": ["c"]}
+    vid = version(store, nodes)
+    execution_id, _, _ = store.create_execution(vid, None)
+    a, b, c, d = store.claim_nodes([(execution_id, n, 1) for n in ("a", "b", "c", "d")], "w")
+    store.complete_nodes(
+        [(a, Outcome("succeeded", output={})), (b, Outcome("succeeded", output={})),
+         (c, Outcome("failed", error="boom")), (d, Outcome("succeeded", output={"n": 1}))],
+    )  # fmt: skip
+    assert statuses(store, execution_id) == {
+        "a": "succeeded", "b": "succeeded", "c": "failed", "d": "succeeded",
+        "after_c": "upstream_failed",
+    }  # fmt: skip
+    rows = NodeRun.select().where(
+        (NodeRun.execution == execution_id) & (NodeRun.status == "succeeded")
+    )
+    outputs = {r.node_id: r.output for r in rows}
+    assert outputs == {"a": {}, "b": {}, "d": {"n": 1}}
+    assert store.require_execution(execution_id).status == ExecutionStatus.FAILED
+
+
 def test_complete_nodes_counts_parents_down_together_and_skips_a_stale_report(
     store: Store,
 ) -> None:
