@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +27,21 @@ def run(database: peewee.Database, sql: str, params: Sequence[Any] = ()) -> Any:
 
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def member_of(
+    database: peewee.Database, values: Sequence[Any], per_statement: int = 500
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """`(fragment, params)` pairs that together test membership in `values`: one `= ANY(?)`
+    on PostgreSQL, so a 10,000-node fan-out is one statement; on SQLite, `IN (...)` lists of
+    `per_statement` values, below its limit on parameters."""
+    if isinstance(database, peewee.PostgresqlDatabase):
+        if values:
+            yield "= ANY(?)", (list(values),)
+        return
+    for start in range(0, len(values), per_statement):
+        part = tuple(values[start : start + per_statement])
+        yield f"IN ({placeholders(len(part))})", part
 
 
 def dumps(value: Any) -> str | None:
@@ -52,10 +67,21 @@ def _copy_field(value: Any) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
+def _copy_line(row: Sequence[Any]) -> str:
+    # Most rows hold nothing to escape (ids, statuses, numbers): checking the joined fields
+    # once is about twice as fast as escaping each field, which 10,000-row fan-outs notice.
+    fields = ["\\N" if v is None else str(v) for v in row]
+    joined = "".join(fields)
+    escapes = joined.count("\\") > row.count(None)  # each NULL brings one backslash
+    if escapes or "\t" in joined or "\n" in joined or "\r" in joined:
+        fields = [_copy_field(v) for v in row]
+    return "\t".join(fields) + "\n"
+
+
 def _copy_rows(
     database: peewee.Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    text = "".join("\t".join(_copy_field(v) for v in row) + "\n" for row in rows)
+    text = "".join(map(_copy_line, rows))
     cursor = database.cursor()
     cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
 

@@ -142,6 +142,9 @@ class Store:
         now: float | None = None,
     ) -> tuple[str, bool, list[Dispatch]]:
         """(execution id, created?, dispatches). The same idempotency key gives the same id."""
+        # The definition is loaded first, like the file was parsed before: created_at is the
+        # moment the execution's rows are written, so its timings measure the run alone.
+        self.versions.get(version_id)
         now = time.time() if now is None else now
         if idempotency_key:
             existing = Execution.get_or_none(Execution.idempotency_key == idempotency_key)
@@ -842,35 +845,22 @@ class Store:
         ):
             _, queues = batch.claim_for
             direct = next((c for c in ready if workflow.nodes[c].queue in queues), None)
-        queued: list[str] = []
         candidates = [c for c in ready if c != direct]
-        for start in range(0, len(candidates), 500):
-            wanted = candidates[start : start + 500]
-            changed = {
+        changed: set[str] = set()
+        for member, values in sql.member_of(self.database, candidates):
+            changed.update(
                 row[0]
                 for row in sql.run(
                     self.database,
                     "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?,"
                     " waiting_on = 0 WHERE execution_id = ? AND status = 'pending'"
-                    f" AND node_id IN ({sql.placeholders(len(wanted))}) RETURNING node_id",
-                    (now, execution_id, *wanted),
+                    f" AND node_id {member} RETURNING node_id",
+                    (now, execution_id, *values),
                 ).fetchall()
-            }
-            part = [c for c in wanted if c in changed]
-            if not part:
-                continue
-            queued += part
-            values = ", ".join("(?, ?, 1, ?, ?)" for _ in part)
-            params: list[Any] = []
-            for child in part:
-                params += [execution_id, child, workflow.nodes[child].queue, now]
-            sql.run(
-                self.database,
-                "INSERT INTO outbox (execution_id, node_id, attempt, queue, created_at) VALUES "
-                + values,
-                params,
             )
+        queued = [c for c in candidates if c in changed]
         dispatches = [Dispatch(execution_id, c, 1, workflow.nodes[c].queue) for c in queued]
+        self._write_outbox(dispatches, now)
         batch.dispatches.extend(dispatches)
         first_attempt = {"attempt": 1}  # one dict for every row: encoded once
         batch.events.extend((execution_id, c, events.NODE_QUEUED, first_attempt) for c in queued)
