@@ -214,8 +214,11 @@ class NodeWorker:
         wanted = [(execution_id, node_id, attempt)]
         if self.options.max_jobs is None and self._is_instant(execution_id, node_id):
             handed_back: list[Dispatch] = []
-            for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1):
-                dispatch = job.dispatch()
+            taken = [
+                job.dispatch() for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1)
+            ]
+            self.store.load_execution_infos(d.execution_id for d in taken if d is not None)
+            for dispatch in taken:
                 if dispatch is None:
                     continue  # its hash was gone; the reconciler re-sends it
                 if dispatch.item is None and self._is_instant(
