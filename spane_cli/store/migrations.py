@@ -22,9 +22,22 @@ def _initial(database: peewee.Database) -> None:
             database.execute_sql(f"ALTER TABLE {table} SET (fillfactor = 70)")
 
 
+def _no_execution_id_statistics(database: peewee.Database) -> None:
+    if not isinstance(database, peewee.PostgresqlDatabase):
+        return
+    # Statistics on execution_id only ever describe executions that existed at the last
+    # ANALYZE: a new one then looks empty to the planner, which reads every row of it to find
+    # a few nodes (`execution_id = ? AND node_id IN (...)` with node_id as a mere filter), and
+    # a 10,000-node fan-out turns quadratic. Without them the planner assumes an execution has
+    # rows, and looks the nodes up in the (execution_id, node_id) index.
+    for table in ("node_run", "outbox", "node_item"):
+        database.execute_sql(f"ALTER TABLE {table} ALTER COLUMN execution_id SET STATISTICS 0")
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
+    (2, "no planner statistics on execution ids", _no_execution_id_statistics),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531
