@@ -27,7 +27,7 @@ _spane_options() {
         'retry') echo '-h --help --db --redis -o --output -q --quiet --debug --version' ;;
         'resubmit') echo '-h --help --db --redis -o --output -q --quiet --debug --version' ;;
         'health') echo '-h --help --db --redis -o --output -q --quiet --debug --version' ;;
-        'bench') echo '-w --workers --fanout --chain --fanin --small --scale --no-scale -h --help --db --redis -o --output -q --quiet --debug --version' ;;
+        'bench') echo '-w --workers --fanout --chain --fanin --small --scale --no-scale -r --repeat -h --help --db --redis -o --output -q --quiet --debug --version' ;;
         'dlq') echo '-h --help --db --redis -o --output -q --quiet --debug --version' ;;
         'dlq list') echo '--workflow --since --all -h --help --db --redis -o --output -q --quiet --debug --version' ;;
         'dlq show') echo '-h --help --db --redis -o --output -q --quiet --debug --version' ;;
@@ -131,6 +131,8 @@ _spane_takes_value() {
         'bench|--chain') return 0 ;;
         'bench|--fanin') return 0 ;;
         'bench|--small') return 0 ;;
+        'bench|-r') return 0 ;;
+        'bench|--repeat') return 0 ;;
         'bench|--db') return 0 ;;
         'bench|--redis') return 0 ;;
         'bench|-o') return 0 ;;
@@ -245,6 +247,7 @@ _spane_value() {
         'bench|--chain') COMPREPLY=() ;;
         'bench|--fanin') COMPREPLY=() ;;
         'bench|--small') COMPREPLY=() ;;
+        'bench|-r'|'bench|--repeat') COMPREPLY=() ;;
         'bench|--db') COMPREPLY=() ;;
         'bench|--redis') COMPREPLY=() ;;
         'bench|-o'|'bench|--output') COMPREPLY=($(compgen -W 'table json yaml' -- "$cur")) ;;

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from spane_cli.bench.baseline import BaselineResult
     from spane_cli.bench.measure import ScenarioResult
+
+
+class _HasSeconds(Protocol):
+    @property
+    def seconds(self) -> float: ...
+
+
+_Timed = TypeVar("_Timed", bound=_HasSeconds)
 
 HELP = (
     "Benchmark spane against raw RQ in the same run. Starts W spane workers and W RQ "
@@ -33,6 +41,16 @@ def bench(
     scale: Annotated[
         bool, typer.Option("--scale/--no-scale", help="Also 1k and 10k fan-outs.")
     ] = True,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            "-r",
+            help="Runs of every measurement, baseline included; the median run is reported "
+            "(a run of a few hundred milliseconds is at the mercy of scheduling noise).",
+            min=1,
+        ),
+    ] = 3,
 ) -> None:
     from spane_cli.bench.baseline import depends_on_chain, drain_jobs
     from spane_cli.bench.measure import (
@@ -52,9 +70,13 @@ def bench(
     connection = dispatcher.connection
     progress = sys.stderr
     progress.write(f"baseline: {workers} RQ SimpleWorkers draining {fanout} no-op jobs\n")
-    rq_drain = drain_jobs(connection, settings.redis_url, fanout, workers)
+    rq_drain = _median(
+        [drain_jobs(connection, settings.redis_url, fanout, workers) for _ in range(repeat)]
+    )
     progress.write(f"baseline: RQ depends_on chain of {chain}\n")
-    rq_chain = depends_on_chain(connection, settings.redis_url, chain, workers)
+    rq_chain = _median(
+        [depends_on_chain(connection, settings.redis_url, chain, workers) for _ in range(repeat)]
+    )
     pool = WorkerPool(workers, database_url(settings), settings.redis_url, BENCH_QUEUE)
     pool.start()
     results: dict[str, Any] = {}
@@ -73,19 +95,30 @@ def bench(
             scenarios += [("scale_1k", fan_out(1000), 1), ("scale_10k", fan_out(10000), 1)]
         for name, text, count in scenarios:
             progress.write(f"spane: {name}\n")
-            settle(store.database)
-            results[name] = run_scenario(
-                store, dispatcher, name, text, count,
-                background_per_second=background, sample_rss=pool.rss,
-            )  # fmt: skip
-            results[name].worker_rss_kib = pool.rss()
+            runs: list[ScenarioResult] = []
+            for _ in range(repeat):
+                settle(store.database)
+                run = run_scenario(
+                    store, dispatcher, name, text, count,
+                    background_per_second=background, sample_rss=pool.rss,
+                )  # fmt: skip
+                run.worker_rss_kib = pool.rss()
+                runs.append(run)
+                progress.write(f"  run {len(runs)}/{repeat}: {run.seconds:.3f} s\n")
+            results[name] = _median(runs)
         rss_after = pool.rss()
     finally:
         pool.stop()
     report = _report(results, rq_drain, rq_chain, workers, rss_before, rss_after)
     report["background_commits_per_second"] = round(background, 1)
+    report["runs_per_measurement"] = repeat
     if not print_data(report, settings.output):
         _print_table(report)
+
+
+def _median(runs: list[_Timed]) -> _Timed:
+    """The run of median duration (the upper one of an even count)."""
+    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 def _report(
@@ -161,6 +194,7 @@ def _print_table(report: dict[str, Any]) -> None:
     out = console()
     out.width = max(out.width, 150)  # the table is read in logs and CI output too
     base = report["baseline"]
+    out.print(f"median of {report['runs_per_measurement']} runs for every figure below")
     out.print(
         f"baseline ({report['workers']} RQ SimpleWorkers): "
         f"{base['rq_drain']['jobs_per_second']} jobs/s, "

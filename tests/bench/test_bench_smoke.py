@@ -17,7 +17,7 @@ def test_bench_runs_and_prints_the_ratios(fresh_postgres_url: str, redis_db_url:
         [
             sys.executable, "-m", "spane_cli", "bench", "-o", "json",
             "--workers", "1", "--fanout", "10", "--chain", "5", "--fanin", "10",
-            "--small", "3", "--no-scale",
+            "--small", "3", "--no-scale", "--repeat", "2",
             "--db", fresh_postgres_url, "--redis", redis_db_url,
         ],
         capture_output=True, text=True, timeout=180, cwd=ROOT, env=os.environ.copy(),
@@ -32,3 +32,4 @@ def test_bench_runs_and_prints_the_ratios(fresh_postgres_url: str, redis_db_url:
     assert all(value > 0 for value in report["ratios"].values())
     assert {s["failed_executions"] for s in report["scenarios"].values()} == {0}
     assert report["baseline"]["rq_drain"]["jobs"] == 10
+    assert report["runs_per_measurement"] == 2
