@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
+from spane_cli.store.db import write_transaction
 from spane_cli.store.models import WorkflowVersion
 from spane_cli.store.store import Dispatch, Store
 from spane_cli.store.versions import register_version
@@ -107,5 +108,8 @@ def submit(
     if result.workflow is None:
         raise WorkflowInvalid(result.problems)
     inputs = resolve_inputs(result.workflow, given_inputs)
-    version_id = register_file(store, file, result.documents)
-    return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)
+    # One transaction for the version lookup and the execution: a commit fewer per run, and a
+    # version registered here never stays behind without the execution it was made for.
+    with write_transaction(store.database):
+        version_id = register_file(store, file, result.documents)
+        return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)
