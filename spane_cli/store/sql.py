@@ -36,7 +36,9 @@ def member_of(
     on PostgreSQL, so a 10,000-node fan-out is one statement; on SQLite, `IN (...)` lists of
     `per_statement` values, below its limit on parameters."""
     if isinstance(database, peewee.PostgresqlDatabase):
-        if values:
+        if len(values) == 1:  # an equality: the planner then always uses the unique index
+            yield "= ?", (values[0],)
+        elif values:
             yield "= ANY(?)", (list(values),)
         return
     for start in range(0, len(values), per_statement):

@@ -142,14 +142,14 @@ class Store:
         now: float | None = None,
     ) -> tuple[str, bool, list[Dispatch]]:
         """(execution id, created?, dispatches). The same idempotency key gives the same id."""
-        # The definition is loaded first, like the file was parsed before: created_at is the
-        # moment the execution's rows are written, so its timings measure the run alone.
-        self.versions.get(version_id)
-        now = time.time() if now is None else now
         if idempotency_key:
             existing = Execution.get_or_none(Execution.idempotency_key == idempotency_key)
             if existing is not None:
                 return existing.id, False, []
+        # The definition is loaded first, like the file was parsed before: created_at is the
+        # moment the execution's rows are written, so its timings measure the run alone.
+        self.versions.get(version_id)
+        now = time.time() if now is None else now
         batch = _Batch()
         try:
             with write_transaction(self.database):
@@ -243,6 +243,10 @@ class Store:
         self.load_execution_infos([execution_id])
         return self._infos.get(execution_id)
 
+    def knows_execution(self, execution_id: str) -> bool:
+        """Whether the fixed fields of this execution are cached (reading them costs a query)."""
+        return execution_id in self._infos
+
     def load_execution_infos(self, execution_ids: Iterable[str]) -> None:
         """Cache the fixed fields of several executions with one query (a worker taking a
         batch of jobs from different executions would otherwise commit once per execution)."""
@@ -290,17 +294,20 @@ class Store:
         # A new execution's fixed fields are read inside the claim's transaction: one commit
         # fewer per execution, which small workflows notice.
         with write_transaction(self.database):
+            self.load_execution_infos(by_execution)
             for execution_id, nodes in by_execution.items():
-                info = self.execution_info(execution_id)
+                info = self._infos.get(execution_id)
                 if info is None:
                     continue
                 version = self.versions.get(info.version_id)
                 for claim in self._claim_in_transaction(info, version, nodes, worker, now):
                     claimed[(claim.execution_id, claim.node_id)] = claim
-        # Only once committed: the execution is running from now on, for this worker too.
-        if len(self._seen_running) > 10000:
-            self._seen_running.clear()  # only an optimization; forgetting is safe
-        self._seen_running.update(e for e, _ in claimed)
+        # Only once committed (not when this was a savepoint in a caller's transaction): the
+        # execution is running from now on, for this worker too.
+        if self.database.transaction_depth() == 0:
+            if len(self._seen_running) > 10000:
+                self._seen_running.clear()  # only an optimization; forgetting is safe
+            self._seen_running.update(e for e, _ in claimed)
         # In the order asked for; a job taken twice yields its claim once.
         return [claimed.pop((e, n)) for e, n, _ in wanted if (e, n) in claimed]
 
@@ -373,12 +380,12 @@ class Store:
         """Outputs of the parents; a failed (continue_on_fail) or skipped parent hands on null."""
         outputs = {p: known[p] for p in needs if known and p in known}
         missing = [p for p in needs if p not in outputs]
-        if missing:
+        for member, values in sql.member_of(self.database, missing):
             rows = sql.run(
                 self.database,
                 "SELECT node_id, status, output FROM node_run WHERE execution_id = ?"
-                f" AND node_id IN ({sql.placeholders(len(missing))})",
-                (execution_id, *missing),
+                f" AND node_id {member}",
+                (execution_id, *values),
             ).fetchall()
             for parent, status, output in rows:
                 outputs[parent] = sql.loads(output) if status == NodeStatus.SUCCEEDED else None
@@ -733,27 +740,24 @@ class Store:
             counted = {c: n for c, n in counts.items() if n != len(workflow.nodes[c].needs)}
             for decrement in sorted(set(counted.values())):
                 group = sorted(c for c, n in counted.items() if n == decrement)
-                for start in range(0, len(group), 500):
-                    part = group[start : start + 500]
+                for member, values in sql.member_of(self.database, group):
                     rows = sql.run(
                         self.database,
                         "UPDATE node_run SET waiting_on = waiting_on - ?"
-                        " WHERE execution_id = ? AND status = 'pending'"
-                        f" AND node_id IN ({sql.placeholders(len(part))})"
+                        f" WHERE execution_id = ? AND status = 'pending' AND node_id {member}"
                         " RETURNING node_id, waiting_on",
-                        (decrement, execution_id, *part),
+                        (decrement, execution_id, *values),
                     ).fetchall()
                     unblocked += [row[0] for row in rows if row[1] <= 0]
             if not unblocked:
                 continue
             lookup = sorted({p for c in unblocked for p in workflow.nodes[c].needs} - set(known))
-            for start in range(0, len(lookup), 500):
-                part = lookup[start : start + 500]
+            for member, values in sql.member_of(self.database, lookup):
                 for parent, status, chosen in sql.run(
                     self.database,
                     "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?"
-                    f" AND node_id IN ({sql.placeholders(len(part))})",
-                    (execution_id, *part),
+                    f" AND node_id {member}",
+                    (execution_id, *values),
                 ).fetchall():
                     known[parent] = (status, sql.loads(chosen))
             decided: dict[NodeStatus, list[str]] = {
@@ -789,17 +793,15 @@ class Store:
                 if not node_ids:
                     continue
                 changed: set[str] = set()
-                for start in range(0, len(node_ids), 500):
-                    part = node_ids[start : start + 500]
+                for member, values in sql.member_of(self.database, node_ids):
                     changed.update(
                         row[0]
                         for row in sql.run(
                             self.database,
                             "UPDATE node_run SET status = ?, finished_at = ?, waiting_on = 0"
-                            " WHERE execution_id = ? AND status = 'pending'"
-                            f" AND node_id IN ({sql.placeholders(len(part))})"
+                            f" WHERE execution_id = ? AND status = 'pending' AND node_id {member}"
                             " RETURNING node_id",
-                            (str(status), now, execution_id, *part),
+                            (str(status), now, execution_id, *values),
                         ).fetchall()
                     )
                 node_ids = [c for c in node_ids if c in changed]
