@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import peewee
 
 from spane_cli.engine.dispatch import Dispatcher
-from spane_cli.engine.states import TERMINAL_EXECUTION
 from spane_cli.engine.submit import submit
+from spane_cli.states import TERMINAL_EXECUTION
 from spane_cli.store.models import Execution, NodeRun
 from spane_cli.store.store import Store
 from spane_cli.store.workers import live_workers

@@ -122,7 +122,6 @@ def replay(
     execution. A dead letter is replayed once: replaying it again exits 1 and changes nothing."""
     from spane_cli.errors import OperationFailed, SpaneError, UsageError
     from spane_cli.store.models import DeadLetter
-    from spane_cli.store.reopen import replay_dead_letter
 
     if not letter_ids and not all_letters and not workflow:
         raise UsageError("give dead letter ids, --all or --workflow W")
@@ -136,7 +135,7 @@ def replay(
     failures: list[SpaneError] = []
     for letter_id in ids:
         try:
-            dispatcher.enqueue(replay_dead_letter(store, letter_id))
+            dispatcher.enqueue(store.replay_dead_letter(letter_id))
         except SpaneError as exc:
             failures.append(exc)
             sys.stderr.write(f"spane: {exc.message}\n")

@@ -22,7 +22,7 @@ def _follow_rows(
     execution_id: str, fetch: Callable[[int], list[Any]], follow: bool
 ) -> Iterator[Any]:
     """Rows after the last id seen; with `follow`, until the execution ends (then drain)."""
-    from spane_cli.engine.states import TERMINAL_EXECUTION
+    from spane_cli.states import TERMINAL_EXECUTION
     from spane_cli.store.models import Execution
 
     last_id = 0

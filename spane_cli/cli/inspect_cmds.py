@@ -48,8 +48,8 @@ def list_executions(
     from spane_cli.cli.render import print_data
     from spane_cli.cli.services import since_cutoff
     from spane_cli.engine.connections import open_store
-    from spane_cli.engine.states import ExecutionStatus
     from spane_cli.errors import UsageError
+    from spane_cli.states import ExecutionStatus
     from spane_cli.store.models import Execution
     from spane_cli.store.views import execution_view
 

@@ -46,10 +46,9 @@ def resume(ctx: typer.Context, execution_id: ExecId) -> None:
 def retry(ctx: typer.Context, execution_id: ExecId) -> None:
     """Re-run only the failed nodes of a failed execution (and what they blocked); succeeded
     nodes keep their outputs and attempts."""
-    from spane_cli.store.reopen import retry_execution
 
     current, store, dispatcher = store_and_dispatcher(ctx)
-    dispatches = retry_execution(store, execution_id)
+    dispatches = store.retry_execution(execution_id)
     dispatcher.enqueue(dispatches)
     names = ", ".join(d.node_id for d in dispatches)
     _say(current.quiet, f"retrying {names} of {execution_id}")

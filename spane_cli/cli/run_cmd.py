@@ -155,8 +155,8 @@ def _run_remote(
 def wait_for_end(
     store: Store, execution_id: str, wait_limit: float | None, settings: Settings
 ) -> str:
-    from spane_cli.engine.states import TERMINAL_EXECUTION
     from spane_cli.errors import ExitCode
+    from spane_cli.states import TERMINAL_EXECUTION
     from spane_cli.store.models import Execution
 
     deadline = time.monotonic() + wait_limit if wait_limit else None

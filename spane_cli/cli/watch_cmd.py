@@ -49,7 +49,7 @@ def follow_execution(store: Store, execution_id: str, settings: Settings) -> str
 
     from spane_cli.cli.tables import console
     from spane_cli.cli.watch_view import execution_panel
-    from spane_cli.engine.states import TERMINAL_EXECUTION
+    from spane_cli.states import TERMINAL_EXECUTION
     from spane_cli.store.models import Event, Execution
     from spane_cli.store.views import execution_view
 
@@ -98,7 +98,7 @@ def _plain_lines(store: Store, execution_id: str) -> str:
 def _watch_all(store: Store) -> None:
     from spane_cli.cli.tables import console
     from spane_cli.cli.watch_view import executions_overview
-    from spane_cli.engine.states import ExecutionStatus
+    from spane_cli.states import ExecutionStatus
     from spane_cli.store.models import Execution
     from spane_cli.store.views import execution_view
 

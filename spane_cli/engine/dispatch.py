@@ -21,7 +21,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
-from spane_cli.store.store import Dispatch
+from spane_cli.store.records import Dispatch
 
 JOB_FUNCTION = "spane_cli.engine.jobs.run_node"
 ENQUEUE_BATCH = 500

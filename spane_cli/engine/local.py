@@ -31,9 +31,9 @@ def run_local(
     from spane_cli.cli.run_cmd import announce, report_end
     from spane_cli.engine.connections import open_store
     from spane_cli.engine.dispatch import Dispatcher
-    from spane_cli.engine.states import TERMINAL_EXECUTION
     from spane_cli.engine.submit import submit
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
+    from spane_cli.states import TERMINAL_EXECUTION
     from spane_cli.store.models import Execution
     from spane_cli.workflow.validate import validate_file
 

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import peewee
 
 from spane_cli.engine.dispatch import Dispatcher
-from spane_cli.store.items import recover_lost_items, wake_due_items
-from spane_cli.store.models import Outbox
-from spane_cli.store.store import Dispatch, Store
-from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, live_workers, recover_lost_nodes
+from spane_cli.store.records import Dispatch
+from spane_cli.store.store import Store
+from spane_cli.store.timers import restart_grace
+from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, live_workers
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
@@ -44,18 +44,22 @@ def _one_at_a_time(database: peewee.Database) -> Iterator[bool]:
             database.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list[Dispatch]:
-    """One pass; returns what it (re-)enqueued, or nothing when another worker holds the tick."""
+def tick(
+    store: Store,
+    dispatcher: Dispatcher,
+    now: float | None = None,
+    heartbeat_ttl: float = HEARTBEAT_TTL_SECONDS,
+) -> list[Dispatch]:
+    """One pass; returns what it (re-)enqueued, or nothing when another worker holds the tick.
+    A worker whose heartbeat is older than `heartbeat_ttl` counts as gone."""
     now = time.time() if now is None else now
     with _one_at_a_time(store.database) as mine:
         if not mine:
             return []
         dispatches = store.wake_due(now)
         store.expire_timeouts(now)
-        dispatches += recover_lost_nodes(store, now)
-        dispatches += wake_due_items(store, now)
-        alive = {w.name for w in live_workers(now)}
-        dispatches += recover_lost_items(store, alive, now - HEARTBEAT_TTL_SECONDS, now)
+        alive = {w.name for w in live_workers(now, heartbeat_ttl)}
+        dispatches += store.recover_lost(alive, now - heartbeat_ttl, now)
         lost = _lost(store, dispatcher, now)
         lost_keys = {(d.execution_id, d.node_id, d.item) for d in lost}
         stale = [
@@ -64,16 +68,7 @@ def tick(store: Store, dispatcher: Dispatcher, now: float | None = None) -> list
             if (d.execution_id, d.node_id, d.item) not in lost_keys
         ]
         again = lost + stale
-        # Restart the grace period so each row is re-sent once per period, not every tick.
-        for dispatch in again:
-            same_item = (
-                Outbox.item.is_null() if dispatch.item is None else Outbox.item == dispatch.item
-            )
-            Outbox.update(created_at=now).where(
-                (Outbox.execution_id == dispatch.execution_id)
-                & (Outbox.node_id == dispatch.node_id)
-                & same_item
-            ).execute()
+        restart_grace(again, now)
         dispatches += again
         dispatcher.enqueue(dispatches)
         return dispatches

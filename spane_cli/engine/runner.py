@@ -1,6 +1,6 @@
 """Running one claimed node on a worker: `when`, `foreach`, the executor, and the result.
 
-Nothing here writes to the database: the runner turns a claim into an `Outcome`, and the
+Nothing here writes to the database: the runner turns a claim into a `Report`, and the
 store records it in one guarded transaction.
 """
 
@@ -13,11 +13,11 @@ import traceback
 from collections.abc import Callable, Iterator, KeysView, Mapping
 from typing import Any
 
-from spane_cli.engine import scheduler
+from spane_cli import scheduler
 from spane_cli.nodes.base import NodeContext, NodeResult
-from spane_cli.nodes.base import Outcome as ResultKind
-from spane_cli.store.models import NodeRun
-from spane_cli.store.store import ClaimedNode, Outcome
+from spane_cli.states import OutcomeKind
+from spane_cli.store import queries
+from spane_cli.store.records import ClaimedNode, Report
 from spane_cli.workflow.expressions import ExpressionError, evaluate, is_template, render_value
 from spane_cli.workflow.model import Node, thaw
 from spane_cli.workflow.validate import bare_expression
@@ -50,16 +50,8 @@ class LazyNodes(Mapping[str, Any]):
         if node_id not in self._node_ids:
             raise KeyError(node_id)
         if node_id not in self._cache:
-            row = (
-                NodeRun.select(NodeRun.status, NodeRun.output, NodeRun.error)
-                .where((NodeRun.execution == self._execution_id) & (NodeRun.node_id == node_id))
-                .first()
-            )
-            self._cache[node_id] = (
-                {"status": row.status, "output": row.output, "error": row.error}
-                if row
-                else {"status": "pending", "output": None, "error": None}
-            )
+            state = queries.node_state(self._execution_id, node_id)
+            self._cache[node_id] = state or {"status": "pending", "output": None, "error": None}
         return self._cache[node_id]
 
     def __iter__(self) -> Iterator[str]:
@@ -81,7 +73,7 @@ def run_claimed(
     claim: ClaimedNode,
     secrets: Mapping[str, str] | None = None,
     cancel_requested: Callable[[], bool] | None = None,
-) -> Outcome:
+) -> Report:
     """Run the node of `claim`; never raises for the node's own failure."""
     secrets = secrets_from_environment() if secrets is None else secrets
     workflow = claim.version.workflow
@@ -100,27 +92,21 @@ def run_claimed(
             # One item of a foreach node, on whichever worker took its job.
             item_scope = {**scope, "item": claim.item_value, "index": claim.item}
             result = _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
-            return _outcome_of(result, secrets)
+            return _report_of(result, secrets)
         if node.when is not None and not evaluate(bare_expression(node.when), scope):
-            return Outcome("skipped")
+            return Report(OutcomeKind.SKIPPED)
         if node.foreach is not None:
             # The items become jobs of their own; the node waits for them without a worker.
-            return Outcome("fanout", output=_foreach_items(node, scope))
+            return Report(OutcomeKind.FANOUT, output=_foreach_items(node, scope))
         result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
     except ExpressionError as exc:
-        return Outcome("failed", error=_mask(str(exc), secrets))
-    return _outcome_of(result, secrets)
+        return Report(OutcomeKind.FAILED, error=_mask(str(exc), secrets))
+    return _report_of(result, secrets)
 
 
-def _outcome_of(result: NodeResult, secrets: Mapping[str, str]) -> Outcome:
-    kind = {
-        ResultKind.SUCCEEDED: "succeeded",
-        ResultKind.FAILED: "failed",
-        ResultKind.WAIT: "wait",
-        ResultKind.CHILD: "child",
-    }[result.outcome]
-    return Outcome(
-        kind,
+def _report_of(result: NodeResult, secrets: Mapping[str, str]) -> Report:
+    return Report(
+        result.outcome,
         output=result.output,
         error=_mask(result.error, secrets),
         logs=_mask(result.logs, secrets) or "",

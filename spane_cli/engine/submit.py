@@ -15,9 +15,9 @@ from jsonschema import Draft202012Validator
 
 from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
 from spane_cli.store.db import write_transaction
-from spane_cli.store.models import WorkflowVersion
-from spane_cli.store.store import Dispatch, Store
-from spane_cli.store.versions import register_version
+from spane_cli.store.records import Dispatch
+from spane_cli.store.store import Store
+from spane_cli.store.versions import latest_version_id, register_version
 from spane_cli.workflow.loader import load_document
 from spane_cli.workflow.model import InputSpec, Workflow, thaw
 from spane_cli.workflow.validate import is_file_reference, validate_file
@@ -85,15 +85,10 @@ def register_file(store: Store, path: str, documents: Mapping[str, Any] | None =
                 store, os.path.normpath(os.path.join(base, reference)), documents
             )
         else:
-            latest = (
-                WorkflowVersion.select()
-                .where(WorkflowVersion.name == reference)
-                .order_by(WorkflowVersion.number.desc())
-                .first()
-            )
+            latest = latest_version_id(reference)
             if latest is None:
                 raise NotFound(f"no registered workflow named {reference!r}")
-            refs[reference] = latest.id
+            refs[reference] = latest
     return int(register_version(store.database, data["name"], data, refs).id)
 
 

@@ -25,13 +25,14 @@ from rq import Queue
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
-from spane_cli.engine.states import ExecutionStatus
 from spane_cli.nodes.registry import INSTANT_TYPES
+from spane_cli.states import ExecutionStatus, OutcomeKind
+from spane_cli.store import queries
 from spane_cli.store.db import write_transaction
-from spane_cli.store.items import claim_item, complete_item
-from spane_cli.store.models import Execution
-from spane_cli.store.store import ClaimedNode, Dispatch, Outcome, Store
+from spane_cli.store.records import ClaimedNode, Dispatch, Report
+from spane_cli.store.store import Store
 from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, beat, forget
+from spane_cli.text import error_line, first_line
 
 log = logging.getLogger("spane.worker")
 
@@ -102,7 +103,7 @@ class NodeWorker:
             try:
                 beat(self.options.name, host, pid, self.options.queues)
             except _SERVICE_ERRORS as exc:
-                log.warning("heartbeat failed: %s", _one_line(exc))
+                log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
 
     # -- main loop -----------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class NodeWorker:
                         return
                     backoff = 0.5
                 except _SERVICE_ERRORS as exc:
-                    log.warning("service error, retrying in %.1fs: %s", backoff, _one_line(exc))
+                    log.warning("service error, retrying in %.1fs: %s", backoff, error_line(exc))
                     _reset_connection(self.store)
                     self._stop_requested.wait(backoff)
                     backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
@@ -154,28 +155,7 @@ class NodeWorker:
     def _work_left(self) -> bool:
         """Burst mode keeps going while a node on our queues is queued or due within a minute
         (its job may be lost and only the reconciler can bring it back)."""
-        from spane_cli.engine.states import NodeStatus
-        from spane_cli.store.models import NodeRun
-
-        soon = time.time() + 60
-        active = [ExecutionStatus.PENDING, ExecutionStatus.RUNNING]
-        return (
-            NodeRun.select()
-            .join(Execution)
-            .where(
-                (Execution.status.in_(active))
-                & (NodeRun.queue.in_(list(self.options.queues)))
-                & (
-                    (NodeRun.status == NodeStatus.QUEUED)
-                    | (
-                        NodeRun.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
-                        & (NodeRun.due_at <= soon)
-                        & NodeRun.child_execution_id.is_null()
-                    )
-                )
-            )
-            .exists()
-        )
+        return queries.work_left(self.options.queues, due_before=time.time() + 60)
 
     def _process(self, taken: TakenJob) -> None:
         if taken.args is None:
@@ -190,7 +170,7 @@ class NodeWorker:
         if len(claims) == 1:
             self._run(claims[0])
             return
-        reports: list[tuple[ClaimedNode, Outcome]] = []
+        reports: list[tuple[ClaimedNode, Report]] = []
         for claim in claims:
             reports.append((claim, self._execute(claim)))
             if self._abort_requested.is_set():
@@ -226,7 +206,7 @@ class NodeWorker:
             taken = [
                 job.dispatch() for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1)
             ]
-            self.store.load_execution_infos(d.execution_id for d in taken if d is not None)
+            self.store.caches.load_execution_infos(d.execution_id for d in taken if d is not None)
             for dispatch in taken:
                 if dispatch is None:
                     continue  # its hash was gone; the reconciler re-sends it
@@ -243,18 +223,18 @@ class NodeWorker:
     def _run(self, claim: ClaimedNode | None) -> None:
         """Run the node, then any child its completion handed straight to us (no Redis hop)."""
         while claim is not None:
-            outcome = self._execute(claim)
+            report = self._execute(claim)
             if self._abort_requested.is_set():
                 return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
-            dispatches, claim = self._complete([(claim, outcome)], self._may_take_next())
+            dispatches, claim = self._complete([(claim, report)], self._may_take_next())
             self._enqueue(dispatches)
             if claim is not None:
                 self.jobs_done += 1
 
-    def _execute(self, claim: ClaimedNode) -> Outcome:
-        outcome = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
-        if outcome.status == "failed" and not self._abort_requested.is_set():
-            first = (outcome.error or "failed").splitlines()[0]
+    def _execute(self, claim: ClaimedNode) -> Report:
+        report = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        if report.kind == OutcomeKind.FAILED and not self._abort_requested.is_set():
+            first = first_line(report.error, "failed")
             log.warning(
                 "node %s of %s failed (attempt %s): %s",
                 claim.node_id,
@@ -262,20 +242,20 @@ class NodeWorker:
                 claim.attempt,
                 first,
             )
-        return outcome
+        return report
 
     def _may_take_next(self) -> bool:
         return not self._stopping() and not self._max_jobs_reached()
 
     def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
-        claim = claim_item(self.store, execution_id, node_id, attempt, item, self.options.name)
+        claim = self.store.claim_item(execution_id, node_id, attempt, item, self.options.name)
         if claim is None:
             return
-        outcome = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
+        report = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
         if self._abort_requested.is_set():
             return
-        if outcome.status == "failed":
-            first = (outcome.error or "failed").splitlines()[0]
+        if report.kind == OutcomeKind.FAILED:
+            first = first_line(report.error, "failed")
             log.warning(
                 "item %s of node %s of %s failed (attempt %s): %s",
                 item, node_id, execution_id, attempt, first,
@@ -283,12 +263,14 @@ class NodeWorker:
         backoff = 0.5
         while True:
             try:
-                self._enqueue(complete_item(self.store, claim, outcome))
+                self._enqueue(self.store.complete_item(claim, report))
                 return
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 if self._abort_requested.is_set():
                     return
-                log.warning("could not record an item of %s, retrying: %s", node_id, _one_line(exc))
+                log.warning(
+                    "could not record an item of %s, retrying: %s", node_id, error_line(exc)
+                )
                 _reset_connection(self.store)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
@@ -297,7 +279,7 @@ class NodeWorker:
         return self.options.max_jobs is not None and self.jobs_done + 1 >= self.options.max_jobs
 
     def _complete(
-        self, reports: list[tuple[ClaimedNode, Outcome]], take_next: bool
+        self, reports: list[tuple[ClaimedNode, Report]], take_next: bool
     ) -> tuple[list[Dispatch], ClaimedNode | None]:
         """Record the outcomes in one transaction, waiting out a database outage: the work is
         done, keep its result. With `take_next`, also claim one child they made ready."""
@@ -313,7 +295,7 @@ class NodeWorker:
                 if self._abort_requested.is_set():
                     return [], None
                 names = ", ".join(claim.node_id for claim, _ in reports)
-                log.warning("could not record node %s, retrying: %s", names, _one_line(exc))
+                log.warning("could not record node %s, retrying: %s", names, error_line(exc))
                 _reset_connection(self.store)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
@@ -323,7 +305,7 @@ class NodeWorker:
             self.dispatcher.enqueue(dispatches, at_front=at_front)
         except RedisError as exc:
             # The outbox rows stay; the reconciler sends them when Redis is back.
-            log.warning("could not enqueue %d jobs: %s", len(dispatches), _one_line(exc))
+            log.warning("could not enqueue %d jobs: %s", len(dispatches), error_line(exc))
 
     def _cancel_check(self, execution_id: str) -> Callable[[], bool]:
         last = [0.0, False]
@@ -335,25 +317,13 @@ class NodeWorker:
             if now - last[0] >= 1.0:
                 last[0] = now
                 try:
-                    row = (
-                        Execution.select(Execution.status)
-                        .where(Execution.id == execution_id)
-                        .first()
-                    )
+                    status = queries.execution_status(execution_id)
                 except _SERVICE_ERRORS:
                     return False
-                last[1] = row is None or row.status in (
-                    ExecutionStatus.CANCELLED,
-                    ExecutionStatus.FAILED,
-                )
+                last[1] = status in (None, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED)
             return bool(last[1])
 
         return cancelled
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _reset_connection(store: Store) -> None:

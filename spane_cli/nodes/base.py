@@ -11,17 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from spane_cli.states import OutcomeKind
 from spane_cli.workflow.expressions import evaluate, render_value
-
-
-class Outcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    WAIT = "wait"  # delay: park the node until `wait_until` (epoch seconds); holds no worker
-    CHILD = "child"  # workflow: start the child execution described by `child`
 
 
 @dataclass(frozen=True)
@@ -34,7 +27,7 @@ class ChildRequest:
 
 @dataclass
 class NodeResult:
-    outcome: Outcome
+    outcome: OutcomeKind  # succeeded, failed, wait or child
     output: Any = None
     error: str | None = None  # one line first, details after
     logs: str = ""  # captured output kept for `spane logs` (already masked)
@@ -44,11 +37,11 @@ class NodeResult:
 
     @classmethod
     def ok(cls, output: Any = None, logs: str = "") -> NodeResult:
-        return cls(Outcome.SUCCEEDED, output=output, logs=logs)
+        return cls(OutcomeKind.SUCCEEDED, output=output, logs=logs)
 
     @classmethod
     def failed(cls, error: str, logs: str = "", output: Any = None) -> NodeResult:
-        return cls(Outcome.FAILED, output=output, error=error, logs=logs)
+        return cls(OutcomeKind.FAILED, output=output, error=error, logs=logs)
 
 
 @dataclass

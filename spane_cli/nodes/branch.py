@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from spane_cli.nodes.base import NodeContext, NodeResult, Outcome
+from spane_cli.nodes.base import NodeContext, NodeResult
+from spane_cli.states import OutcomeKind
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.node_configs import BRANCH
 from spane_cli.workflow.validate import bare_expression
@@ -24,4 +25,4 @@ class BranchNode:
             if matched:
                 chosen = list(case["next"])
                 break
-        return NodeResult(Outcome.SUCCEEDED, output={"chosen": chosen}, chosen=chosen)
+        return NodeResult(OutcomeKind.SUCCEEDED, output={"chosen": chosen}, chosen=chosen)

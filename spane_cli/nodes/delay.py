@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from spane_cli.nodes.base import NodeContext, NodeResult, Outcome
+from spane_cli.nodes.base import NodeContext, NodeResult
+from spane_cli.states import OutcomeKind
 from spane_cli.timeutil import parse_iso
 from spane_cli.workflow.durations import DurationError, parse_duration
 from spane_cli.workflow.expressions import ExpressionError
@@ -27,4 +28,4 @@ class DelayNode:
         except (DurationError, ExpressionError, ValueError) as exc:
             return NodeResult.failed(context.mask(f"config.{field}: {exc}"))
         # A time in the past is not an error: the engine completes the node at once.
-        return NodeResult(Outcome.WAIT, output=context.input, wait_until=wait_until)
+        return NodeResult(OutcomeKind.WAIT, output=context.input, wait_until=wait_until)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from spane_cli.nodes.base import ChildRequest, NodeContext, NodeResult, Outcome
+from spane_cli.nodes.base import ChildRequest, NodeContext, NodeResult
 from spane_cli.nodes.common import mask_value
+from spane_cli.states import OutcomeKind
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import WORKFLOW
@@ -24,4 +25,4 @@ class WorkflowNode:
         # The child's input is stored with its execution; secrets stay out of it (the child's
         # nodes can read `secrets.*` themselves).
         child = ChildRequest(reference, mask_value(context, child_input))
-        return NodeResult(Outcome.CHILD, child=child)
+        return NodeResult(OutcomeKind.CHILD, child=child)

@@ -1,10 +1,6 @@
-"""Event types and writing them; every state change writes its event in the same transaction."""
+"""Event type names. Every state change writes its events in its own transaction (tx.py)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-from spane_cli.store.models import Event
 
 EXECUTION_CREATED = "execution.created"
 EXECUTION_STARTED = "execution.started"
@@ -26,15 +22,3 @@ NODE_CANCELLED = "node.cancelled"
 NODE_LOST = "node.lost"
 DEAD_LETTER_ADDED = "dead_letter.added"
 DEAD_LETTER_REPLAYED = "dead_letter.replayed"
-
-
-def emit(
-    execution_id: str, event_type: str, now: float, node_id: str | None = None, **data: Any
-) -> None:
-    Event.insert(
-        execution_id=execution_id,
-        node_id=node_id,
-        type=event_type,
-        data=data or None,
-        created_at=now,
-    ).execute()

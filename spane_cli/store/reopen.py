@@ -7,24 +7,23 @@ running again, and all of it is recorded as events in one transaction.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from spane_cli.engine.states import ExecutionStatus, NodeStatus
 from spane_cli.errors import NotFound, OperationFailed
+from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.store import events
-from spane_cli.store.db import write_transaction
-from spane_cli.store.models import DeadLetter, Execution, NodeRun, Outbox
-from spane_cli.store.store import Dispatch, Store
+from spane_cli.store.models import DeadLetter, Execution, NodeRun
+from spane_cli.store.records import Dispatch
+from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.dag import descendants
 
 
-def _reopen(
-    store: Store, execution_id: str, failed_nodes: Iterable[str], now: float
-) -> list[Dispatch]:
+def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Dispatch]:
     """Inside a transaction: reopen `failed_nodes` and their upstream_failed descendants."""
+    now = tx.now
+    tx.lock_executions([execution_id])
     execution = Execution.get_by_id(execution_id)
-    version = store.versions.get(execution.version_id)
+    version = tx.version(execution.version_id)
     workflow = version.workflow
     rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == execution_id)}
     targets = [n for n in failed_nodes if rows[n].status == NodeStatus.FAILED]
@@ -58,7 +57,7 @@ def _reopen(
         ).execute()
         dispatch = Dispatch(execution_id, node_id, row.attempt + 1, workflow.nodes[node_id].queue)
         dispatches.append(dispatch)
-        events.emit(execution_id, events.NODE_QUEUED, now, node_id, attempt=row.attempt + 1)
+        tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": row.attempt + 1})
     for node_id in sorted(reset):
         waiting_on = sum(1 for parent in needs[node_id] if parent in reopened)
         NodeRun.update(
@@ -72,7 +71,7 @@ def _reopen(
             & (NodeRun.node_id == node_id)
             & (NodeRun.status == NodeStatus.UPSTREAM_FAILED)
         ).execute()
-    store._write_outbox(dispatches, now)
+    tx.enqueue(dispatches)
     Execution.update(
         status=ExecutionStatus.RUNNING,
         finished_at=None,
@@ -80,50 +79,51 @@ def _reopen(
         output=None,
         remaining_nodes=Execution.remaining_nodes + len(reopened),
     ).where(Execution.id == execution_id).execute()
-    events.emit(execution_id, events.EXECUTION_RETRIED, now, nodes=sorted(reopened))
+    tx.event(execution_id, None, events.EXECUTION_RETRIED, {"nodes": sorted(reopened)})
     return dispatches
 
 
-def replay_dead_letter(store: Store, letter_id: int, now: float | None = None) -> list[Dispatch]:
+def replay_dead_letter(caches: Caches, letter_id: int, now: float | None = None) -> list[Dispatch]:
     """Reopen the node of one dead letter; refused when it was replayed before."""
-    now = time.time() if now is None else now
-    with write_transaction(store.database):
+    with transaction(caches, now) as tx:
         letter = DeadLetter.get_or_none(DeadLetter.id == letter_id)
         if letter is None:
             raise NotFound(f"no dead letter {letter_id}")
         if letter.replayed_at is not None:
             raise OperationFailed(f"dead letter {letter_id} was already replayed")
+        tx.lock_executions([letter.execution_id])
         execution = Execution.get_or_none(Execution.id == letter.execution_id)
         if execution is None:
             raise NotFound(f"execution {letter.execution_id} of dead letter {letter_id} is gone")
         if execution.status == ExecutionStatus.CANCELLED:
             raise OperationFailed(f"execution {execution.id} was cancelled; resubmit it instead")
         claimed = (
-            DeadLetter.update(replayed_at=now)
+            DeadLetter.update(replayed_at=tx.now)
             .where((DeadLetter.id == letter_id) & (DeadLetter.replayed_at.is_null()))
             .execute()
         )
         if claimed != 1:
             raise OperationFailed(f"dead letter {letter_id} was already replayed")
-        dispatches = _reopen(store, letter.execution_id, [letter.node_id], now)
+        dispatches = _reopen(tx, letter.execution_id, [letter.node_id])
         if not dispatches:
             raise OperationFailed(
                 f"node {letter.node_id!r} of execution {letter.execution_id} is no longer failed"
             )
-        events.emit(
+        tx.event(
             letter.execution_id,
-            events.DEAD_LETTER_REPLAYED,
-            now,
             letter.node_id,
-            dead_letter=letter_id,
+            events.DEAD_LETTER_REPLAYED,
+            {"dead_letter": letter_id},
         )
     return dispatches
 
 
-def retry_execution(store: Store, execution_id: str, now: float | None = None) -> list[Dispatch]:
+def retry_execution(caches: Caches, execution_id: str, now: float | None = None) -> list[Dispatch]:
     """Re-run only the failed nodes (and their upstream_failed descendants) of an execution."""
-    now = time.time() if now is None else now
-    with write_transaction(store.database):
+    with transaction(caches, now) as tx:
+        # Locked before reading its status: of two concurrent retries, the second one sees
+        # the execution running again and is refused.
+        tx.lock_executions([execution_id])
         execution = Execution.get_or_none(Execution.id == execution_id)
         if execution is None:
             raise NotFound(f"no execution {execution_id!r}")
@@ -137,10 +137,10 @@ def retry_execution(store: Store, execution_id: str, now: float | None = None) -
                 (NodeRun.execution == execution_id) & (NodeRun.status == NodeStatus.FAILED)
             )
         ]
-        dispatches = _reopen(store, execution_id, failed, now)
+        dispatches = _reopen(tx, execution_id, failed)
         if not dispatches:
             raise OperationFailed(f"execution {execution_id} has no failed node to retry")
-        DeadLetter.update(replayed_at=now).where(
+        DeadLetter.update(replayed_at=tx.now).where(
             (DeadLetter.execution_id == execution_id)
             & (DeadLetter.node_id.in_(failed))
             & (DeadLetter.replayed_at.is_null())
@@ -153,6 +153,3 @@ def purge_dead_letters(letter_ids: list[int] | None) -> int:
     if letter_ids is not None:
         query = query.where(DeadLetter.id.in_(letter_ids))
     return int(query.execute())
-
-
-__all__ = ["Outbox", "purge_dead_letters", "replay_dead_letter", "retry_execution"]

@@ -61,6 +61,17 @@ def register_version(
     raise RuntimeError(f"could not register workflow {name!r}: too much contention")
 
 
+def latest_version_id(name: str) -> int | None:
+    """The id of the newest registered version of workflow `name`, or None."""
+    latest = (
+        WorkflowVersion.select(WorkflowVersion.id)
+        .where(WorkflowVersion.name == name)
+        .order_by(WorkflowVersion.number.desc())
+        .first()
+    )
+    return None if latest is None else int(latest.id)
+
+
 class VersionCache:
     """Built workflow models by version id; versions never change, so entries never go stale.
     Bounded by versions and by nodes (about 200 bytes each): a worker that meets many big

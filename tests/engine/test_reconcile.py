@@ -7,13 +7,15 @@ from collections.abc import Iterator
 import pytest
 from cluster_support import fresh_postgres_url
 from redis import Redis
+from store_steps import claim_one, complete_one
 
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, job_id
 from spane_cli.store.db import open_database
 from spane_cli.store.migrations import migrate
 from spane_cli.store.models import Event, NodeRun, Outbox
-from spane_cli.store.store import Dispatch, Outcome, Store
+from spane_cli.store.records import Dispatch, Report
+from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
 from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, beat
 
@@ -106,7 +108,7 @@ def test_one_lost_job_behind_a_present_sample_is_found_once_it_is_among_the_olde
     later = 5000.0 + sample + reconcile.DISPATCH_GRACE_SECONDS + 1
     assert last_id not in {d.execution_id for d in reconcile.tick(store, dispatcher, now=later)}
     first_id, _, _ = created[0]
-    claim = store.claim_node(first_id, "a", 1, "w", now=later)  # the oldest row is claimed
+    claim = claim_one(store, first_id, "a", 1, "w", now=later)  # the oldest row is claimed
     assert claim is not None
     assert [d.execution_id for d in reconcile.tick(store, dispatcher, now=later)] == [last_id]
     database.close()
@@ -117,7 +119,7 @@ def test_a_node_of_a_dead_worker_goes_back_without_using_an_attempt(
 ) -> None:
     execution_id, _, _ = store.create_execution(single_node(store, "dead"), None, now=3000.0)
     beat("gone-worker", "host", 1, ["default"], now=3000.0)
-    assert store.claim_node(execution_id, "a", 1, "gone-worker", now=3000.0) is not None
+    assert claim_one(store, execution_id, "a", 1, "gone-worker", now=3000.0) is not None
 
     def mine(now: float) -> list[Dispatch]:
         sent = reconcile.tick(store, dispatcher, now=now)
@@ -133,9 +135,9 @@ def test_a_node_of_a_dead_worker_goes_back_without_using_an_attempt(
         (Event.execution_id == execution_id) & (Event.type == "node.lost")
     )
     assert lost_events.count() == 1
-    claim = store.claim_node(execution_id, "a", 1, "new-worker", now=later + 1)
+    claim = claim_one(store, execution_id, "a", 1, "new-worker", now=later + 1)
     assert claim is not None
-    store.complete_node(claim, Outcome("succeeded"), now=later + 2)
+    complete_one(store, claim, Report("succeeded"), now=later + 2)
     assert store.require_execution(execution_id).status == "succeeded"
 
 
@@ -145,7 +147,7 @@ def test_the_third_loss_in_a_row_fails_the_node_with_worker_lost(
     execution_id, _, _ = store.create_execution(single_node(store, "cursed"), None, now=5000.0)
     now = 5000.0
     for _ in range(3):
-        assert store.claim_node(execution_id, "a", 1, "doomed", now=now) is not None
+        assert claim_one(store, execution_id, "a", 1, "doomed", now=now) is not None
         now += HEARTBEAT_TTL_SECONDS + 1
         reconcile.tick(store, dispatcher, now=now)
     execution = store.require_execution(execution_id)

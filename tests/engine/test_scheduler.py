@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from spane_cli.engine.scheduler import (
+from spane_cli.scheduler import (
     ParentView,
     Plan,
     Readiness,
@@ -20,7 +20,7 @@ from spane_cli.engine.scheduler import (
     node_input,
     plan,
 )
-from spane_cli.engine.states import ExecutionStatus, NodeStatus
+from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.workflow.model import Backoff, Node, RetryPolicy, TriggerRule, Workflow
 
 S = NodeStatus.SUCCEEDED

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import socket
 
-from spane_cli.nodes.base import Outcome
 from spane_cli.nodes.http import HttpNode
+from spane_cli.states import OutcomeKind
 
 
 def test_get_json(context_for, http_server):
     result = HttpNode().run(context_for({"url": f"{http_server}/json"}))
-    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert result.outcome == OutcomeKind.SUCCEEDED, result.error
     assert result.output["status"] == 200
     assert result.output["json"] == {"items": [1, 2], "ok": True}
     assert "text" not in result.output
@@ -34,7 +34,7 @@ def test_post_json_body_headers_and_params(context_for, http_server):
         "json": {"n": "{{ input.page }}", "who": "{{ input.who }}"},
     }
     result = HttpNode().run(context_for(config, input={"who": "ann", "page": 2}))
-    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert result.outcome == OutcomeKind.SUCCEEDED, result.error
     echo = result.output["json"]
     assert echo["method"] == "POST"
     assert echo["path"] == "/echo?page=2"
@@ -51,13 +51,13 @@ def test_raw_body(context_for, http_server):
 
 def test_unexpected_status_fails_with_the_body_in_details(context_for, http_server):
     result = HttpNode().run(context_for({"url": f"{http_server}/status/500"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == f"HTTP 500 from GET {http_server}/status/500\nserver says no"
 
 
 def test_expect_lists_the_statuses_that_succeed(context_for, http_server):
     found = HttpNode().run(context_for({"url": f"{http_server}/status/404", "expect": [404]}))
-    assert found.outcome == Outcome.SUCCEEDED
+    assert found.outcome == OutcomeKind.SUCCEEDED
     assert found.output["status"] == 404
     created = HttpNode().run(context_for({"url": f"{http_server}/json", "expect": [201]}))
     assert created.error.splitlines()[0] == f"HTTP 200 from GET {http_server}/json"
@@ -68,7 +68,7 @@ def test_connection_refused_is_one_line(context_for):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = HttpNode().run(context_for({"url": f"http://127.0.0.1:{port}/x"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error.startswith(f"GET http://127.0.0.1:{port}/x failed: ")
     assert "refused" in result.error.lower()
     assert "\n" not in result.error

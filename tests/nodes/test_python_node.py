@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from spane_cli.nodes.base import Outcome
 from spane_cli.nodes.python_call import PythonNode
+from spane_cli.states import OutcomeKind
 
 MODULE = "spane_python_node_funcs"
 SOURCE = textwrap.dedent(
@@ -64,7 +64,7 @@ def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
     config = {"function": f"{MODULE}:describe", "kwargs": {"limit": "{{ input.n }}"}}
     secrets = {"TOKEN": "s3cr3t-value"}
     result = PythonNode().run(context_for(config, input={"name": "ann", "n": 4}, secrets=secrets))
-    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert result.outcome == OutcomeKind.SUCCEEDED, result.error
     assert result.output == {
         "name": "ann",
         "same_parents": True,
@@ -81,7 +81,7 @@ def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
 def test_exception_fails_with_its_line_first_and_traceback_after(context_for, capfd):
     config = {"function": f"{MODULE}:boom"}
     result = PythonNode().run(context_for(config, secrets={"TOKEN": "s3cr3t-value"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     first, details = result.error.split("\n", 1)
     assert first == "ValueError: bad value ***"
     assert details.startswith("Traceback (most recent call last):")
@@ -95,7 +95,7 @@ def test_exception_fails_with_its_line_first_and_traceback_after(context_for, ca
 
 def test_non_json_return_fails(context_for):
     result = PythonNode().run(context_for({"function": f"{MODULE}:returns_a_set"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == (
         f"{MODULE}:returns_a_set returned a value that is not JSON-serializable: "
         "Object of type set is not JSON serializable"
@@ -106,7 +106,7 @@ def test_non_json_return_fails(context_for):
 
 def test_sys_exit_fails_the_node_not_the_worker(context_for):
     result = PythonNode().run(context_for({"function": f"{MODULE}:exits"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error.startswith("SystemExit: 3\n")
 
 
@@ -136,7 +136,7 @@ def test_print_goes_to_the_nodes_logs_per_thread(context_for, capfd):
             {"function": f"{MODULE}:chatty"}, input=item, secrets={"TOKEN": "tk9"}
         )
         result = PythonNode().run(context)
-        assert result.outcome == Outcome.SUCCEEDED, result.error
+        assert result.outcome == OutcomeKind.SUCCEEDED, result.error
         return result.logs
 
     with ThreadPoolExecutor(max_workers=4) as pool:

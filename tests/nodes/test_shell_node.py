@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from spane_cli.nodes.base import Outcome
 from spane_cli.nodes.shell import ShellNode
+from spane_cli.states import OutcomeKind
 
 
 def _live_members(pgid: int) -> list[int]:
@@ -39,7 +39,7 @@ def test_run_goes_through_sh_with_templates(context_for):
     result = ShellNode().run(
         context_for({"run": "echo hello {{ input.name }} | tr a-z A-Z"}, input={"name": "ann"})
     )
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert result.output == {"exit_code": 0, "stdout": "HELLO ANN\n", "stderr": ""}
     assert result.logs == "HELLO ANN\n"
 
@@ -47,7 +47,7 @@ def test_run_goes_through_sh_with_templates(context_for):
 def test_args_are_argv_without_a_shell(context_for):
     config = {"args": ["printf", "%s|%s|%s", "{{ input.n }}", "{{ input.obj }}", "$HOME;*"]}
     result = ShellNode().run(context_for(config, input={"n": 3, "obj": {"a": [1]}}))
-    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert result.outcome == OutcomeKind.SUCCEEDED, result.error
     assert result.output["stdout"] == '3|{"a":[1]}|$HOME;*'
 
 
@@ -72,7 +72,7 @@ def test_cwd(context_for, tmp_path):
 def test_missing_cwd_and_missing_command_fail_with_one_line(context_for, tmp_path):
     missing_dir = tmp_path / "nope"
     result = ShellNode().run(context_for({"run": "true", "cwd": str(missing_dir)}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == f"working directory not found: {missing_dir}"
     result = ShellNode().run(context_for({"args": ["spane-no-such-command-xyz", "a"]}))
     assert result.error == "command not found: spane-no-such-command-xyz"
@@ -80,14 +80,14 @@ def test_missing_cwd_and_missing_command_fail_with_one_line(context_for, tmp_pat
 
 def test_parse_json(context_for):
     result = ShellNode().run(context_for({"run": """echo '{"rows": [1, 2]}'""", "parse": "json"}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert result.output["json"] == {"rows": [1, 2]}
     assert result.output["exit_code"] == 0
 
 
 def test_parse_json_failure_fails_the_node(context_for):
     result = ShellNode().run(context_for({"run": "echo not json", "parse": "json"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error.startswith("parse: json: stdout is not JSON: Expecting value")
     assert "not json" in result.logs
 
@@ -95,7 +95,7 @@ def test_parse_json_failure_fails_the_node(context_for):
 def test_non_zero_exit_names_the_code_and_last_stderr_line(context_for):
     script = "echo partial; echo first problem >&2; echo 'the real problem' >&2; echo >&2; exit 3"
     result = ShellNode().run(context_for({"run": script}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == "exit code 3: the real problem"
     assert "partial\n" in result.logs and "first problem" in result.logs
 
@@ -109,7 +109,7 @@ def test_killed_by_a_signal(context_for):
 
 def test_render_error_names_the_field(context_for):
     result = ShellNode().run(context_for({"run": "echo {{ parents.x }}"}, input={}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert (
         result.error == "config.run: 'dict object' has no attribute 'x' in 'echo {{ parents.x }}'"
     )
@@ -122,7 +122,7 @@ def test_render_error_names_the_field(context_for):
 def test_timeout_kills_the_whole_process_group(context_for):
     started = time.monotonic()
     result = ShellNode().run(context_for({"run": "echo $$; sleep 30 & sleep 30"}, timeout=1))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == "timed out after 1s"
     assert time.monotonic() - started < 10
     pgid = int(result.logs.split()[0])
@@ -139,7 +139,7 @@ def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored(context_for):
 
 def test_background_processes_do_not_outlive_the_node(context_for):
     result = ShellNode().run(context_for({"run": "sleep 30 & echo $!"}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert not _alive(int(result.output["stdout"]))
 
 
@@ -153,7 +153,7 @@ def test_cancel_kills_the_group(context_for, tmp_path):
     script = f"echo $$; touch {started_marker}; sleep 30 & sleep 30"
     begin = time.monotonic()
     result = ShellNode().run(context_for({"run": script}, cancel_requested=cancel_requested))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == "cancelled"
     assert time.monotonic() - begin < 10
     assert _live_members(int(result.logs.split()[0])) == []
@@ -166,7 +166,7 @@ def test_big_output_is_capped_keeping_the_tail(context_for):
         "head -c 200000 /dev/zero | tr '\\0' b >&2; printf ERR >&2"
     )
     result = ShellNode().run(context_for({"run": script}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     stdout, stderr = result.output["stdout"], result.output["stderr"]
     cut = 200003 - 64 * 1024
     assert stdout == f"[... {cut} bytes cut ...]\n" + "a" * (64 * 1024 - 3) + "END"

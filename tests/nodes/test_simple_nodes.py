@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from spane_cli.nodes.base import ChildRequest, Outcome
+from spane_cli.nodes.base import ChildRequest
 from spane_cli.nodes.branch import BranchNode
 from spane_cli.nodes.delay import DelayNode
 from spane_cli.nodes.fail import FailNode
 from spane_cli.nodes.noop import NoopNode
 from spane_cli.nodes.transform import TransformNode
 from spane_cli.nodes.workflow_call import WorkflowNode
+from spane_cli.states import OutcomeKind
 
 
 def test_transform_keeps_native_types_for_single_expressions(context_for):
@@ -24,7 +25,7 @@ def test_transform_keeps_native_types_for_single_expressions(context_for):
         }
     }
     result = TransformNode().run(context_for(config, input={"n": 3, "rows": [{"id": "a"}]}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert result.output == {
         "count": 3,
         "label": "n=3",
@@ -41,7 +42,7 @@ def test_transform_masks_secrets_and_names_the_field_on_errors(context_for):
     )
     assert masked.output == {"t": "***"}
     broken = TransformNode().run(context_for({"output": {"a": "{{ parents.x }}"}}, input={}))
-    assert broken.outcome == Outcome.FAILED
+    assert broken.outcome == OutcomeKind.FAILED
     assert broken.error.startswith("config.output: ")
     assert "parents.x" in broken.error
 
@@ -56,7 +57,7 @@ def test_branch_first_true_case_wins(context_for):
         "default": ["none"],
     }
     result = BranchNode().run(context_for(config, input={"n": 5}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert result.chosen == ["medium", "audit"]
     assert result.output == {"chosen": ["medium", "audit"]}
 
@@ -72,7 +73,7 @@ def test_branch_default_when_no_case_is_true(context_for):
 def test_branch_error_names_the_case(context_for):
     config = {"cases": [{"when": "input.missing.deeper", "next": ["a"]}]}
     result = BranchNode().run(context_for(config, input={}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error.startswith("config.cases[0].when: ")
 
 
@@ -80,7 +81,7 @@ def test_delay_duration_waits_from_now(context_for):
     before = time.time()
     result = DelayNode().run(context_for({"duration": "1m30s"}, input={"keep": 1}))
     after = time.time()
-    assert result.outcome == Outcome.WAIT
+    assert result.outcome == OutcomeKind.WAIT
     assert result.output == {"keep": 1}
     assert result.wait_until is not None
     assert before + 90 <= result.wait_until <= after + 90
@@ -88,7 +89,7 @@ def test_delay_duration_waits_from_now(context_for):
 
 def test_delay_until_a_timestamp(context_for):
     zulu = DelayNode().run(context_for({"until": "2030-01-02T03:04:05Z"}))
-    assert zulu.outcome == Outcome.WAIT
+    assert zulu.outcome == OutcomeKind.WAIT
     assert zulu.wait_until == 1893553445.0
     naive = DelayNode().run(context_for({"until": "2030-01-02T03:04:05"}))
     assert naive.wait_until == 1893553445.0  # no zone means UTC
@@ -100,20 +101,20 @@ def test_delay_in_the_past_still_waits_with_that_time(context_for):
     result = DelayNode().run(
         context_for({"until": "{{ input.at }}"}, input={"at": "2001-01-01T00:00:00Z"})
     )
-    assert result.outcome == Outcome.WAIT
+    assert result.outcome == OutcomeKind.WAIT
     assert result.wait_until == 978307200.0
 
 
 def test_delay_bad_timestamp_names_the_field(context_for):
     result = DelayNode().run(context_for({"until": "next tuesday"}))
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error.startswith("config.until: ")
 
 
 def test_workflow_asks_for_a_child(context_for):
     config = {"workflow": "child.yaml", "input": {"x": "{{ input.n + 1 }}", "fixed": "a"}}
     result = WorkflowNode().run(context_for(config, input={"n": 2}))
-    assert result.outcome == Outcome.CHILD
+    assert result.outcome == OutcomeKind.CHILD
     assert result.child == ChildRequest(reference="child.yaml", input={"x": 3, "fixed": "a"})
     bare = WorkflowNode().run(context_for({"workflow": "registered-name"}))
     assert bare.child == ChildRequest(reference="registered-name", input={})
@@ -121,7 +122,7 @@ def test_workflow_asks_for_a_child(context_for):
 
 def test_noop_passes_its_input_through(context_for):
     result = NoopNode().run(context_for({}, input={"a": [1, 2]}))
-    assert result.outcome == Outcome.SUCCEEDED
+    assert result.outcome == OutcomeKind.SUCCEEDED
     assert result.output == {"a": [1, 2]}
 
 
@@ -129,7 +130,7 @@ def test_fail_with_a_rendered_message_or_the_default(context_for):
     result = FailNode().run(
         context_for({"message": "guard tripped for {{ input.id }}"}, input={"id": 9})
     )
-    assert result.outcome == Outcome.FAILED
+    assert result.outcome == OutcomeKind.FAILED
     assert result.error == "guard tripped for 9"
     assert FailNode().run(context_for({})).error == "failed by a fail node"
     secret = FailNode().run(

@@ -6,10 +6,12 @@ from typing import Any
 
 import peewee
 from cluster_support import fresh_postgres_url
+from store_steps import claim_one, complete_one
 
 from spane_cli.store.db import open_database
 from spane_cli.store.migrations import migrate
-from spane_cli.store.store import Outcome, Store
+from spane_cli.store.records import Report
+from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
 
 __all__ = ["fresh_postgres_url"]
@@ -21,9 +23,9 @@ def _fan_out(store: Store, children: int) -> str:
     data = {"version": 1, "name": f"fan-{children}", "nodes": nodes}
     version = int(register_version(store.database, data["name"], data, {}).id)
     execution_id, _, _ = store.create_execution(version, None)
-    root = store.claim_node(execution_id, "root", 1, "w")
+    root = claim_one(store, execution_id, "root", 1, "w")
     assert root is not None
-    store.complete_node(root, Outcome("succeeded"))
+    complete_one(store, root, Report("succeeded"))
     return execution_id
 
 

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from store_steps import claim_one, complete_one
 
-from spane_cli.engine.states import ExecutionStatus, NodeStatus
+from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.store.db import open_database
 from spane_cli.store.migrations import migrate, migration_status
 from spane_cli.store.models import DeadLetter, Event, NodeRun, Outbox
-from spane_cli.store.store import Outcome, Store
+from spane_cli.store.records import Report
+from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
 from spane_cli.store.views import execution_view
 
@@ -37,18 +39,18 @@ def statuses(store: Store, execution_id: str) -> dict[str, str]:
     }
 
 
-def run_all(store: Store, execution_id: str, outcomes: dict[str, Outcome] | None = None) -> None:
+def run_all(store: Store, execution_id: str, outcomes: dict[str, Report] | None = None) -> None:
     """Drive an execution to its end the way workers do, in dispatch order."""
     outcomes = outcomes or {}
     pending = list(Outbox.select().where(Outbox.execution_id == execution_id))
     queue = [(r.execution_id, r.node_id, r.attempt) for r in pending]
     while queue:
         execution, node, attempt = queue.pop(0)
-        claim = store.claim_node(execution, node, attempt, "w1")
+        claim = claim_one(store, execution, node, attempt, "w1")
         if claim is None:
             continue
-        outcome = outcomes.get(node, Outcome("succeeded", output={"from": node}))
-        for dispatch in store.complete_node(claim, outcome):
+        outcome = outcomes.get(node, Report("succeeded", output={"from": node}))
+        for dispatch in complete_one(store, claim, outcome):
             queue.append((dispatch.execution_id, dispatch.node_id, dispatch.attempt))
 
 
@@ -72,12 +74,12 @@ def test_a_chain_runs_to_success_with_data_passing(store: Store) -> None:
 def test_a_job_delivered_twice_runs_once(store: Store) -> None:
     vid = version(store, {"a": {"type": "noop"}})
     execution_id, _, _ = store.create_execution(vid, None)
-    first = store.claim_node(execution_id, "a", 1, "w1")
+    first = claim_one(store, execution_id, "a", 1, "w1")
     assert first is not None
-    assert store.claim_node(execution_id, "a", 1, "w2") is None
-    assert store.claim_node(execution_id, "a", 2, "w2") is None
-    store.complete_node(first, Outcome("succeeded", output=1))
-    assert store.complete_node(first, Outcome("failed", error="late")) == []
+    assert claim_one(store, execution_id, "a", 1, "w2") is None
+    assert claim_one(store, execution_id, "a", 2, "w2") is None
+    complete_one(store, first, Report("succeeded", output=1))
+    assert complete_one(store, first, Report("failed", error="late")) == []
     assert statuses(store, execution_id) == {"a": "succeeded"}
     started = Event.select().where(
         (Event.execution_id == execution_id) & (Event.type == "node.started")
@@ -96,7 +98,7 @@ def test_failure_marks_dependents_upstream_failed_and_writes_a_dead_letter(store
         },
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"a": Outcome("failed", error="boom\ndetails")})
+    run_all(store, execution_id, {"a": Report("failed", error="boom\ndetails")})
     assert statuses(store, execution_id) == {
         "a": "failed",
         "b": "upstream_failed",
@@ -116,7 +118,7 @@ def test_continue_on_fail_counts_as_success_and_passes_null(store: Store) -> Non
         {"a": {"type": "noop", "continue_on_fail": True}, "b": {"type": "noop", "needs": ["a"]}},
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"a": Outcome("failed", error="x")})
+    run_all(store, execution_id, {"a": Report("failed", error="x")})
     assert statuses(store, execution_id) == {"a": "failed", "b": "succeeded"}
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
     assert DeadLetter.select().where(DeadLetter.execution_id == execution_id).count() == 0
@@ -127,13 +129,13 @@ def test_continue_on_fail_counts_as_success_and_passes_null(store: Store) -> Non
 def test_retry_with_zero_delay_requeues_the_next_attempt(store: Store) -> None:
     vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 3}}})
     execution_id, _, _ = store.create_execution(vid, None)
-    claim = store.claim_node(execution_id, "a", 1, "w")
+    claim = claim_one(store, execution_id, "a", 1, "w")
     assert claim is not None
-    again = store.complete_node(claim, Outcome("failed", error="flaky"))
+    again = complete_one(store, claim, Report("failed", error="flaky"))
     assert [(d.node_id, d.attempt) for d in again] == [("a", 2)]
-    second = store.claim_node(execution_id, "a", 2, "w")
+    second = claim_one(store, execution_id, "a", 2, "w")
     assert second is not None
-    store.complete_node(second, Outcome("succeeded", output="ok"))
+    complete_one(store, second, Report("succeeded", output="ok"))
     view = execution_view(store.require_execution(execution_id))
     assert view["status"] == "succeeded" and view["nodes"]["a"]["attempts"] == 2
 
@@ -141,9 +143,9 @@ def test_retry_with_zero_delay_requeues_the_next_attempt(store: Store) -> None:
 def test_retry_with_delay_waits_for_the_reconciler(store: Store) -> None:
     vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 2, "delay": "10s"}}})
     execution_id, _, _ = store.create_execution(vid, None, now=1000.0)
-    claim = store.claim_node(execution_id, "a", 1, "w", now=1000.0)
+    claim = claim_one(store, execution_id, "a", 1, "w", now=1000.0)
     assert claim is not None
-    assert store.complete_node(claim, Outcome("failed", error="e"), now=1001.0) == []
+    assert complete_one(store, claim, Report("failed", error="e"), now=1001.0) == []
     assert statuses(store, execution_id) == {"a": "retrying"}
     assert store.wake_due(now=1005.0) == []
     due = store.wake_due(now=1011.5)
@@ -162,7 +164,7 @@ def test_branch_skips_the_children_it_did_not_choose(store: Store) -> None:
         },
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"route": Outcome("succeeded", chosen=["yes"])})
+    run_all(store, execution_id, {"route": Report("succeeded", chosen=["yes"])})
     assert statuses(store, execution_id) == {
         "route": "succeeded",
         "yes": "succeeded",
@@ -203,11 +205,11 @@ def test_the_same_idempotency_key_gives_the_same_execution(store: Store) -> None
 def test_cancel_ends_every_open_node_and_refuses_claims(store: Store) -> None:
     vid = version(store, {"a": {"type": "noop"}, "b": {"type": "noop", "needs": ["a"]}})
     execution_id, _, _ = store.create_execution(vid, None)
-    claim = store.claim_node(execution_id, "a", 1, "w")
+    claim = claim_one(store, execution_id, "a", 1, "w")
     assert claim is not None
     assert store.cancel(execution_id)
     assert not store.cancel(execution_id)
-    assert store.complete_node(claim, Outcome("succeeded")) == []
+    assert complete_one(store, claim, Report("succeeded")) == []
     assert statuses(store, execution_id) == {"a": "cancelled", "b": "cancelled"}
     assert store.require_execution(execution_id).status == ExecutionStatus.CANCELLED
 
@@ -216,18 +218,18 @@ def test_pause_holds_claims_and_resume_redispatches(store: Store) -> None:
     vid = version(store, {"a": {"type": "noop"}})
     execution_id, _, _ = store.create_execution(vid, None)
     store.set_paused(execution_id, True)
-    assert store.claim_node(execution_id, "a", 1, "w") is None
+    assert claim_one(store, execution_id, "a", 1, "w") is None
     resumed = store.set_paused(execution_id, False)
     assert [(d.node_id, d.attempt) for d in resumed] == [("a", 1)]
-    assert store.claim_node(execution_id, "a", 1, "w") is not None
+    assert claim_one(store, execution_id, "a", 1, "w") is not None
 
 
 def test_a_delay_completes_when_due(store: Store) -> None:
     vid = version(store, {"wait": {"type": "delay", "config": {"duration": 5}}})
     execution_id, _, _ = store.create_execution(vid, "in", now=100.0)
-    claim = store.claim_node(execution_id, "wait", 1, "w", now=100.0)
+    claim = claim_one(store, execution_id, "wait", 1, "w", now=100.0)
     assert claim is not None
-    store.complete_node(claim, Outcome("wait", output="in", wait_until=105.0), now=100.0)
+    complete_one(store, claim, Report("wait", output="in", wait_until=105.0), now=100.0)
     assert statuses(store, execution_id) == {"wait": "waiting"}
     store.wake_due(now=104.0)
     assert statuses(store, execution_id) == {"wait": "waiting"}
@@ -246,7 +248,6 @@ def test_the_execution_timeout_fails_it(store: Store) -> None:
 
 def test_replaying_a_dead_letter_finishes_the_execution_once(store: Store) -> None:
     from spane_cli.errors import OperationFailed
-    from spane_cli.store.reopen import replay_dead_letter
 
     vid = version(
         store,
@@ -256,43 +257,41 @@ def test_replaying_a_dead_letter_finishes_the_execution_once(store: Store) -> No
         },
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"a": Outcome("failed", error="down")})
+    run_all(store, execution_id, {"a": Report("failed", error="down")})
     assert statuses(store, execution_id) == {"a": "failed", "b": "upstream_failed"}
     letter = DeadLetter.get(DeadLetter.execution_id == execution_id)
     assert letter.attempts == 2
-    dispatches = replay_dead_letter(store, letter.id)
+    dispatches = store.replay_dead_letter(letter.id)
     assert [(d.node_id, d.attempt) for d in dispatches] == [("a", 3)]
     assert store.require_execution(execution_id).status == ExecutionStatus.RUNNING
     queue = [(d.execution_id, d.node_id, d.attempt) for d in dispatches]
     while queue:
-        claim = store.claim_node(*queue.pop(0), "w")
+        claim = claim_one(store, *queue.pop(0), "w")
         assert claim is not None
-        for d in store.complete_node(claim, Outcome("succeeded", output="fixed")):
+        for d in complete_one(store, claim, Report("succeeded", output="fixed")):
             queue.append((d.execution_id, d.node_id, d.attempt))
     assert statuses(store, execution_id) == {"a": "succeeded", "b": "succeeded"}
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
     assert DeadLetter.get_by_id(letter.id).replayed_at is not None
     with pytest.raises(OperationFailed):
-        replay_dead_letter(store, letter.id)
+        store.replay_dead_letter(letter.id)
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
 
 
 def test_a_replayed_node_gets_a_fresh_retry_budget(store: Store) -> None:
-    from spane_cli.store.reopen import replay_dead_letter
 
     vid = version(store, {"a": {"type": "noop", "retry": {"attempts": 2}}})
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"a": Outcome("failed", error="down")})
+    run_all(store, execution_id, {"a": Report("failed", error="down")})
     letter = DeadLetter.get(DeadLetter.execution_id == execution_id)
-    (first,) = replay_dead_letter(store, letter.id)
-    claim = store.claim_node(first.execution_id, "a", first.attempt, "w")
+    (first,) = store.replay_dead_letter(letter.id)
+    claim = claim_one(store, first.execution_id, "a", first.attempt, "w")
     assert claim is not None
-    again = store.complete_node(claim, Outcome("failed", error="still down"))
+    again = complete_one(store, claim, Report("failed", error="still down"))
     assert [(d.node_id, d.attempt) for d in again] == [("a", 4)]
 
 
 def test_retry_reruns_only_what_failed(store: Store) -> None:
-    from spane_cli.store.reopen import retry_execution
 
     vid = version(
         store,
@@ -303,8 +302,8 @@ def test_retry_reruns_only_what_failed(store: Store) -> None:
         },
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"bad": Outcome("failed", error="x")})
-    dispatches = retry_execution(store, execution_id)
+    run_all(store, execution_id, {"bad": Report("failed", error="x")})
+    dispatches = store.retry_execution(execution_id)
     assert [d.node_id for d in dispatches] == ["bad"]
     run_all(store, execution_id)
     view = execution_view(store.require_execution(execution_id))
@@ -327,7 +326,7 @@ def test_a_branch_that_failed_and_continued_skips_its_children(store: Store) -> 
         },
     )
     execution_id, _, _ = store.create_execution(vid, None)
-    run_all(store, execution_id, {"route": Outcome("failed", error="bad case")})
+    run_all(store, execution_id, {"route": Report("failed", error="bad case")})
     assert statuses(store, execution_id) == {
         "route": "failed",
         "left": "skipped",
@@ -337,7 +336,6 @@ def test_a_branch_that_failed_and_continued_skips_its_children(store: Store) -> 
 
 
 def test_many_foreach_items_keep_tabs_newlines_backslashes_and_unicode(store: Store) -> None:
-    from spane_cli.store.items import claim_item
 
     vid = version(
         store,
@@ -345,12 +343,12 @@ def test_many_foreach_items_keep_tabs_newlines_backslashes_and_unicode(store: St
     )
     tricky = [f'row {i}\tcol\nnext \\N back\\slash \u00e9\u20ac "q" {{}}' for i in range(80)]
     execution_id, _, _ = store.create_execution(vid, tricky)
-    claim = store.claim_node(execution_id, "each", 1, "w")
+    claim = claim_one(store, execution_id, "each", 1, "w")
     assert claim is not None
-    dispatches = store.complete_node(claim, Outcome("fanout", output=tricky))
+    dispatches = complete_one(store, claim, Report("fanout", output=tricky))
     assert sorted(d.item for d in dispatches if d.item is not None) == list(range(80))
     for index in (0, 41, 79):
-        item = claim_item(store, execution_id, "each", 1, index, "w")
+        item = store.claim_item(execution_id, "each", 1, index, "w")
         assert item is not None
         assert item.item_value == tricky[index]
 
@@ -389,9 +387,9 @@ def test_claim_nodes_across_executions_hands_each_child_its_parents_outputs(
     running, _, _ = store.create_execution(vid, None)
     paused, _, _ = store.create_execution(vid, None)
     for execution_id in (running, paused):
-        root = store.claim_node(execution_id, "root", 1, "w")
+        root = claim_one(store, execution_id, "root", 1, "w")
         assert root is not None
-        store.complete_node(root, Outcome("succeeded", output={"rows": 7}))
+        complete_one(store, root, Report("succeeded", output={"rows": 7}))
     store.set_paused(paused, True)
     wanted = [(paused, "c0", 1), (running, "c2", 1), (running, "c0", 1), (running, "c2", 1)]
     claims = store.claim_nodes(wanted, "w")
@@ -411,8 +409,8 @@ def test_complete_nodes_stores_alike_and_different_outcomes_of_one_batch(store: 
     execution_id, _, _ = store.create_execution(vid, None)
     a, b, c, d = store.claim_nodes([(execution_id, n, 1) for n in ("a", "b", "c", "d")], "w")
     store.complete_nodes(
-        [(a, Outcome("succeeded", output={})), (b, Outcome("succeeded", output={})),
-         (c, Outcome("failed", error="boom")), (d, Outcome("succeeded", output={"n": 1}))],
+        [(a, Report("succeeded", output={})), (b, Report("succeeded", output={})),
+         (c, Report("failed", error="boom")), (d, Report("succeeded", output={"n": 1}))],
     )  # fmt: skip
     assert statuses(store, execution_id) == {
         "a": "succeeded", "b": "succeeded", "c": "failed", "d": "succeeded",
@@ -437,15 +435,15 @@ def test_complete_nodes_counts_parents_down_together_and_skips_a_stale_report(
     stale = store.claim_nodes([(execution_id, "a", 1)], "w")  # already running: no claim
     assert stale == []
     first, second, third = claims
-    store.complete_node(first, Outcome("succeeded", output=1))
+    complete_one(store, first, Report("succeeded", output=1))
     dispatches, follow = store.complete_nodes(
-        [(first, Outcome("succeeded", output=99)), (second, Outcome("succeeded", output=2)),
-         (third, Outcome("succeeded", output=3))],
+        [(first, Report("succeeded", output=99)), (second, Report("succeeded", output=2)),
+         (third, Report("succeeded", output=3))],
     )  # fmt: skip
     assert follow is None
     assert [(d.node_id, d.attempt) for d in dispatches] == [("join", 1)]
-    join = store.claim_node(execution_id, "join", 1, "w")
+    join = claim_one(store, execution_id, "join", 1, "w")
     assert join is not None
     assert join.parent_outputs == {"a": 1, "b": 2, "c": 3}  # the stale report changed nothing
-    store.complete_node(join, Outcome("succeeded"))
+    complete_one(store, join, Report("succeeded"))
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED

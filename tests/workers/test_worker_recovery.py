@@ -72,7 +72,7 @@ def test_every_job_delivered_twice_runs_each_node_once(cluster: Cluster) -> None
     from spane_cli.engine.dispatch import Dispatcher
     from spane_cli.engine.submit import submit
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
-    from spane_cli.store.store import Dispatch
+    from spane_cli.store.records import Dispatch
 
     class TwiceDispatcher(Dispatcher):
         def enqueue(self, dispatches: Sequence[Dispatch], at_front: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Execution and node statuses (SPEC §2) and which of them are final."""
+"""Execution and node statuses (SPEC §2), which of them are final, and the kinds of outcome a
+node run reports. Everything else in spane imports these; this module imports nothing of it."""
 
 from __future__ import annotations
 
@@ -27,9 +28,24 @@ class NodeStatus(StrEnum):
     UPSTREAM_FAILED = "upstream_failed"
 
 
+class OutcomeKind(StrEnum):
+    """What one run of a node ended with, as the node type (or the engine around it) says."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    WAIT = "wait"  # delay: park the node until `wait_until` (epoch seconds); holds no worker
+    CHILD = "child"  # workflow: start the child execution the result describes
+    FANOUT = "fanout"  # foreach: the node's items, each run as its own job
+    SKIPPED = "skipped"  # `when:` was false
+
+
 TERMINAL_EXECUTION = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
+# An execution whose nodes may still be claimed.
+ACTIVE_EXECUTION = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+# An execution that has not ended (a paused one has not).
+OPEN_EXECUTION = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 TERMINAL_NODE = frozenset(
     {
         NodeStatus.SUCCEEDED,
@@ -39,14 +55,3 @@ TERMINAL_NODE = frozenset(
         NodeStatus.UPSTREAM_FAILED,
     }
 )
-ACTIVE_NODE = frozenset(
-    {NodeStatus.QUEUED, NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.RETRYING}
-)
-
-
-def is_terminal_node(status: str) -> bool:
-    return status in TERMINAL_NODE
-
-
-def is_terminal_execution(status: str) -> bool:
-    return status in TERMINAL_EXECUTION

@@ -1,0 +1,97 @@
+"""Operator control of a whole execution: cancel, pause, resume, and the end an execution
+timeout forces. Each takes the execution row first (lock order, tx.py)."""
+
+from __future__ import annotations
+
+from spane_cli.errors import OperationFailed
+from spane_cli.states import (
+    ACTIVE_EXECUTION,
+    OPEN_EXECUTION,
+    TERMINAL_NODE,
+    ExecutionStatus,
+    NodeStatus,
+)
+from spane_cli.store import complete, events, finish
+from spane_cli.store.models import Execution, NodeRun, Outbox
+from spane_cli.store.records import Dispatch
+from spane_cli.store.tx import Caches, transaction
+
+
+def end_execution(
+    caches: Caches, execution_id: str, status: ExecutionStatus, error: str | None, now: float
+) -> bool:
+    """Open -> `status` with every unfinished node cancelled; then its open sub-workflow
+    executions, one transaction each. False when it had already ended."""
+    with transaction(caches, now) as tx:
+        tx.lock_executions([execution_id])
+        changed = (
+            Execution.update(status=status, error=error, finished_at=now)
+            .where((Execution.id == execution_id) & (Execution.status.in_(list(OPEN_EXECUTION))))
+            .execute()
+        )
+        if changed != 1:
+            return False
+        open_nodes = [
+            row.node_id
+            for row in NodeRun.select(NodeRun.node_id).where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.status.not_in([str(s) for s in TERMINAL_NODE]))
+            )
+        ]
+        NodeRun.update(status=NodeStatus.CANCELLED, finished_at=now).where(
+            (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(open_nodes))
+        ).execute()
+        Outbox.delete().where(Outbox.execution_id == execution_id).execute()
+        tx.run(
+            "UPDATE node_item SET status = 'cancelled', finished_at = ? WHERE execution_id = ?"
+            " AND status IN ('pending', 'queued', 'running', 'retrying')",
+            (now, execution_id),
+        )
+        for node_id in open_nodes:
+            tx.event(execution_id, node_id, events.NODE_CANCELLED)
+        event_type = (
+            events.EXECUTION_CANCELLED
+            if status == ExecutionStatus.CANCELLED
+            else events.EXECUTION_FAILED
+        )
+        tx.event(execution_id, None, event_type, {"error": error} if error else None)
+        children = [
+            row.id
+            for row in Execution.select(Execution.id).where(
+                (Execution.parent_id == execution_id) & (Execution.status.in_(list(OPEN_EXECUTION)))
+            )
+        ]
+        if status != ExecutionStatus.CANCELLED:
+            finish.note_ended_child(tx, Execution.get_by_id(execution_id), status, None, error)
+            complete.report_ended_children(tx)
+    for child_id in children:
+        end_execution(caches, child_id, status, error, now)
+    return True
+
+
+def set_paused(caches: Caches, execution_id: str, paused: bool, now: float) -> list[Dispatch]:
+    """Pause stops new claims; resume re-dispatches what is queued."""
+    with transaction(caches, now) as tx:
+        tx.lock_executions([execution_id])
+        if paused:
+            changed = (
+                Execution.update(status=ExecutionStatus.PAUSED)
+                .where(
+                    (Execution.id == execution_id) & (Execution.status.in_(list(ACTIVE_EXECUTION)))
+                )
+                .execute()
+            )
+            if changed != 1:
+                raise OperationFailed(f"execution {execution_id} is not running")
+            tx.event(execution_id, None, events.EXECUTION_PAUSED)
+            return []
+        changed = (
+            Execution.update(status=ExecutionStatus.RUNNING)
+            .where((Execution.id == execution_id) & (Execution.status == ExecutionStatus.PAUSED))
+            .execute()
+        )
+        if changed != 1:
+            raise OperationFailed(f"execution {execution_id} is not paused")
+        tx.event(execution_id, None, events.EXECUTION_RESUMED)
+        rows = Outbox.select().where(Outbox.execution_id == execution_id)
+        return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue, r.item) for r in rows]

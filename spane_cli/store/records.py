@@ -1,0 +1,75 @@
+"""The values the store hands out and takes in: jobs to dispatch, claims, reports, and the
+fixed fields of an execution. Plain dataclasses; nothing here touches the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from spane_cli.states import OutcomeKind
+from spane_cli.store.versions import LoadedVersion
+
+MAX_DEPTH = 10  # sub-workflows nest at most this deep
+MAX_LOST = 3  # a node whose worker died this many times in a row fails with `worker lost`
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One job to put on a queue: look at node `node_id` of `execution_id`, attempt `attempt`."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    queue: str
+    item: int | None = None  # a foreach item's index; None for the node itself
+
+
+@dataclass
+class ClaimedNode:
+    """A node attempt (or one foreach item of it) that a worker now owns, with what it reads."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    version: LoadedVersion
+    workflow_input: Any
+    parent_outputs: dict[str, Any]
+    timeout_at: float | None
+    item: int | None = None  # a foreach item's index, when this claim is for one item
+    item_value: Any = None
+
+
+@dataclass
+class Report:
+    """What a worker reports for a claimed node: the node result, in the store's terms."""
+
+    kind: OutcomeKind | str
+    output: Any = None
+    error: str | None = None
+    logs: str = ""
+    wait_until: float | None = None
+    chosen: list[str] | None = None
+    child_reference: str | None = None
+    child_input: Any = None
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """The fields of an execution that never change after it is created."""
+
+    id: str
+    version_id: int
+    workflow: str
+    input: Any
+    timeout_at: float | None
+    depth: int
+    parent_id: str | None
+    parent_node_id: str | None
+
+
+# (execution id, node id or None, event type, data): an event waiting to be written.
+EventRow = tuple[str, str | None, str, dict[str, Any] | None]
+
+
+class StaleReport(Exception):
+    """Raised inside a transaction to roll it back when a guarded update found nothing."""

@@ -1,0 +1,104 @@
+"""Time-driven transitions, run by the reconciler: delays that are over complete, retries that
+are due go back on a queue (nodes and foreach items), executions past their `timeout:` fail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, ExecutionStatus, NodeStatus
+from spane_cli.store import complete, items, lifecycle
+from spane_cli.store.models import Execution, NodeRun, Outbox
+from spane_cli.store.records import Dispatch, Report
+from spane_cli.store.tx import Caches, transaction
+
+
+def wake_due(caches: Caches, now: float, limit: int = 500) -> list[Dispatch]:
+    """Delays that are over complete; retries that are due go back on a queue. One
+    transaction per node, so one bad row cannot hold back the others."""
+    due = list(
+        NodeRun.select(NodeRun.execution, NodeRun.node_id, NodeRun.attempt, NodeRun.status)
+        .join(Execution)
+        .where(
+            (NodeRun.status.in_([NodeStatus.WAITING, NodeStatus.RETRYING]))
+            & (NodeRun.due_at <= now)
+            & (NodeRun.child_execution_id.is_null())
+            & (Execution.status.in_(list(ACTIVE_EXECUTION)))
+        )
+        .limit(limit)
+    )
+    dispatches: list[Dispatch] = []
+    for row in due:
+        with transaction(caches, now) as tx:
+            tx.lock_executions([row.execution_id])
+            if row.status == NodeStatus.WAITING:
+                current = NodeRun.get_or_none(
+                    (NodeRun.execution == row.execution_id) & (NodeRun.node_id == row.node_id)
+                )
+                if current is not None and current.status == NodeStatus.WAITING:
+                    over = Report("succeeded", output=current.output)
+                    complete.record(
+                        tx, row.execution_id, row.node_id, row.attempt, NodeStatus.WAITING, over
+                    )
+                    complete.report_ended_children(tx)
+            else:
+                info = tx.info(row.execution_id)
+                moved = (
+                    NodeRun.update(status=NodeStatus.QUEUED)
+                    .where(
+                        (NodeRun.execution == row.execution_id)
+                        & (NodeRun.node_id == row.node_id)
+                        & (NodeRun.status == NodeStatus.RETRYING)
+                        & (NodeRun.attempt == row.attempt)
+                    )
+                    .execute()
+                )
+                if moved and info is not None:
+                    # Back to retrying for the guarded requeue below (it leaves retrying).
+                    NodeRun.update(status=NodeStatus.RETRYING).where(
+                        (NodeRun.execution == row.execution_id) & (NodeRun.node_id == row.node_id)
+                    ).execute()
+                    queue = tx.version(info.version_id).workflow.nodes[row.node_id].queue
+                    complete.requeue(tx, row.execution_id, row.node_id, row.attempt + 1, queue)
+        dispatches += tx.dispatches
+    return dispatches
+
+
+def wake_due_items(caches: Caches, now: float) -> list[Dispatch]:
+    """Item retries whose wait is over go back on a queue."""
+    with transaction(caches, now) as tx:
+        due = items.due_item_retries(tx)
+    dispatches: list[Dispatch] = []
+    for execution_id, node_id, index, attempt in due:
+        with transaction(caches, now) as tx:
+            tx.lock_executions([execution_id])
+            items.requeue_item(tx, execution_id, node_id, index, attempt)
+        dispatches += tx.dispatches
+    return dispatches
+
+
+def expire_timeouts(caches: Caches, now: float) -> list[str]:
+    """Executions past their whole-execution timeout fail; returns their ids."""
+    expired = [
+        row.id
+        for row in Execution.select(Execution.id).where(
+            (Execution.status.in_(list(OPEN_EXECUTION)))
+            & (Execution.timeout_at.is_null(False))
+            & (Execution.timeout_at <= now)
+        )
+    ]
+    for execution_id in expired:
+        lifecycle.end_execution(
+            caches, execution_id, ExecutionStatus.FAILED, "execution timed out", now
+        )
+    return expired
+
+
+def restart_grace(dispatches: Sequence[Dispatch], now: float) -> None:
+    """Re-sent outbox rows start their grace period again, so each is sent once per period."""
+    for dispatch in dispatches:
+        same_item = Outbox.item.is_null() if dispatch.item is None else Outbox.item == dispatch.item
+        Outbox.update(created_at=now).where(
+            (Outbox.execution_id == dispatch.execution_id)
+            & (Outbox.node_id == dispatch.node_id)
+            & same_item
+        ).execute()

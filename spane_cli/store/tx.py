@@ -1,0 +1,175 @@
+"""The transaction every state change runs in, and the per-process caches it reads through.
+
+`transaction(caches)` opens one write transaction and yields a `Tx`: the transitions in the
+sibling modules take a `Tx` and never open their own. A `Tx` collects what the transaction
+decided — jobs to enqueue once it commits (`dispatches`, each with its outbox row written in
+the transaction), events (written just before the commit, in the order they were added),
+sub-workflow executions that ended and must report to their parent node, and the one child a
+worker may take at once (`next_claim`).
+
+Lock order (PostgreSQL; SQLite takes one database-wide write lock per transaction, so there
+the order cannot matter). Every transaction that changes a node and its execution takes:
+
+1. the execution row, first, with `lock_executions` (`SELECT ... FOR UPDATE`, several
+   executions in id order);
+2. then that execution's `node_run` rows, through the guarded UPDATEs of the transition;
+3. then its `node_item` rows.
+
+A sub-workflow that ends reports to its parent node in the same transaction: the parent
+execution is locked after the child's. No transaction that starts from a parent takes a
+child's rows in the same transaction (cancel and timeout commit the parent first, then end the
+children one transaction each), so that arrow never points the other way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import cachetools
+import peewee
+
+from spane_cli.store import sql
+from spane_cli.store.db import write_transaction
+from spane_cli.store.records import ClaimedNode, Dispatch, EventRow, ExecutionInfo
+from spane_cli.store.versions import LoadedVersion, VersionCache
+
+_INFO_COLUMNS = "id, version_id, workflow, input, timeout_at, depth, parent_id, parent_node_id"
+
+
+class Caches:
+    """What a process keeps between transactions: built workflow versions, the fixed fields
+    of executions it has seen, and which of them it has seen running. All of it is either
+    immutable in the database or only an optimization, so it never needs invalidating."""
+
+    def __init__(self, database: peewee.Database) -> None:
+        self.database = database
+        self.versions = VersionCache()
+        self.infos: cachetools.LRUCache[str, ExecutionInfo] = cachetools.LRUCache(4096)
+        # Executions known to have left 'pending': their claims skip the start UPDATE.
+        self.seen_running: cachetools.LRUCache[str, bool] = cachetools.LRUCache(10_000)
+
+    def load_execution_infos(self, execution_ids: Iterable[str]) -> None:
+        """Cache the fixed fields of several executions with one query (a worker taking a
+        batch of jobs from different executions would otherwise commit once per execution)."""
+        wanted = sorted({e for e in execution_ids if e not in self.infos})
+        if not wanted:
+            return
+        rows = sql.run(
+            self.database,
+            f"SELECT {_INFO_COLUMNS} FROM execution WHERE id IN ({sql.placeholders(len(wanted))})",
+            wanted,
+        ).fetchall()
+        for row in rows:
+            self.infos[row[0]] = ExecutionInfo(
+                id=row[0],
+                version_id=int(row[1]),
+                workflow=row[2],
+                input=sql.loads(row[3]),
+                timeout_at=row[4],
+                depth=int(row[5]),
+                parent_id=row[6],
+                parent_node_id=row[7],
+            )
+
+    def execution_info(self, execution_id: str) -> ExecutionInfo | None:
+        info = self.infos.get(execution_id)
+        if info is None:
+            self.load_execution_infos([execution_id])
+            info = self.infos.get(execution_id)
+        return info
+
+
+@dataclass(frozen=True)
+class EndedChild:
+    """A sub-workflow execution that ended in this transaction; its parent node learns it."""
+
+    execution_id: str
+    parent_id: str
+    parent_node_id: str
+    status: str
+    output: Any
+    error: str | None
+
+
+@dataclass
+class Tx:
+    caches: Caches
+    now: float
+    claim_for: tuple[str, frozenset[str]] | None = None  # (worker, its queues)
+    dispatches: list[Dispatch] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    ended_children: list[EndedChild] = field(default_factory=list)
+    next_claim: ClaimedNode | None = None
+    started: list[str] = field(default_factory=list)  # executions this transaction started
+    _locked: set[str] = field(default_factory=set)
+
+    @property
+    def database(self) -> peewee.Database:
+        return self.caches.database
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        return sql.run(self.caches.database, statement, params)
+
+    def info(self, execution_id: str) -> ExecutionInfo | None:
+        return self.caches.execution_info(execution_id)
+
+    def version(self, version_id: int) -> LoadedVersion:
+        return self.caches.versions.get(version_id)
+
+    def lock_executions(self, execution_ids: Iterable[str]) -> None:
+        """Step 1 of the lock order: the execution rows, in id order, before any node row."""
+        wanted = sorted({e for e in execution_ids if e not in self._locked})
+        if not wanted:
+            return
+        self._locked.update(wanted)
+        if not isinstance(self.database, peewee.PostgresqlDatabase):
+            return  # SQLite's write transaction already excludes every other writer
+        for member, values in sql.member_of(self.database, wanted):
+            self.run(f"SELECT id FROM execution WHERE id {member} ORDER BY id FOR UPDATE", values)
+
+    def event(
+        self,
+        execution_id: str,
+        node_id: str | None,
+        event_type: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.events.append((execution_id, node_id, event_type, data))
+
+    def enqueue(self, dispatches: Sequence[Dispatch]) -> None:
+        """Outbox rows now, jobs once committed: a crash in between loses no dispatch."""
+        if not dispatches:
+            return
+        sql.insert_rows(
+            self.database,
+            "outbox",
+            ("execution_id", "node_id", "attempt", "queue", "item", "created_at"),
+            [(d.execution_id, d.node_id, d.attempt, d.queue, d.item, self.now) for d in dispatches],
+        )
+        self.dispatches.extend(dispatches)
+
+    def flush_events(self) -> None:
+        if self.events:
+            sql.insert_events(self.database, self.events, self.now)
+            self.events.clear()
+
+
+@contextmanager
+def transaction(
+    caches: Caches,
+    now: float | None = None,
+    claim_for: tuple[str, frozenset[str]] | None = None,
+) -> Iterator[Tx]:
+    """One write transaction; its events are written when the body returns without error."""
+    tx = Tx(caches, time.time() if now is None else now, claim_for)
+    with write_transaction(caches.database):
+        yield tx
+        tx.flush_events()
+    # Only once committed, not when this was a savepoint in a caller's transaction.
+    if caches.database.transaction_depth() == 0:
+        for execution_id in tx.started:
+            caches.seen_running[execution_id] = True
