@@ -165,12 +165,7 @@ def record(
         & (NodeRun.status == from_status)
     )
     if kind == OutcomeKind.SKIPPED:
-        changed = (
-            NodeRun.update(status=NodeStatus.SKIPPED, finished_at=tx.now, due_at=None)
-            .where(guard)
-            .execute()
-        )
-        if changed != 1:
+        if not _moved(guard, status=NodeStatus.SKIPPED, finished_at=tx.now, due_at=None):
             return False
         tx.event(execution_id, node_id, events.NODE_SKIPPED, {"reason": "when"})
         finished = {node_id: scheduler.ParentState(NodeStatus.SKIPPED)}
@@ -229,18 +224,14 @@ def _record_failure(
     budget_used = attempt - int(offset)
     next_delay = scheduler.next_retry_delay(node, budget_used) if use_attempt else None
     if next_delay is not None:
-        changed = (
-            NodeRun.update(
-                status=NodeStatus.RETRYING,
-                error=report.error,
-                output=report.output,
-                due_at=tx.now + next_delay,
-                finished_at=tx.now,
-            )
-            .where(guard)
-            .execute()
-        )
-        if changed != 1:
+        if not _moved(
+            guard,
+            status=NodeStatus.RETRYING,
+            error=report.error,
+            output=report.output,
+            due_at=tx.now + next_delay,
+            finished_at=tx.now,
+        ):
             return False
         tx.event(
             execution_id,
@@ -255,18 +246,14 @@ def _record_failure(
         if next_delay <= 0:
             requeue(tx, execution_id, node_id, attempt + 1, node.queue)
         return True
-    changed = (
-        NodeRun.update(
-            status=NodeStatus.FAILED,
-            error=report.error or "failed",
-            output=report.output,
-            finished_at=tx.now,
-            due_at=None,
-        )
-        .where(guard)
-        .execute()
-    )
-    if changed != 1:
+    if not _moved(
+        guard,
+        status=NodeStatus.FAILED,
+        error=report.error or "failed",
+        output=report.output,
+        finished_at=tx.now,
+        due_at=None,
+    ):
         return False
     tx.event(
         execution_id,
@@ -297,6 +284,11 @@ def _record_failure(
         tx.event(execution_id, node_id, events.DEAD_LETTER_ADDED, {"dead_letter": letter.id})
     cascade.after_terminal(tx, info, version, {node_id: scheduler.ParentState(NodeStatus.FAILED)})
     return True
+
+
+def _moved(guard: Any, **fields: Any) -> bool:
+    """The guarded UPDATE of one node row; False when the guard matched nothing (stale)."""
+    return int(NodeRun.update(**fields).where(guard).execute()) == 1
 
 
 def requeue(tx: Tx, execution_id: str, node_id: str, attempt: int, queue: str) -> None:

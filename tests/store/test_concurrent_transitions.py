@@ -5,30 +5,18 @@ execution row first) is what keeps these from deadlocking or counting twice."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import pytest
 from store_steps import claim_one, complete_one
 
 from spane_cli.errors import OperationFailed
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus
-from spane_cli.store.db import open_database
-from spane_cli.store.migrations import migrate
 from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import ClaimedNode, Report
 from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    url = request.getfixturevalue(f"{request.param}_url")
-    database = open_database(url)
-    migrate(database)
-    yield Store(database)
-    database.close()
 
 
 def version(store: Store, nodes: dict[str, Any], name: str) -> int:

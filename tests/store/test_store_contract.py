@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from store_steps import claim_one, complete_one
 
 from spane_cli.states import ExecutionStatus, NodeStatus
-from spane_cli.store.db import open_database
 from spane_cli.store.migrations import migrate, migration_status
 from spane_cli.store.models import DeadLetter, Event, NodeRun, Outbox
 from spane_cli.store.records import Report
 from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
 from spane_cli.store.views import execution_view
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    url = request.getfixturevalue(f"{request.param}_url")
-    database = open_database(url)
-    migrate(database)
-    yield Store(database)
-    database.close()
 
 
 def version(store: Store, nodes: dict[str, Any], **extra: Any) -> int:
