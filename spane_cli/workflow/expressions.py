@@ -7,7 +7,8 @@ string; `when` and `cases[].when` are bare expressions.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -52,19 +53,36 @@ def _single_expression(text: str) -> str | None:
     return None if "{{" in inner or "}}" in inner else inner
 
 
-def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
-    """Evaluate a bare expression (as in `when`)."""
+# What computing a value can raise. A database or network error from a lazily read `nodes.*`
+# is not among them: it must reach the worker, which waits the outage out.
+_COMPUTATION_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
+_COMPUTATION_ERRORS += (RecursionError, MemoryError, UnicodeError, AssertionError)
+
+
+@contextmanager
+def _as_expression_error(text: str) -> Iterator[None]:
+    """Whatever a template raises while it renders (a sandbox refusal, an undefined name, a
+    ZeroDivisionError, a RecursionError from a deep expression) becomes one ExpressionError:
+    it fails the node that rendered it, never the worker."""
     try:
-        compiled = environment().compile_expression(text, undefined_to_none=False)
-        result = compiled(**scope)
+        yield
+    except ExpressionError:
+        raise
     except SecurityError as exc:
         raise ExpressionError(f"sandbox refused {text!r}: {exc}") from None
     except jinja2.UndefinedError as exc:
         raise ExpressionError(f"{exc.message} in {text!r}") from None
     except jinja2.TemplateError as exc:
         raise ExpressionError(f"{exc} in {text!r}") from None
-    except Exception as exc:
+    except _COMPUTATION_ERRORS as exc:
         raise ExpressionError(f"{type(exc).__name__}: {exc} in {text!r}") from None
+
+
+def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate a bare expression (as in `when`)."""
+    with _as_expression_error(text):
+        compiled = environment().compile_expression(text, undefined_to_none=False)
+        result = compiled(**scope)
     if isinstance(result, jinja2.Undefined):
         raise ExpressionError(f"undefined value in {text!r}")
     return result
@@ -78,14 +96,8 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
         single = _single_expression(value)
         if single is not None:
             return evaluate(single, scope)
-        try:
+        with _as_expression_error(value):
             return environment().from_string(value).render(**scope)
-        except SecurityError as exc:
-            raise ExpressionError(f"sandbox refused {value!r}: {exc}") from None
-        except jinja2.UndefinedError as exc:
-            raise ExpressionError(f"{exc.message} in {value!r}") from None
-        except jinja2.TemplateError as exc:
-            raise ExpressionError(f"{exc} in {value!r}") from None
     if isinstance(value, Mapping):
         return {k: render_value(v, scope) for k, v in value.items()}
     if isinstance(value, list | tuple):
