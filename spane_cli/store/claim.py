@@ -18,6 +18,7 @@ from spane_cli.store.versions import LoadedVersion
 
 
 def claimed(
+    tx: Tx,
     info: ExecutionInfo,
     version: LoadedVersion,
     node_id: str,
@@ -35,7 +36,7 @@ def claimed(
         version=version,
         workflow_input=info.input,
         parent_outputs=parent_outputs,
-        timeout_at=info.timeout_at,
+        timeout_at=tx.deadlines.get(info.id),
         item=item,
         item_value=item_value,
     )
@@ -113,6 +114,7 @@ def _claim_in_execution(
     outputs = parent_outputs(tx, execution_id, needed) if needed else {}
     return [
         claimed(
+            tx,
             info,
             version,
             node_id,
@@ -161,5 +163,5 @@ def claim_ready_child(
     tx.event(info.id, node_id, events.NODE_STARTED, {"attempt": 1})
     needs = version.workflow.nodes[node_id].needs
     tx.next_claim = claimed(
-        info, version, node_id, 1, parent_outputs(tx, info.id, needs, finished_outputs)
+        tx, info, version, node_id, 1, parent_outputs(tx, info.id, needs, finished_outputs)
     )

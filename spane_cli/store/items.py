@@ -111,7 +111,7 @@ def claim_item(
     needs = version.workflow.nodes[node_id].needs
     outputs = parent_outputs(tx, execution_id, needs) if needs else {}
     return claimed(
-        info, version, node_id, attempt, outputs, item=index, item_value=sql.loads(taken[0])
+        tx, info, version, node_id, attempt, outputs, item=index, item_value=sql.loads(taken[0])
     )
 
 
@@ -274,7 +274,7 @@ def lose_item(
         ).rowcount
         if changed != 1:
             return None
-        claim = claimed(info, version, node_id, attempt, {}, item=index)
+        claim = claimed(tx, info, version, node_id, attempt, {}, item=index)
         return item_ended(tx, claim, failed=True)
     moved = tx.run(
         "UPDATE node_item SET status = 'queued', lost_count = lost_count + 1,"

@@ -61,9 +61,10 @@ def end_execution(
                 (Execution.parent_id == execution_id) & (Execution.status.in_(list(OPEN_EXECUTION)))
             )
         ]
-        if status != ExecutionStatus.CANCELLED:
-            finish.note_ended_child(tx, Execution.get_by_id(execution_id), status, None, error)
-            complete.report_ended_children(tx)
+        # A sub-workflow that ends this way still settles its parent node (which fails); when
+        # the parent itself is being cancelled, its node is no longer waiting and hears nothing.
+        finish.note_ended_child(tx, Execution.get_by_id(execution_id), status, None, error)
+        complete.report_ended_children(tx)
     for child_id in children:
         end_execution(caches, child_id, status, error, now)
     return True

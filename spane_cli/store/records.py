@@ -55,13 +55,13 @@ class Report:
 
 @dataclass(frozen=True)
 class ExecutionInfo:
-    """The fields of an execution that never change after it is created."""
+    """The fields of an execution that never change after it is created. (Its deadline is
+    not one of them: a retry gives the execution a fresh one.)"""
 
     id: str
     version_id: int
     workflow: str
     input: Any
-    timeout_at: float | None
     depth: int
     parent_id: str | None
     parent_node_id: str | None

@@ -35,50 +35,78 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
         for child in descendants(needs, target):
             if rows[child].status == NodeStatus.UPSTREAM_FAILED:
                 reset.add(child)
-    reopened = set(targets) | reset
+    # Every count below comes from the rows a guarded UPDATE moved, not from what was read:
+    # a node another caller reopened meanwhile is neither queued nor counted twice.
+    reopened: list[str] = []
     dispatches: list[Dispatch] = []
     for node_id in targets:
-        row = rows[node_id]
-        NodeRun.update(
-            status=NodeStatus.QUEUED,
-            attempt=row.attempt + 1,
-            attempt_offset=row.attempt,
-            lost_count=0,
-            error=None,
-            output=None,
-            queued_at=now,
-            started_at=None,
-            finished_at=None,
-            due_at=None,
-        ).where(
-            (NodeRun.execution == execution_id)
-            & (NodeRun.node_id == node_id)
-            & (NodeRun.status == NodeStatus.FAILED)
-        ).execute()
-        dispatch = Dispatch(execution_id, node_id, row.attempt + 1, workflow.nodes[node_id].queue)
-        dispatches.append(dispatch)
-        tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": row.attempt + 1})
+        attempt = rows[node_id].attempt + 1
+        moved = (
+            NodeRun.update(
+                status=NodeStatus.QUEUED,
+                attempt=attempt,
+                attempt_offset=rows[node_id].attempt,
+                lost_count=0,
+                error=None,
+                output=None,
+                queued_at=now,
+                started_at=None,
+                finished_at=None,
+                due_at=None,
+            )
+            .where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.node_id == node_id)
+                & (NodeRun.status == NodeStatus.FAILED)
+            )
+            .execute()
+        )
+        if moved != 1:
+            continue
+        reopened.append(node_id)
+        dispatches.append(Dispatch(execution_id, node_id, attempt, workflow.nodes[node_id].queue))
+        tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": attempt})
+    if not reopened:
+        return []
+    back = set(reopened) | reset
     for node_id in sorted(reset):
-        waiting_on = sum(1 for parent in needs[node_id] if parent in reopened)
-        NodeRun.update(
-            status=NodeStatus.PENDING,
-            waiting_on=waiting_on,
-            error=None,
-            output=None,
-            finished_at=None,
-        ).where(
-            (NodeRun.execution == execution_id)
-            & (NodeRun.node_id == node_id)
-            & (NodeRun.status == NodeStatus.UPSTREAM_FAILED)
-        ).execute()
+        moved = (
+            NodeRun.update(
+                status=NodeStatus.PENDING,
+                waiting_on=sum(1 for parent in needs[node_id] if parent in back),
+                error=None,
+                output=None,
+                finished_at=None,
+            )
+            .where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.node_id == node_id)
+                & (NodeRun.status == NodeStatus.UPSTREAM_FAILED)
+            )
+            .execute()
+        )
+        if moved == 1:
+            reopened.append(node_id)
     tx.enqueue(dispatches)
+    # A fresh deadline as long as the first one: the old one may be long past.
+    deadline = (
+        now + (execution.timeout_at - execution.created_at)
+        if execution.timeout_at is not None
+        else None
+    )
     Execution.update(
-        status=ExecutionStatus.RUNNING,
+        status=(
+            ExecutionStatus.PAUSED
+            if execution.status == ExecutionStatus.PAUSED
+            else ExecutionStatus.RUNNING
+        ),
         finished_at=None,
         error=None,
         output=None,
+        timeout_at=deadline,
         remaining_nodes=Execution.remaining_nodes + len(reopened),
     ).where(Execution.id == execution_id).execute()
+    tx.deadlines[execution_id] = deadline
     tx.event(execution_id, None, events.EXECUTION_RETRIED, {"nodes": sorted(reopened)})
     return dispatches
 

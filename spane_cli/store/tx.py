@@ -37,7 +37,7 @@ from spane_cli.store.db import write_transaction
 from spane_cli.store.records import ClaimedNode, Dispatch, EventRow, ExecutionInfo
 from spane_cli.store.versions import LoadedVersion, VersionCache
 
-_INFO_COLUMNS = "id, version_id, workflow, input, timeout_at, depth, parent_id, parent_node_id"
+_INFO_COLUMNS = "id, version_id, workflow, input, depth, parent_id, parent_node_id"
 
 
 class Caches:
@@ -69,10 +69,9 @@ class Caches:
                 version_id=int(row[1]),
                 workflow=row[2],
                 input=sql.loads(row[3]),
-                timeout_at=row[4],
-                depth=int(row[5]),
-                parent_id=row[6],
-                parent_node_id=row[7],
+                depth=int(row[4]),
+                parent_id=row[5],
+                parent_node_id=row[6],
             )
 
     def execution_info(self, execution_id: str) -> ExecutionInfo | None:
@@ -105,7 +104,8 @@ class Tx:
     ended_children: list[EndedChild] = field(default_factory=list)
     next_claim: ClaimedNode | None = None
     started: list[str] = field(default_factory=list)  # executions this transaction started
-    _locked: set[str] = field(default_factory=set)
+    # The deadline (`timeout_at`) of each execution locked, read with its lock.
+    deadlines: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def database(self) -> peewee.Database:
@@ -121,15 +121,20 @@ class Tx:
         return self.caches.versions.get(version_id)
 
     def lock_executions(self, execution_ids: Iterable[str]) -> None:
-        """Step 1 of the lock order: the execution rows, in id order, before any node row."""
-        wanted = sorted({e for e in execution_ids if e not in self._locked})
+        """Step 1 of the lock order: the execution rows, in id order, before any node row.
+        Their deadlines are read with the lock (SQLite's write transaction already excludes
+        every other writer, so there it is a plain read)."""
+        wanted = sorted({e for e in execution_ids if e not in self.deadlines})
         if not wanted:
             return
-        self._locked.update(wanted)
-        if not isinstance(self.database, peewee.PostgresqlDatabase):
-            return  # SQLite's write transaction already excludes every other writer
+        lock = " FOR UPDATE" if isinstance(self.database, peewee.PostgresqlDatabase) else ""
         for member, values in sql.member_of(self.database, wanted):
-            self.run(f"SELECT id FROM execution WHERE id {member} ORDER BY id FOR UPDATE", values)
+            for execution_id, timeout_at in self.run(
+                f"SELECT id, timeout_at FROM execution WHERE id {member} ORDER BY id{lock}", values
+            ).fetchall():
+                self.deadlines[execution_id] = timeout_at
+        for execution_id in wanted:
+            self.deadlines.setdefault(execution_id, None)  # gone: nothing of it is claimed
 
     def event(
         self,

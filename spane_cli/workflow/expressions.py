@@ -55,8 +55,16 @@ def _single_expression(text: str) -> str | None:
 
 # What computing a value can raise. A database or network error from a lazily read `nodes.*`
 # is not among them: it must reach the worker, which waits the outage out.
-_COMPUTATION_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
-_COMPUTATION_ERRORS += (RecursionError, MemoryError, UnicodeError, AssertionError)
+_COMPUTATION_ERRORS: tuple[type[Exception], ...] = (
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,
+    MemoryError,
+    AssertionError,
+)
 
 
 @contextmanager

@@ -1,0 +1,80 @@
+"""Reopening gives an execution a fresh deadline; a sub-workflow that ends in any way settles
+the node of its parent that waits for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store_steps import claim_one, complete_one
+
+from spane_cli.states import ExecutionStatus, NodeStatus
+from spane_cli.store.models import Execution, NodeRun
+from spane_cli.store.records import Report
+from spane_cli.store.store import Store
+from spane_cli.store.versions import register_version
+
+
+def version(store: Store, name: str, nodes: dict[str, Any], **extra: Any) -> int:
+    data = {"version": 1, "name": name, "nodes": nodes, **extra.pop("data", {})}
+    return int(register_version(store.database, name, data, extra.pop("refs", {})).id)
+
+
+def node(execution_id: str, node_id: str) -> NodeRun:
+    return NodeRun.get((NodeRun.execution == execution_id) & (NodeRun.node_id == node_id))
+
+
+def test_a_retry_after_the_deadline_passed_gets_a_fresh_one(store: Store) -> None:
+    version_id = version(store, "late", {"a": {"type": "noop"}}, data={"timeout": "10s"})
+    execution_id, _, _ = store.create_execution(version_id, {}, now=1000.0)
+    claim = claim_one(store, execution_id, "a", 1, "w", now=1001.0)
+    assert claim is not None and claim.timeout_at == 1010.0
+    complete_one(store, claim, Report("failed", error="down"), now=1002.0)
+    assert Execution.get_by_id(execution_id).status == ExecutionStatus.FAILED
+
+    store.retry_execution(execution_id, now=5000.0)
+    assert store.expire_timeouts(now=5005.0) == []
+    again = claim_one(store, execution_id, "a", 2, "w", now=5001.0)
+    assert again is not None and again.timeout_at == 5010.0
+    complete_one(store, again, Report("succeeded"), now=5002.0)
+    assert Execution.get_by_id(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def start_parent(store: Store) -> tuple[str, str]:
+    """A parent whose `call` node waits on a child execution: (parent id, child id)."""
+    child_version = version(store, "child", {"work": {"type": "noop"}})
+    parent_version = version(
+        store,
+        "parent",
+        {"call": {"type": "workflow", "config": {"workflow": "child"}}},
+        refs={"child": child_version},
+    )
+    parent_id, _, _ = store.create_execution(parent_version, {})
+    claim = claim_one(store, parent_id, "call", 1, "w")
+    assert claim is not None
+    complete_one(store, claim, Report("child", child_reference="child", child_input={}))
+    child_id = node(parent_id, "call").child_execution_id
+    assert child_id is not None
+    return parent_id, str(child_id)
+
+
+def test_a_cancelled_child_fails_the_parent_node(store: Store) -> None:
+    parent_id, child_id = start_parent(store)
+    assert store.cancel(child_id)
+    call = node(parent_id, "call")
+    assert call.status == NodeStatus.FAILED and "cancelled" in call.error
+    assert Execution.get_by_id(parent_id).status == ExecutionStatus.FAILED
+
+
+def test_a_timed_out_child_fails_the_parent_node(store: Store) -> None:
+    parent_id, child_id = start_parent(store)
+    Execution.update(timeout_at=1.0).where(Execution.id == child_id).execute()
+    assert store.expire_timeouts() == [child_id]
+    call = node(parent_id, "call")
+    assert call.status == NodeStatus.FAILED and "timed out" in call.error
+
+
+def test_cancelling_the_parent_cancels_the_child(store: Store) -> None:
+    parent_id, child_id = start_parent(store)
+    assert store.cancel(parent_id)
+    assert Execution.get_by_id(child_id).status == ExecutionStatus.CANCELLED
+    assert node(parent_id, "call").status == NodeStatus.CANCELLED
