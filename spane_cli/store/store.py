@@ -5,8 +5,9 @@ owns the transition (see the map in __init__.py); nothing is decided here."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 import peewee
 
@@ -24,8 +25,10 @@ from spane_cli.store import (
 )
 from spane_cli.store.models import database_proxy
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report, StaleReport
-from spane_cli.store.tx import Caches, transaction
+from spane_cli.store.tx import Caches, retry_on_conflict, transaction
 from spane_cli.store.versions import VersionCache
+
+T = TypeVar("T")
 
 
 class Store:
@@ -37,6 +40,11 @@ class Store:
     @property
     def versions(self) -> VersionCache:
         return self.caches.versions
+
+    def _retrying(self, run: Callable[[], T]) -> T:
+        """Every operation is one transaction (or a few); one PostgreSQL broke up to let
+        another through (a deadlock, a serialization failure) runs again."""
+        return retry_on_conflict(self.database, run)
 
     def close(self) -> None:
         if not self.database.is_closed():
@@ -54,13 +62,16 @@ class Store:
         now: float | None = None,
     ) -> tuple[str, bool, list[Dispatch]]:
         """(execution id, created?, dispatches). The same idempotency key gives the same id."""
-        return create.create_execution(
-            self.caches,
-            version_id,
-            workflow_input,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            now=now,
+        return self._retrying(
+            partial(
+                create.create_execution,
+                self.caches,
+                version_id,
+                workflow_input,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+                now=now,
+            )
         )
 
     def execution_info(self, execution_id: str) -> ExecutionInfo | None:
@@ -80,8 +91,12 @@ class Store:
         self, wanted: Sequence[tuple[str, str, int]], worker: str, now: float | None = None
     ) -> list[ClaimedNode]:
         """Several (execution, node, attempt) claims in one transaction; stale ones left out."""
-        with transaction(self.caches, now) as tx:
-            return claim.claim_nodes(tx, wanted, worker)
+
+        def run() -> list[ClaimedNode]:
+            with transaction(self.caches, now) as tx:
+                return claim.claim_nodes(tx, wanted, worker)
+
+        return self._retrying(run)
 
     def complete_nodes(
         self,
@@ -95,12 +110,16 @@ class Store:
         made ready (on one of `queues`) is claimed for it in the same transaction. Returns the
         jobs to enqueue, and that claim."""
         claim_for = (worker, frozenset(queues)) if worker else None
-        try:
-            with transaction(self.caches, now, claim_for) as tx:
-                complete.complete_nodes(tx, reports)
-        except StaleReport:
-            return [], None
-        return tx.dispatches, tx.next_claim
+
+        def run() -> tuple[list[Dispatch], ClaimedNode | None]:
+            try:
+                with transaction(self.caches, now, claim_for) as tx:
+                    complete.complete_nodes(tx, reports)
+            except StaleReport:
+                return [], None
+            return tx.dispatches, tx.next_claim
+
+        return self._retrying(run)
 
     def claim_item(
         self,
@@ -111,34 +130,43 @@ class Store:
         worker: str,
         now: float | None = None,
     ) -> ClaimedNode | None:
-        with transaction(self.caches, now) as tx:
-            return items.claim_item(tx, execution_id, node_id, attempt, index, worker)
+        def run() -> ClaimedNode | None:
+            with transaction(self.caches, now) as tx:
+                return items.claim_item(tx, execution_id, node_id, attempt, index, worker)
+
+        return self._retrying(run)
 
     def complete_item(
         self, claimed: ClaimedNode, report: Report, now: float | None = None
     ) -> list[Dispatch]:
-        with transaction(self.caches, now) as tx:
-            complete.complete_item(tx, claimed, report)
-        return tx.dispatches
+        def run() -> list[Dispatch]:
+            with transaction(self.caches, now) as tx:
+                complete.complete_item(tx, claimed, report)
+            return tx.dispatches
+
+        return self._retrying(run)
 
     # -- what the reconciler does ------------------------------------------------------------
 
     def wake_due(self, now: float | None = None) -> list[Dispatch]:
         """Delays that are over complete; retries that are due (nodes and items) are queued."""
         now = time.time() if now is None else now
-        return timers.wake_due(self.caches, now) + timers.wake_due_items(self.caches, now)
+        return self._retrying(partial(timers.wake_due, self.caches, now)) + self._retrying(
+            partial(timers.wake_due_items, self.caches, now)
+        )
 
     def expire_timeouts(self, now: float | None = None) -> list[str]:
-        return timers.expire_timeouts(self.caches, time.time() if now is None else now)
+        now = time.time() if now is None else now
+        return self._retrying(partial(timers.expire_timeouts, self.caches, now))
 
     def recover_lost(
         self, alive: Collection[str], older_than: float, now: float | None = None
     ) -> list[Dispatch]:
         """Nodes and items running on a worker not in `alive` since before `older_than`."""
         now = time.time() if now is None else now
-        return recovery.recover_lost_nodes(
-            self.caches, alive, older_than, now
-        ) + recovery.recover_lost_items(self.caches, alive, older_than, now)
+        nodes = partial(recovery.recover_lost_nodes, self.caches, alive, older_than, now)
+        found_items = partial(recovery.recover_lost_items, self.caches, alive, older_than, now)
+        return self._retrying(nodes) + self._retrying(found_items)
 
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
         return queries.pending_dispatches(older_than, limit)
@@ -149,8 +177,15 @@ class Store:
         """Open -> cancelled with every unfinished node; False when it had already ended."""
         queries.require_execution(execution_id)
         now = time.time() if now is None else now
-        return lifecycle.end_execution(
-            self.caches, execution_id, ExecutionStatus.CANCELLED, None, now
+        return self._retrying(
+            partial(
+                lifecycle.end_execution,
+                self.caches,
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                None,
+                now,
+            )
         )
 
     def set_paused(
@@ -158,15 +193,14 @@ class Store:
     ) -> list[Dispatch]:
         """Pause stops new claims; resume re-dispatches what is queued."""
         queries.require_execution(execution_id)
-        return lifecycle.set_paused(
-            self.caches, execution_id, paused, time.time() if now is None else now
-        )
+        now = time.time() if now is None else now
+        return self._retrying(partial(lifecycle.set_paused, self.caches, execution_id, paused, now))
 
     def retry_execution(self, execution_id: str, now: float | None = None) -> list[Dispatch]:
-        return reopen.retry_execution(self.caches, execution_id, now)
+        return self._retrying(partial(reopen.retry_execution, self.caches, execution_id, now))
 
     def replay_dead_letter(self, letter_id: int, now: float | None = None) -> list[Dispatch]:
-        return reopen.replay_dead_letter(self.caches, letter_id, now)
+        return self._retrying(partial(reopen.replay_dead_letter, self.caches, letter_id, now))
 
     def purge_dead_letters(self, letter_ids: list[int] | None) -> int:
         return reopen.purge_dead_letters(letter_ids)

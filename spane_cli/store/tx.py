@@ -23,11 +23,12 @@ children one transaction each), so that arrow never points the other way.
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import cachetools
 import peewee
@@ -37,6 +38,7 @@ from spane_cli.store.db import write_transaction
 from spane_cli.store.records import ClaimedNode, Dispatch, EventRow, ExecutionInfo
 from spane_cli.store.versions import LoadedVersion, VersionCache
 
+T = TypeVar("T")
 _INFO_COLUMNS = "id, version_id, workflow, input, depth, parent_id, parent_node_id"
 
 
@@ -161,6 +163,35 @@ class Tx:
         if self.events:
             sql.insert_events(self.database, self.events, self.now)
             self.events.clear()
+
+
+# SQLSTATEs of a transaction PostgreSQL aborted to let another one through: running it again
+# is the documented answer.
+_CONFLICT_CODES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+CONFLICT_RETRIES = 5
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether `exc` is a serialization failure or a deadlock the server broke up."""
+    cause = exc.__cause__ or exc.__context__
+    return getattr(cause, "pgcode", None) in _CONFLICT_CODES or (
+        getattr(exc, "pgcode", None) in _CONFLICT_CODES
+    )
+
+
+def retry_on_conflict(database: peewee.Database, run: Callable[[], T]) -> T:
+    """`run()` (which opens its own transaction), again after a conflict, up to a few times.
+    Inside a caller's transaction nothing is retried: the caller's work rolled back too."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return run()
+        except peewee.DatabaseError as exc:
+            if not is_conflict(exc) or database.transaction_depth() > 0:
+                raise
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @contextmanager

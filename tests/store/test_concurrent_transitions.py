@@ -5,6 +5,7 @@ execution row first) is what keeps these from deadlocking or counting twice."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -13,6 +14,8 @@ from store_steps import claim_one, complete_one
 
 from spane_cli.errors import OperationFailed
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus
+from spane_cli.store.db import open_database
+from spane_cli.store.migrations import migrate
 from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import ClaimedNode, Report
 from spane_cli.store.store import Store
@@ -107,3 +110,63 @@ def test_cancel_while_workers_complete_nodes_never_deadlocks(store: Store) -> No
             if row.status not in TERMINAL_NODE
         ]
         assert execution.status == ExecutionStatus.CANCELLED and left_open == []
+
+
+def test_a_completion_the_server_aborts_for_a_deadlock_runs_again(postgres_url: str) -> None:
+    """Another client takes the node's row, then (while our completion waits for it) the
+    execution's row: PostgreSQL breaks the deadlock by aborting our transaction, and the
+    store runs it again instead of failing the worker's report."""
+    import psycopg2
+
+    database = open_database(postgres_url)
+    migrate(database)
+    store = Store(database)
+    execution_id, _, _ = store.create_execution(version(store, {"a": {"type": "noop"}}, "dl"), {})
+    claim = claim_one(store, execution_id, "a", 1, "w")
+    assert claim is not None
+    other = psycopg2.connect(postgres_url)
+    try:
+        cursor = other.cursor()
+        # Our side waits longer than the store's (1 s by default) before it checks, so the
+        # server breaks the circle by aborting the store's transaction.
+        cursor.execute("SET deadlock_timeout = '20s'")
+        cursor.execute(
+            "SELECT 1 FROM node_run WHERE execution_id = %s AND node_id = 'a' FOR UPDATE",
+            (execution_id,),
+        )
+        results = []
+        completing = threading.Thread(
+            target=lambda: results.append(complete_one(store, claim, Report("succeeded")))
+        )
+        completing.start()
+        poll_until_waiting_on_a_lock(postgres_url)
+        # Our completion holds the execution row and waits for the node's: close the circle.
+        cursor.execute("SELECT 1 FROM execution WHERE id = %s FOR UPDATE", (execution_id,))
+        other.commit()
+        completing.join(timeout=30)
+        assert results == [[]], "the completion did not go through"
+    finally:
+        other.close()
+    assert NodeRun.get(NodeRun.execution == execution_id).status == "succeeded"
+    assert Execution.get_by_id(execution_id).status == ExecutionStatus.SUCCEEDED
+    database.close()
+
+
+def poll_until_waiting_on_a_lock(postgres_url: str) -> None:
+    import psycopg2
+
+    watcher = psycopg2.connect(postgres_url)
+    watcher.autocommit = True  # a fresh view of pg_stat_activity on every poll
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with watcher.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    return
+        raise AssertionError("the completion never waited for the node's row")
+    finally:
+        watcher.close()
