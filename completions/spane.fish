@@ -58,7 +58,7 @@ end
 complete -c spane -f
 
 complete -c spane -l db -x -d 'Database URL (postgresql://'
-complete -c spane -l redis -x -d 'Redis URL'
+complete -c spane -l redis -x -d 'Redis URL; default redis://localhost:6379/0'
 complete -c spane -s o -l output -x -a 'table json yaml' -d 'Output format: table, json or yaml'
 complete -c spane -s q -l quiet -d 'Print only what scripts need'
 complete -c spane -l debug -d 'Show tracebacks on errors'

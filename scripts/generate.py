@@ -50,7 +50,7 @@ ENVIRONMENT = [
         "SPANE_HOME",
         "Directory of the embedded SQLite database (default: the user's state directory).",
     ),
-    ("SPANE_DEBUG", "When set and not 0, behave as with --debug."),
+    ("SPANE_DEBUG", "When true (1, true, yes or on), behave as with --debug."),
 ]
 
 FILE_METAVARS = {"FILE", "FILE...", "F", "PATH", "PATH...", "DIR", "FILES"}
@@ -75,6 +75,7 @@ class Param:
     help: str
     default: str | None
     eager: bool = False
+    envvar: list[str] = field(default_factory=list)  # read in this order when the flag is absent
 
 
 @dataclass
@@ -204,7 +205,15 @@ def _param(param: Any) -> Param:
         help=clean_help(getattr(param, "help", None)),
         default=_default(param, flag),
         eager=bool(getattr(param, "is_eager", False)),
+        envvar=_envvars(param),
     )
+
+
+def _envvars(param: Any) -> list[str]:
+    envvar = getattr(param, "envvar", None)
+    if not envvar:
+        return []
+    return [envvar] if isinstance(envvar, str) else list(envvar)
 
 
 def _help_param(names: list[str]) -> Param:
@@ -316,6 +325,8 @@ def option_help(param: Param) -> str:
         notes.append("required")
     if param.default is not None:
         notes.append(f"default: {param.default}")
+    if param.envvar:
+        notes.append("env: " + ", then ".join(param.envvar))
     if notes:
         text = (text + " " if text else "") + "(" + "; ".join(notes) + ")"
     return text

@@ -53,8 +53,9 @@ def main_options(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL (postgresql://... or sqlite:///path). "
-            "Env SPANE_DATABASE_URL, then DATABASE_URL; default: SQLite in the state dir.",
+            envvar=["SPANE_DATABASE_URL", "DATABASE_URL"],  # the first one set wins
+            help="Database URL (postgresql://... or sqlite:///path); "
+            "default: SQLite in the state dir.",
             show_default=False,
         ),
     ] = None,
@@ -62,8 +63,8 @@ def main_options(
         str | None,
         typer.Option(
             "--redis",
-            help="Redis URL. Env SPANE_REDIS_URL, then REDIS_URL; "
-            "default redis://localhost:6379/0.",
+            envvar=["SPANE_REDIS_URL", "REDIS_URL"],
+            help="Redis URL; default redis://localhost:6379/0.",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +75,9 @@ def main_options(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only what scripts need.")] = (
         False
     ),
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="SPANE_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
