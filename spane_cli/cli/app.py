@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from spane_cli.cli import (
 )
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
-from spane_cli.cli.global_options import hoist_global_options
+from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
 from spane_cli.cli.render import error_line
 from spane_cli.config import OutputFormat, Settings, resolve_settings
 from spane_cli.errors import ExitCode, SpaneError
@@ -113,6 +114,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if os.environ.get(COMPLETE_VAR):  # a shell asks for completions (completions/*)
+        register_completion()
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:
