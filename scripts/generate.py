@@ -3,9 +3,10 @@
     .venv/bin/python scripts/generate.py          # (re)write every generated file
     .venv/bin/python scripts/generate.py --check  # exit 1 and list stale files; write nothing
 
-Man pages and completions come from walking the Typer app's command tree (Typer's own
-Click, `typer._click`), so new commands and sub-command groups need no change here. The
-output is deterministic: no dates, only the package version.
+Man pages come from walking the Typer app's command tree (Typer's own Click, `typer._click`),
+so new commands and sub-command groups need no change here. The completion scripts are
+Typer's: they ask `spane` itself at each Tab. The output is deterministic: no dates, only the
+package version.
 """
 
 from __future__ import annotations
@@ -50,31 +51,26 @@ ENVIRONMENT = [
         "SPANE_HOME",
         "Directory of the embedded SQLite database (default: the user's state directory).",
     ),
-    ("SPANE_DEBUG", "When set and not 0, behave as with --debug."),
+    ("SPANE_DEBUG", "When true (1, true, yes or on), behave as with --debug."),
 ]
-
-FILE_METAVARS = {"FILE", "FILE...", "F", "PATH", "PATH...", "DIR", "FILES"}
-
 
 # --------------------------------------------------------------------------- the command tree
 
 
 @dataclass
 class Param:
-    """One option or argument, reduced to what man pages and completions need."""
+    """One option or argument, reduced to what man pages need."""
 
     names: list[str]  # option names (short ones first); for an argument, its metavar
     secondary: list[str]  # --no-x forms of boolean flags
     is_option: bool
-    flag: bool
     metavar: str
-    choices: list[str]
-    is_file: bool
     multiple: bool
     required: bool
     help: str
     default: str | None
     eager: bool = False
+    envvar: list[str] = field(default_factory=list)  # read in this order when the flag is absent
 
 
 @dataclass
@@ -156,16 +152,6 @@ def _type_metavar(param: Any) -> str:
     return str(param.name or "value").upper()
 
 
-def _is_file(param: Any, metavar: str) -> bool:
-    descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is not None and (
-        getattr(descriptor, "is_file", False) or getattr(descriptor, "is_path", False)
-    ):
-        return True
-    name = str(param.name or "")
-    return metavar.upper() in FILE_METAVARS or name.endswith(("file", "files", "path"))
-
-
 def _default(param: Any, flag: bool) -> str | None:
     if getattr(param, "show_default", True) is False or getattr(param, "required", False):
         return None
@@ -195,16 +181,21 @@ def _param(param: Any) -> Param:
         names=names,
         secondary=list(getattr(param, "secondary_opts", []) or []),
         is_option=is_option,
-        flag=flag,
         metavar="" if flag else metavar,
-        choices=choices,
-        is_file=not flag and _is_file(param, metavar),
         multiple=bool(getattr(param, "multiple", False)) or param.nargs == -1,
         required=bool(param.required),
         help=clean_help(getattr(param, "help", None)),
         default=_default(param, flag),
         eager=bool(getattr(param, "is_eager", False)),
+        envvar=_envvars(param),
     )
+
+
+def _envvars(param: Any) -> list[str]:
+    envvar = getattr(param, "envvar", None)
+    if not envvar:
+        return []
+    return [envvar] if isinstance(envvar, str) else list(envvar)
 
 
 def _help_param(names: list[str]) -> Param:
@@ -212,10 +203,7 @@ def _help_param(names: list[str]) -> Param:
         names=sorted(names, key=lambda o: (o.startswith("--"), o)),
         secondary=[],
         is_option=True,
-        flag=True,
         metavar="",
-        choices=[],
-        is_file=False,
         multiple=False,
         required=False,
         help="Show this help and exit.",
@@ -316,6 +304,8 @@ def option_help(param: Param) -> str:
         notes.append("required")
     if param.default is not None:
         notes.append(f"default: {param.default}")
+    if param.envvar:
+        notes.append("env: " + ", then ".join(param.envvar))
     if notes:
         text = (text + " " if text else "") + "(" + "; ".join(notes) + ")"
     return text
@@ -408,389 +398,38 @@ def man_page(cmd: Command, root: Command, version: str) -> str:
 
 # --------------------------------------------------------------------------- completions
 
-
-def _global_options(root: Command) -> list[Param]:
-    return root.options
-
-
-def _all_options(cmd: Command, root: Command) -> list[Param]:
-    """A command's own options, then the global ones (accepted anywhere)."""
-    seen = {n for o in cmd.options for n in o.names + o.secondary}
-    extra = [o for o in root.options if not seen & set(o.names + o.secondary)]
-    return cmd.options + ([] if cmd is root else extra)
+COMPLETION_FILES = {
+    "bash": "completions/spane.bash",
+    "zsh": "completions/_spane",
+    "fish": "completions/spane.fish",
+}
 
 
-def _option_names(params: list[Param]) -> list[str]:
-    return [n for p in params for n in p.names + p.secondary]
+def completion_script(shell: str) -> str:
+    """Typer's own script for `shell` (what `--show-completion` prints): it asks `spane`
+    itself, with _SPANE_COMPLETE set, so completions always match the installed commands."""
+    from typer.completion import get_completion_script
 
+    from spane_cli.cli.global_options import COMPLETE_VAR
 
-def _sh_words(words: list[str]) -> str:
-    return "'" + " ".join(words).replace("'", "'\\''") + "'"
-
-
-def bash_completion(root: Command) -> str:
-    commands = list(root.walk())
-
-    def case(arms: list[tuple[str, str]], default: str = "") -> list[str]:
-        out = ['    case "$1" in']
-        out += [f"        {pattern}) {body} ;;" for pattern, body in arms]
-        if default:
-            out.append(f"        *) {default} ;;")
-        out.append("    esac")
-        return out
-
-    def key(cmd: Command) -> str:
-        return _sh_words(list(cmd.path)) if cmd.path else "''"
-
-    lines = [
-        f"# bash completion for {PROG}. {HEADER}",
-        "# Static: it does not run spane, so it works without the virtualenv on PATH.",
-        "",
-        "_spane_children() {",
-        *case(
-            [
-                (key(c), "echo " + _sh_words([x.path[-1] for x in c.children]))
-                for c in commands
-                if c.children
-            ]
-        ),
-        "}",
-        "",
-        "_spane_options() {",
-        *case(
-            [(key(c), "echo " + _sh_words(_option_names(_all_options(c, root)))) for c in commands]
-        ),
-        "}",
-        "",
-        "# _spane_takes_value PATH OPTION: the option is followed by a value.",
-        "_spane_takes_value() {",
-        '    case "$1|$2" in',
-    ]
-    for cmd in commands:
-        for opt in _all_options(cmd, root):
-            if not opt.flag:
-                for name in opt.names:
-                    lines.append(
-                        f"        {_sh_words([' '.join(cmd.path) + '|' + name])}) return 0 ;;"
-                    )
-    lines += [
-        "    esac",
-        "    return 1",
-        "}",
-        "",
-        "# _spane_value PATH OPTION: complete the value of an option.",
-        "_spane_value() {",
-        '    case "$1|$2" in',
-    ]
-    for cmd in commands:
-        for opt in _all_options(cmd, root):
-            if opt.flag:
-                continue
-            if opt.choices:
-                body = f'COMPREPLY=($(compgen -W {_sh_words(opt.choices)} -- "$cur"))'
-            elif opt.is_file:
-                body = 'compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur"))'
-            else:
-                body = "COMPREPLY=()"
-            patterns = "|".join(_sh_words([" ".join(cmd.path) + "|" + n]) for n in opt.names)
-            lines.append(f"        {patterns}) {body} ;;")
-    lines += [
-        "        *) COMPREPLY=() ;;",
-        "    esac",
-        "}",
-        "",
-        "# _spane_positional PATH: complete an argument of a command.",
-        "_spane_positional() {",
-        '    case "$1" in',
-    ]
-    for cmd in commands:
-        if cmd.children:
-            continue
-        choices = [c for a in cmd.arguments for c in a.choices]
-        if choices:
-            lines.append(
-                f'        {key(cmd)}) COMPREPLY=($(compgen -W {_sh_words(choices)} -- "$cur")) ;;'
-            )
-        elif any(a.is_file for a in cmd.arguments):
-            lines.append(
-                f"        {key(cmd)}) compopt -o filenames 2>/dev/null; "
-                'COMPREPLY=($(compgen -f -- "$cur")) ;;'
-            )
-    lines += [
-        "        *) COMPREPLY=() ;;",
-        "    esac",
-        "}",
-        "",
-        "_spane() {",
-        '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="" option="" path="" word i',
-        "    local skip=0 children",
-        "    COMPREPLY=()",
-        "    for ((i = 1; i < COMP_CWORD; i++)); do",
-        '        word="${COMP_WORDS[i]}"',
-        "        if ((skip)); then skip=0; continue; fi",
-        '        case "$word" in',
-        "            --) break ;;",
-        "            =) skip=1; continue ;;",
-        "            -*)",
-        '                _spane_takes_value "$path" "$word" && skip=1',
-        "                continue ;;",
-        "        esac",
-        '        children=" $(_spane_children "$path") "',
-        '        if [[ "$children" == *" $word "* ]]; then',
-        '            path="${path:+$path }$word"',
-        "        fi",
-        "    done",
-        "    # `--format=x`: bash splits at =, so the option is two words back.",
-        '    if [[ "$cur" == "=" ]]; then cur=""; option="${COMP_WORDS[COMP_CWORD-1]}"',
-        '    elif ((COMP_CWORD > 1)) && [[ "${COMP_WORDS[COMP_CWORD-1]}" == "=" ]]; then',
-        '        option="${COMP_WORDS[COMP_CWORD-2]}"',
-        "    elif ((COMP_CWORD > 1)); then",
-        '        prev="${COMP_WORDS[COMP_CWORD-1]}"',
-        '        _spane_takes_value "$path" "$prev" && option="$prev"',
-        "    fi",
-        '    if [[ -n "$option" ]]; then',
-        '        _spane_value "$path" "$option"',
-        "        return 0",
-        "    fi",
-        '    if [[ "$cur" == -* ]]; then',
-        '        COMPREPLY=($(compgen -W "$(_spane_options "$path")" -- "$cur"))',
-        "        return 0",
-        "    fi",
-        '    children="$(_spane_children "$path")"',
-        '    if [[ -n "$children" ]]; then',
-        '        COMPREPLY=($(compgen -W "$children" -- "$cur"))',
-        "    else",
-        '        _spane_positional "$path"',
-        "    fi",
-        "    return 0",
-        "}",
-        "",
-        f"complete -F _spane {PROG}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _zsh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
-def _zsh_desc(text: str) -> str:
-    """Text inside an _arguments [description]."""
-    text = short_help(text)
-    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace(":", "\\:")
-
-
-def _zsh_specs(params: list[Param]) -> list[str]:
-    specs = []
-    for opt in params:
-        names = opt.names + opt.secondary
-        exclusive = "" if opt.multiple else "(" + " ".join(names) + ")"
-        star = "*" if opt.multiple else ""
-        if opt.flag:
-            action = ""
-        elif opt.choices:
-            action = f":{opt.metavar.lower()}:({' '.join(opt.choices)})"
-        elif opt.is_file:
-            action = f":{opt.metavar.lower()}:_files"
-        else:
-            action = f":{opt.metavar.lower().replace(':', '')}: "
-        for name in names:
-            suffix = "=" if name.startswith("--") and not opt.flag else ""
-            specs.append(
-                _zsh_quote(f"{exclusive}{star}{name}{suffix}[{_zsh_desc(opt.help)}]{action}")
-            )
-    return specs
-
-
-def _zsh_function(cmd: Command) -> str:
-    return "_" + "_".join((PROG, *cmd.path)).replace("-", "_")
-
-
-def zsh_completion(root: Command) -> str:
-    lines = [
-        f"#compdef {PROG}",
-        f"# zsh completion for {PROG}. {HEADER}",
-        "# Static: it does not run spane, so it works without the virtualenv on PATH.",
-        "",
-    ]
-    for cmd in root.walk():
-        func = _zsh_function(cmd)
-        specs = _zsh_specs(_all_options(cmd, root))
-        lines.append(f"{func}() {{")
-        if cmd.children:
-            lines += [
-                '  local curcontext="$curcontext" state line ret=1',
-                "  typeset -A opt_args",
-                "  _arguments -C \\",
-                *[f"    {s} \\" for s in specs],
-                f"    ': :{func}_commands' \\",
-                "    '*:: :->command' && ret=0",
-                '  case "$state" in',
-                "    command)",
-                f'      curcontext="${{curcontext%:*:*}}:{cmd.page}-$words[1]:"',
-                '      case "$words[1]" in',
-            ]
-            for child in cmd.children:
-                lines.append(f"        {child.path[-1]}) {_zsh_function(child)} && ret=0 ;;")
-            lines += ["      esac", "      ;;", "  esac", "  return ret", "}", ""]
-            lines += [
-                f"{func}_commands() {{",
-                "  local -a commands",
-                "  commands=(",
-                *["    " + _zsh_quote(c.path[-1] + ":" + c.short) for c in cmd.children],
-                "  )",
-                f"  _describe -t commands {_zsh_quote(cmd.words + ' command')} commands",
-                "}",
-                "",
-            ]
-            continue
-        args = []
-        for arg in cmd.arguments:
-            if arg.choices:
-                action = f"({' '.join(arg.choices)})"
-            elif arg.is_file:
-                action = "_files"
-            else:
-                action = " "
-            prefix = "*" if arg.multiple else ""
-            colon = ":" if arg.required or arg.multiple else "::"
-            args.append(_zsh_quote(f"{prefix}{colon}{arg.metavar.lower()}:{action}"))
-        lines += [
-            "  _arguments -s \\",
-            *[f"    {s} \\" for s in specs + args],
-            "    && return 0",
-            "  return 1",
-            "}",
-            "",
-        ]
-    lines += [f'{_zsh_function(root)} "$@"']
-    return "\n".join(lines) + "\n"
-
-
-def _fish_quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def fish_completion(root: Command) -> str:
-    commands = list(root.walk())
-    lines = [
-        f"# fish completion for {PROG}. {HEADER}",
-        "# Static: it does not run spane, so it works without the virtualenv on PATH.",
-        "",
-        "function __spane_children --description 'Sub-commands of a spane command path'",
-        '    switch "$argv"',
-    ]
-    for cmd in commands:
-        if cmd.children:
-            lines += [
-                f"        case {_fish_quote(' '.join(cmd.path))}",
-                "            printf '%s\\n' " + " ".join(c.path[-1] for c in cmd.children),
-            ]
-    lines += [
-        "    end",
-        "end",
-        "",
-        "function __spane_takes_value --description 'Options of a path that take a value'",
-        "    set -l option $argv[-1]",
-        "    set -e argv[-1]",
-        '    switch "$argv|$option"',
-    ]
-    patterns = [
-        _fish_quote(" ".join(cmd.path) + "|" + name)
-        for cmd in commands
-        for opt in _all_options(cmd, root)
-        if not opt.flag
-        for name in opt.names
-    ]
-    if patterns:
-        lines += [f"        case {' '.join(patterns)}", "            return 0"]
-    lines += [
-        "    end",
-        "    return 1",
-        "end",
-        "",
-        "function __spane_path --description 'The spane command path typed so far'",
-        "    set -l tokens (commandline -opc)",
-        "    set -e tokens[1]",
-        "    set -l path",
-        "    set -l skip 0",
-        "    for token in $tokens",
-        "        if test $skip = 1",
-        "            set skip 0",
-        "            continue",
-        "        end",
-        "        switch $token",
-        "            case --",
-        "                break",
-        "            case '--*=*'",
-        "                continue",
-        "            case '-*'",
-        "                if __spane_takes_value $path $token",
-        "                    set skip 1",
-        "                end",
-        "                continue",
-        "        end",
-        "        if contains -- $token (__spane_children $path)",
-        "            set path $path $token",
-        "        end",
-        "    end",
-        "    printf '%s\\n' $path",
-        "end",
-        "",
-        "function __spane_at --description 'The command path typed so far is exactly argv'",
-        "    set -l path (__spane_path)",
-        '    test "$path" = "$argv"',
-        "end",
-        "",
-        f"complete -c {PROG} -f",
-        "",
-    ]
-    for opt in root.options:
-        lines.append(_fish_option(opt, None))
-    for cmd in commands:
-        condition = "__spane_at " + " ".join(cmd.path) if cmd.path else "__spane_at"
-        lines.append("")
-        lines.append(f"# {cmd.words}")
-        for child in cmd.children:
-            lines.append(
-                f"complete -c {PROG} -n {_fish_quote(condition)} -a {child.path[-1]} "
-                f"-d {_fish_quote(child.short)}"
-            )
-        if cmd is not root:
-            for opt in cmd.options:
-                lines.append(_fish_option(opt, condition))
-        for arg in cmd.arguments:
-            if arg.choices:
-                lines.append(
-                    f"complete -c {PROG} -n {_fish_quote(condition)} -a "
-                    f"{_fish_quote(' '.join(arg.choices))}"
-                )
-            elif arg.is_file:
-                lines.append(f"complete -c {PROG} -n {_fish_quote(condition)} -F")
-    return "\n".join(lines) + "\n"
-
-
-def _fish_option(opt: Param, condition: str | None) -> str:
-    parts = [f"complete -c {PROG}"]
-    if condition:
-        parts.append(f"-n {_fish_quote(condition)}")
-    for name in opt.names + opt.secondary:
-        if name.startswith("--"):
-            parts.append(f"-l {name[2:]}")
-        elif len(name) == 2:
-            parts.append(f"-s {name[1]}")
-        else:
-            parts.append(f"-o {name[1:]}")
-    if not opt.flag:
-        if opt.choices:
-            parts.append(f"-x -a {_fish_quote(' '.join(opt.choices))}")
-        elif opt.is_file:
-            parts.append("-r -F")
-        else:
-            parts.append("-x")
-    if opt.help:
-        parts.append(f"-d {_fish_quote(short_help(opt.help))}")
-    return " ".join(parts)
+    script = get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
+    header = (
+        f"# {shell} completion for {PROG}: Typer's script, by scripts/generate.py; do not edit."
+    )
+    if shell == "zsh":
+        # `#compdef` must stay the first line. Loaded from $fpath, the file is the completion
+        # function itself: complete right away instead of only registering for the next Tab.
+        first, rest = script.split("\n", 1)
+        register = f"compdef _{PROG}_completion {PROG}"
+        assert register in rest, "Typer's zsh script changed: look at the line it registers with"
+        rest = rest.replace(
+            register,
+            "if [[ $zsh_eval_context[-1] == loadautofunc ]]; then\n"
+            f'  _{PROG}_completion "$@"\n'
+            f"else\n  {register}\nfi",
+        )
+        return f"{first}\n{header}\n{rest}\n"
+    return f"{header}\n{script}\n"
 
 
 # --------------------------------------------------------------------------- main
@@ -804,9 +443,8 @@ def generated_files() -> dict[str, str]:
     files = {"schema/workflow.schema.json": schema_text()}
     for cmd in root.walk():
         files[f"man/{cmd.page}.1"] = man_page(cmd, root, __version__)
-    files["completions/spane.bash"] = bash_completion(root)
-    files["completions/_spane"] = zsh_completion(root)
-    files["completions/spane.fish"] = fish_completion(root)
+    for shell, path in COMPLETION_FILES.items():
+        files[path] = completion_script(shell)
     return files
 
 

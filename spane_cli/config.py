@@ -1,4 +1,8 @@
-"""Settings from flags, SPANE_* environment variables and defaults, as one frozen dataclass."""
+"""Settings from the global options and defaults, as one frozen dataclass.
+
+The options read their SPANE_* (then unprefixed) environment variables themselves, through
+Typer's `envvar`, so `--help` names them too.
+"""
 
 from __future__ import annotations
 
@@ -24,23 +28,15 @@ class Settings:
     debug: bool = False
 
 
-def _first_env(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
-
-
 def resolve_settings(
     db: str | None, redis: str | None, output: str | None, quiet: bool, debug: bool
 ) -> Settings:
     return Settings(
-        db_url=db or _first_env("SPANE_DATABASE_URL", "DATABASE_URL"),
-        redis_url=redis or _first_env("SPANE_REDIS_URL", "REDIS_URL") or DEFAULT_REDIS_URL,
+        db_url=db or None,
+        redis_url=redis or DEFAULT_REDIS_URL,
         output=OutputFormat(output) if output else OutputFormat.TABLE,
         quiet=quiet,
-        debug=debug or os.environ.get("SPANE_DEBUG", "") not in ("", "0"),
+        debug=debug,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -85,11 +87,46 @@ def test_every_command_has_a_man_page() -> None:
     assert not missing, f"missing man pages: {missing}"
 
 
-def test_every_command_is_in_the_completions() -> None:
-    names = {path[-1] for path in command_paths() if path}
-    for script in ("spane.bash", "_spane", "spane.fish"):
-        text = (ROOT / "completions" / script).read_text(encoding="utf-8")
-        assert not [name for name in names if name not in text], script
+def _spane_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH has a `spane` of this interpreter: the scripts call it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "spane"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m spane_cli "$@"\n')
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def bash_completions(tmp_path: Path, *lines: list[str]) -> list[str]:
+    """What completions/spane.bash offers for each command line (its last word incomplete)."""
+    bash = shutil.which("bash")
+    assert bash is not None
+    calls = "\n".join("t " + " ".join(shlex.quote(word) for word in line) for line in lines)
+    script = f"""
+source {shlex.quote(str(ROOT / "completions" / "spane.bash"))}
+t() {{ COMP_WORDS=("$@"); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMPREPLY=();
+      _spane_completion spane; echo "${{COMPREPLY[*]}}"; }}
+{calls}
+"""
+    result = subprocess.run(
+        [bash, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=_spane_on_path(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_every_command_is_completed(tmp_path: Path) -> None:
+    paths = command_paths()
+    groups = sorted({path[:-1] for path in paths if path})
+    offered = bash_completions(tmp_path, *[["spane", *group, ""] for group in groups])
+    for group, words in zip(groups, offered, strict=True):
+        children = {path[-1] for path in paths if path[:-1] == group and path}
+        assert set(words.split()) == children, group
 
 
 @pytest.mark.parametrize(
@@ -111,19 +148,43 @@ def test_completion_script_parses(shell: str, script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_bash_completion_offers_commands_and_choices() -> None:
-    bash = shutil.which("bash")
-    assert bash is not None
-    script = f"""
-source {str(ROOT / "completions" / "spane.bash")!r}
-t() {{ COMP_WORDS=("$@"); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMPREPLY=(); _spane;
-      echo "${{COMPREPLY[*]}}"; }}
-t spane va
-t spane -o ''
-t spane graph --format m
-"""
+def test_bash_completion_offers_commands_and_choices(tmp_path: Path) -> None:
+    assert bash_completions(
+        tmp_path,
+        ["spane", "va"],
+        ["spane", "-o", ""],
+        ["spane", "graph", "--format", "m"],
+        ["spane", "get", "ID", "-o", ""],  # a global option after the command name
+        ["spane", "get", "ID", "--d"],
+        ["spane", "run", "--idem"],
+    ) == [
+        "validate",
+        "table json yaml",
+        "mermaid",
+        "table json yaml",
+        "--db --debug",
+        "--idempotency-key",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shell", "line", "expected"),
+    [
+        ("zsh", "spane dlq re", '_arguments \'*: :(("replay":"Reopen the failed node'),
+        ("fish", "spane graph --format ", "tree\nmermaid\ndot"),
+    ],
+)
+def test_zsh_and_fish_get_completions_from_spane(
+    tmp_path: Path, shell: str, line: str, expected: str
+) -> None:
+    env = {
+        **_spane_on_path(tmp_path),
+        "_SPANE_COMPLETE": f"complete_{shell}",
+        "_TYPER_COMPLETE_ARGS": line,
+        "_TYPER_COMPLETE_FISH_ACTION": "get-args",
+    }
     result = subprocess.run(
-        [bash, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+        ["spane"], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["validate", "table json yaml", "mermaid"]
+    assert result.stdout.startswith(expected)

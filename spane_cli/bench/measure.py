@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import peewee
+import psutil
 
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.engine.submit import submit
@@ -50,13 +51,9 @@ class ScenarioResult:
 
 def rss_kib(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        return int(psutil.Process(pid).memory_info().rss // 1024)
+    except psutil.Error:  # exited, or a zombie
+        return 0
 
 
 class WorkerPool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -22,7 +23,7 @@ from spane_cli.cli import (
 )
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
-from spane_cli.cli.global_options import hoist_global_options
+from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
 from spane_cli.cli.render import error_line
 from spane_cli.config import OutputFormat, Settings, resolve_settings
 from spane_cli.errors import ExitCode, SpaneError
@@ -53,8 +54,9 @@ def main_options(
         str | None,
         typer.Option(
             "--db",
-            help="Database URL (postgresql://... or sqlite:///path). "
-            "Env SPANE_DATABASE_URL, then DATABASE_URL; default: SQLite in the state dir.",
+            envvar=["SPANE_DATABASE_URL", "DATABASE_URL"],  # the first one set wins
+            help="Database URL (postgresql://... or sqlite:///path); "
+            "default: SQLite in the state dir.",
             show_default=False,
         ),
     ] = None,
@@ -62,8 +64,8 @@ def main_options(
         str | None,
         typer.Option(
             "--redis",
-            help="Redis URL. Env SPANE_REDIS_URL, then REDIS_URL; "
-            "default redis://localhost:6379/0.",
+            envvar=["SPANE_REDIS_URL", "REDIS_URL"],
+            help="Redis URL; default redis://localhost:6379/0.",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +76,9 @@ def main_options(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only what scripts need.")] = (
         False
     ),
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="SPANE_DEBUG", help="Show tracebacks on errors.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -110,6 +114,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if os.environ.get(COMPLETE_VAR):  # a shell asks for completions (completions/*)
+        register_completion()
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     try:

@@ -42,11 +42,6 @@ def mask_value(context: NodeContext, value: Any) -> Any:
     return value
 
 
-def first_line(text: str) -> str:
-    """Errors are one line first; collapse whatever a library put in its message."""
-    return " ".join(text.split())
-
-
 class ConfigError(Exception):
     """A config field that could not be rendered or used; the message names the field."""
 

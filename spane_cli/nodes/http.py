@@ -11,10 +11,10 @@ from spane_cli.nodes.common import (
     OUTPUT_CAP_BYTES,
     ConfigError,
     as_text,
-    first_line,
     mask_value,
     render_field,
 )
+from spane_cli.text import error_line
 from spane_cli.workflow.durations import format_duration, parse_duration
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import HTTP
@@ -99,8 +99,7 @@ class HttpNode:
         except httpx.TimeoutException:
             return NodeResult.failed(f"{target} timed out after {format_duration(timeout)}")
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-            reason = first_line(str(exc)) or type(exc).__name__
-            return NodeResult.failed(context.mask(f"{target} failed: {reason}"))
+            return NodeResult.failed(context.mask(f"{target} failed: {error_line(exc)}"))
         elapsed_ms = round((time.monotonic() - started) * 1000)
         logs = f"{target} -> {response.status_code} ({elapsed_ms} ms)\n"
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from spane_cli.nodes.base import NodeContext, NodeResult
-from spane_cli.nodes.common import first_line, mask_value
+from spane_cli.nodes.common import mask_value
 from spane_cli.nodes.output_capture import captured_output
+from spane_cli.text import first_line
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import PYTHON

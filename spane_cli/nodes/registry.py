@@ -75,10 +75,6 @@ _instances: dict[str, NodeType] = {}
 _instances_lock = threading.Lock()
 
 
-def builtin_type_names() -> tuple[str, ...]:
-    return tuple(_BUILTIN_CLASSES)
-
-
 def _node_class(type_name: str) -> Any:
     if type_name in _BUILTIN_CLASSES:
         module_name, class_name = _BUILTIN_CLASSES[type_name]

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
+import psutil
+
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.nodes.common import (
     OUTPUT_CAP_BYTES,
@@ -35,6 +37,7 @@ KILL_GRACE_SECONDS = 2.0
 # Secrets reach a command only when the workflow maps them into `env` explicitly, as in
 # GitHub Actions; the worker's own SPANE_SECRET_* variables are not inherited.
 _SECRET_ENV_PREFIX = "SPANE_SECRET_"
+_NOT_RUNNING = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 class _TailBuffer:
@@ -93,7 +96,7 @@ def _group_alive(pgid: int) -> bool:
     """True while a live (non-zombie) process is in the group.
 
     kill(pgid, 0) alone also counts zombies, which linger where PID 1 does not reap
-    orphans (containers), so on Linux the group's members are checked in /proc.
+    orphans (containers), so the group's members are looked at one by one.
     """
     try:
         os.killpg(pgid, 0)
@@ -101,20 +104,12 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    if not os.path.isdir("/proc/self"):
-        return True
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in psutil.pids():
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
+            if os.getpgid(pid) == pgid and psutil.Process(pid).status() not in _NOT_RUNNING:
+                return True
+        except (OSError, psutil.Error):  # gone meanwhile, or not ours to look at
             continue
-        # Fields after the parenthesised command name: state, ppid, pgrp, ...
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
     return False
 
 

@@ -8,9 +8,11 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import peewee
+from playhouse import db_url
 from playhouse.shortcuts import ReconnectMixin
 
 from spane_cli.errors import ServiceUnreachable, UsageError
+from spane_cli.text import error_line
 
 
 class _ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
@@ -26,6 +28,21 @@ class _ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
     )
 
 
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+db_url.register_database(_ReconnectingPostgres, *POSTGRES_SCHEMES)
+# What a PostgreSQL URL may leave out. A host is always given so that libpq goes over TCP to
+# localhost instead of a Unix socket; the URL's own values (query parameters too) win.
+_POSTGRES_DEFAULTS: dict[str, Any] = {
+    "host": "localhost",
+    "port": 5432,
+    "database": "postgres",
+    "connect_timeout": 5,
+    "application_name": "spane",
+}
+
+
+# SQLite URLs are cut by hand: db_url's urlparse would take `#` or `?` in a file name for a
+# fragment or a query, and fail on `sqlite://:memory:`.
 def sqlite_path_of(url: str) -> str:
     if url.startswith("sqlite:///"):
         return unquote(url[len("sqlite:///") :]) if url != "sqlite:///:memory:" else ":memory:"
@@ -50,19 +67,16 @@ def open_database(url: str) -> peewee.Database:
             },
             autoconnect=True,
         )
-    parsed = urlparse(url)
-    if parsed.scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
-        params: dict[str, Any] = {
-            "host": parsed.hostname or "localhost",
-            "port": parsed.port or 5432,
-            "user": unquote(parsed.username) if parsed.username else None,
-            "password": unquote(parsed.password) if parsed.password else None,
-            "connect_timeout": 5,
-            "application_name": "spane",
-        }
-        database = parsed.path.lstrip("/") or "postgres"
-        return _ReconnectingPostgres(
-            database, autorollback=True, autoconnect=True, **{k: v for k, v in params.items() if v}
+    if urlparse(url).scheme in POSTGRES_SCHEMES:
+        given = db_url.parse(url, unquote_password=True, unquote_user=True)
+        missing = {k: v for k, v in _POSTGRES_DEFAULTS.items() if given.get(k) in (None, "")}
+        return db_url.connect(
+            url,
+            unquote_password=True,
+            unquote_user=True,
+            autorollback=True,
+            autoconnect=True,
+            **missing,
         )
     raise UsageError(f"unsupported database URL {url!r}: use postgresql://... or sqlite:///path")
 
@@ -80,8 +94,9 @@ def check_reachable(database: peewee.Database, url: str) -> None:
         database.connect(reuse_if_open=True)
         database.execute_sql("SELECT 1")
     except peewee.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServiceUnreachable(f"database unreachable at {describe(url)}: {first}") from None
+        raise ServiceUnreachable(
+            f"database unreachable at {describe(url)}: {error_line(exc)}"
+        ) from None
 
 
 def write_transaction(database: peewee.Database) -> AbstractContextManager[Any]:

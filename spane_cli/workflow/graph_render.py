@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from spane_cli.workflow.model import Node, Workflow, thaw
+from spane_cli.workflow.model import Node, Workflow
 
 
 def _label(node: Node) -> str:
@@ -86,6 +86,3 @@ def render_dot(workflow: Workflow) -> str:
             lines.append(f"    {json.dumps(parent)} -> {json.dumps(node.id)}{style};")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-__all__ = ["render_dot", "render_mermaid", "render_tree", "thaw"]

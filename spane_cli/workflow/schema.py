@@ -25,20 +25,6 @@ TRIGGER_RULES = (
     "none_skipped",
 )
 BACKOFF_KINDS = ("fixed", "linear", "exponential")
-NODE_FIELDS = (
-    "type",
-    "description",
-    "needs",
-    "config",
-    "when",
-    "trigger",
-    "retry",
-    "timeout",
-    "queue",
-    "continue_on_fail",
-    "foreach",
-    "max_parallel",
-)
 
 
 def _defs() -> dict[str, JsonSchema]:

@@ -43,8 +43,8 @@ class ValidationResult:
         return not self.problems
 
 
-@lru_cache(maxsize=4)
-def _validator(extra_types: tuple[str, ...] = ()) -> Draft202012Validator:
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
     from spane_cli.nodes.registry import third_party_config_schemas
 
     schema = workflow_schema(third_party_config_schemas())

@@ -34,6 +34,9 @@ SOURCE = textwrap.dedent(
     def returns_a_set(ctx):
         return {1, 2}
 
+    def long_story(ctx):
+        raise RuntimeError("\\n  first line\\nsecond line")
+
     def returns_nan(ctx):
         return float("nan")
 
@@ -91,6 +94,13 @@ def test_exception_fails_with_its_line_first_and_traceback_after(context_for, ca
     assert "in boom" in result.logs
     assert "s3cr3t-value" not in result.error + result.logs
     assert capfd.readouterr().err == ""
+
+
+def test_a_multi_line_message_keeps_its_first_line_first(context_for):
+    result = PythonNode().run(context_for({"function": f"{MODULE}:long_story"}))
+    first, details = result.error.split("\n", 1)
+    assert first == "RuntimeError: first line"
+    assert "second line" in details  # the whole message is still in the traceback
 
 
 def test_non_json_return_fails(context_for):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
+
+import psutil
 
 from spane_cli.nodes.shell import ShellNode
 from spane_cli.states import OutcomeKind
@@ -14,25 +15,20 @@ def _live_members(pgid: int) -> list[int]:
     """Pids of live (non-zombie) processes in the group; zombies may linger unreaped where
     PID 1 does not reap orphans, and they hold nothing."""
     members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in psutil.pids():
         try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            if os.getpgid(pid) == pgid and _alive(pid):
+                members.append(pid)
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append(int(entry))
     return members
 
 
 def _alive(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
 def test_run_goes_through_sh_with_templates(context_for):
