@@ -1,6 +1,10 @@
-"""Turning error texts into the one line that tables, events and messages show."""
+"""Text the user sees: the one line of an error that tables, events and messages show, and
+secret values masked out of whatever is kept."""
 
 from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
 
 
 def first_line(text: str | None, default: str = "") -> str:
@@ -14,3 +18,24 @@ def first_line(text: str | None, default: str = "") -> str:
 def error_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its class name when it has none."""
     return first_line(str(exc), type(exc).__name__)
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret value replaced by ***, the longest first (a secret that is a
+    part of another must not leave the rest of it behind)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def mask_in_value(value: Any, secrets: Collection[str]) -> Any:
+    """Every string inside `value` (dict keys too, lists and tuples walked) masked."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, dict):
+        return {mask_in_value(k, secrets): mask_in_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_in_value(v, secrets) for v in value]
+    return value

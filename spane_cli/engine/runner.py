@@ -18,6 +18,7 @@ from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.states import OutcomeKind
 from spane_cli.store import queries
 from spane_cli.store.records import ClaimedNode, Report
+from spane_cli.text import mask_in_value, mask_secrets
 from spane_cli.workflow.expressions import ExpressionError, evaluate, is_template, render_value
 from spane_cli.workflow.model import Node, thaw
 from spane_cli.workflow.validate import bare_expression
@@ -62,11 +63,7 @@ class LazyNodes(Mapping[str, Any]):
 
 
 def _mask(text: str | None, secrets: Mapping[str, str]) -> str | None:
-    if text is None:
-        return None
-    for value in secrets.values():
-        text = text.replace(value, "***")
-    return text
+    return None if text is None else mask_secrets(text, secrets.values())
 
 
 def run_claimed(
@@ -97,7 +94,9 @@ def run_claimed(
             return Report(OutcomeKind.SKIPPED)
         if node.foreach is not None:
             # The items become jobs of their own; the node waits for them without a worker.
-            return Report(OutcomeKind.FANOUT, output=_foreach_items(node, scope))
+            # Items are stored, one row each: a secret the list was built from stays out.
+            items = mask_in_value(_foreach_items(node, scope), list(secrets.values()))
+            return Report(OutcomeKind.FANOUT, output=items)
         result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
     except ExpressionError as exc:
         return Report(OutcomeKind.FAILED, error=_mask(str(exc), secrets))
@@ -105,15 +104,18 @@ def run_claimed(
 
 
 def _report_of(result: NodeResult, secrets: Mapping[str, str]) -> Report:
+    # Whatever a node type hands back is stored (outputs, a child's input): no secret in it,
+    # whether or not the node type masked it itself.
+    values = list(secrets.values())
     return Report(
         result.outcome,
-        output=result.output,
+        output=mask_in_value(result.output, values),
         error=_mask(result.error, secrets),
         logs=_mask(result.logs, secrets) or "",
         wait_until=result.wait_until,
         chosen=result.chosen,
         child_reference=result.child.reference if result.child else None,
-        child_input=result.child.input if result.child else None,
+        child_input=mask_in_value(result.child.input, values) if result.child else None,
     )
 
 

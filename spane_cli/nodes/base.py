@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from spane_cli.states import OutcomeKind
+from spane_cli.text import mask_secrets
 from spane_cli.workflow.expressions import evaluate, render_value
 
 
@@ -69,10 +70,7 @@ class NodeContext:
 
     def mask(self, text: str) -> str:
         """Replace every secret value in `text` with ***."""
-        for secret in self.secrets.values():
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text, self.secrets.values())
 
 
 class NodeType(Protocol):

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from spane_cli.nodes.base import NodeContext
+from spane_cli.text import mask_in_value
 from spane_cli.workflow.expressions import ExpressionError
 
 # Captured stdout, stderr and HTTP bodies are capped so one chatty node cannot bloat the
@@ -31,15 +32,7 @@ def cut_notice(cut_bytes: int) -> str:
 
 def mask_value(context: NodeContext, value: Any) -> Any:
     """Mask secrets in every string inside `value` (outputs end up in the database)."""
-    if not context.secrets:
-        return value
-    if isinstance(value, str):
-        return context.mask(value)
-    if isinstance(value, dict):
-        return {mask_value(context, k): mask_value(context, v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_value(context, v) for v in value]
-    return value
+    return mask_in_value(value, list(context.secrets.values()))
 
 
 class ConfigError(Exception):
