@@ -65,6 +65,41 @@ def _body_output(response: httpx.Response) -> dict[str, Any]:
     return {"text": _capped_text(response.text)}
 
 
+MAX_REDIRECTS = 20
+
+
+class TooManyRedirects(Exception):
+    """A chain of redirects longer than MAX_REDIRECTS."""
+
+
+def _secret_headers(context: NodeContext, headers: dict[str, str]) -> set[str]:
+    """Names of the headers whose value carries a secret."""
+    secrets = [value for value in context.secrets.values() if value]
+    return {name for name, value in headers.items() if any(s in value for s in secrets)}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def _send_following_redirects(
+    client: httpx.Client, request: httpx.Request, secret_headers: set[str]
+) -> httpx.Response:
+    """Follow redirects as a browser does, except that a redirect to another origin loses
+    every header that carried a secret (httpx itself drops only Authorization)."""
+    origin = _origin(request.url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request)
+        following = response.next_request
+        if following is None:
+            return response
+        if _origin(following.url) != origin:
+            for name in secret_headers:
+                following.headers.pop(name, None)
+        request = following
+    raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+
+
 class HttpNode:
     type_name: ClassVar[str] = "http"
     config_schema: ClassVar[dict[str, Any]] = HTTP
@@ -92,10 +127,15 @@ class HttpNode:
 
         started = time.monotonic()
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-                response = client.request(
-                    method, url, headers=headers, params=params, **request_body
+            # `params` add to the URL's own query (httpx would replace it, even with none).
+            full_url = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
+            with httpx.Client(timeout=timeout) as client:
+                request = client.build_request(method, full_url, headers=headers, **request_body)
+                response = _send_following_redirects(
+                    client, request, _secret_headers(context, headers)
                 )
+        except TooManyRedirects as exc:
+            return NodeResult.failed(context.mask(f"{target} failed: {exc}"))
         except httpx.TimeoutException:
             return NodeResult.failed(f"{target} timed out after {format_duration(timeout)}")
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -57,7 +58,8 @@ def make_context(
 
 class _Handler(BaseHTTPRequestHandler):
     """Routes: /json (a JSON body), /status/<code>, /text (plain text), /slow (answers only
-    when the test ends), anything else: the request echoed back as JSON."""
+    when the test ends), /redirect?to=URL (a 302), anything else: the request echoed back as
+    JSON."""
 
     release_slow: threading.Event
 
@@ -78,11 +80,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/json"):
             self._reply(200, json.dumps({"items": [1, 2], "ok": True}).encode(), "application/json")
         elif self.path.startswith("/status/"):
-            status = int(self.path.rsplit("/", 1)[1])
+            status = int(self.path.split("?")[0].rsplit("/", 1)[1])
             self._reply(status, b"server says no", "text/plain")
         elif self.path.startswith("/slow"):
             self.release_slow.wait(10)
             self._reply(200, b"late", "text/plain")
+        elif self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", unquote(self.path.split("=", 1)[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path.startswith("/text"):
             self._reply(200, b"hello text", "text/plain; charset=utf-8")
         else:

@@ -103,3 +103,28 @@ def test_secrets_are_masked_in_url_error_and_output(context_for, http_server):
 def test_render_error_names_the_field(context_for, http_server):
     result = HttpNode().run(context_for({"url": f"{http_server}/json", "json": {"a": "{{ x }}"}}))
     assert result.error.startswith("config.json: ")
+
+
+def test_the_query_string_of_the_url_is_kept(context_for, http_server):
+    alone = HttpNode().run(
+        context_for({"url": f"{http_server}/echo?date={{{{ input }}}}"}, input=7)
+    )
+    assert alone.output["json"]["path"] == "/echo?date=7"
+    config = {"url": f"{http_server}/echo?date=7", "params": {"page": "2"}}
+    merged = HttpNode().run(context_for(config))
+    assert merged.output["json"]["path"] == "/echo?date=7&page=2"
+
+
+def test_a_redirect_to_another_host_drops_the_headers_that_carry_secrets(context_for, http_server):
+    port = http_server.rsplit(":", 1)[1]
+    headers = {"X-Token": "Bearer {{ secrets.TOKEN }}", "X-Plain": "visible"}
+    secrets = {"TOKEN": "t0ken-value"}
+    elsewhere = f"http://localhost:{port}/echo"  # another origin: another host name
+    config = {"url": f"{http_server}/redirect?to={elsewhere}", "headers": headers}
+    moved = HttpNode().run(context_for(config, secrets=secrets))
+    assert moved.outcome == OutcomeKind.SUCCEEDED, moved.error
+    seen = moved.output["json"]["headers"]
+    assert "x-token" not in seen and seen["x-plain"] == "visible"
+    same = {"url": f"{http_server}/redirect?to={http_server}/echo", "headers": headers}
+    kept = HttpNode().run(context_for(same, secrets=secrets))
+    assert kept.output["json"]["headers"]["x-token"] == "Bearer ***"  # sent, masked in output
