@@ -14,16 +14,24 @@ from collections.abc import Callable, Iterator, KeysView, Mapping
 from typing import Any
 
 from spane_cli import scheduler
+from spane_cli.engine.time_limit import TimeLimitExceeded, time_limit
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.states import OutcomeKind
 from spane_cli.store import queries
 from spane_cli.store.records import ClaimedNode, Report
 from spane_cli.text import mask_in_value, mask_secrets
+from spane_cli.workflow.durations import format_duration
 from spane_cli.workflow.expressions import ExpressionError, evaluate, is_template, render_value
 from spane_cli.workflow.model import Node, thaw
 from spane_cli.workflow.validate import bare_expression
 
 SECRET_PREFIX = "SPANE_SECRET_"
+# Node types that enforce their `timeout` themselves, around a process or a connection.
+SELF_LIMITED_TYPES = frozenset({"shell", "http"})
+# Node types whose whole work is rendering templates: bounded even without a `timeout`.
+TEMPLATE_TYPES = frozenset({"transform", "branch", "noop", "fail", "delay", "workflow"})
+# How long rendering a node's templates (`when`, `foreach`, a transform) may take.
+TEMPLATE_SECONDS = 10.0
 
 log = logging.getLogger("spane.worker")
 
@@ -90,16 +98,20 @@ def run_claimed(
             item_scope = {**scope, "item": claim.item_value, "index": claim.item}
             result = _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
             return _report_of(result, secrets)
-        if node.when is not None and not evaluate(bare_expression(node.when), scope):
-            return Report(OutcomeKind.SKIPPED)
-        if node.foreach is not None:
-            # The items become jobs of their own; the node waits for them without a worker.
-            # Items are stored, one row each: a secret the list was built from stays out.
-            items = mask_in_value(_foreach_items(node, scope), list(secrets.values()))
-            return Report(OutcomeKind.FANOUT, output=items)
+        with time_limit(TEMPLATE_SECONDS):
+            if node.when is not None and not evaluate(bare_expression(node.when), scope):
+                return Report(OutcomeKind.SKIPPED)
+            if node.foreach is not None:
+                # The items become jobs of their own; the node waits for them without a
+                # worker. Items are stored, one row each: a secret they hold stays out.
+                items = mask_in_value(_foreach_items(node, scope), list(secrets.values()))
+                return Report(OutcomeKind.FANOUT, output=items)
         result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
     except ExpressionError as exc:
         return Report(OutcomeKind.FAILED, error=_mask(str(exc), secrets))
+    except TimeLimitExceeded:
+        error = f"when/foreach templates took longer than {format_duration(TEMPLATE_SECONDS)}"
+        return Report(OutcomeKind.FAILED, error=error)
     return _report_of(result, secrets)
 
 
@@ -146,13 +158,35 @@ def _run_once(
         logger=logging.getLogger(f"spane.node.{node.id}"),
         cancel_requested=cancel_requested,
     )
+    limit = _in_process_limit(node.type, timeout)
     try:
-        return node_type(node.type).run(context)
+        with time_limit(limit):
+            return node_type(node.type).run(context)
+    except TimeLimitExceeded:
+        assert limit is not None
+        return NodeResult.failed(_timed_out(node.type, limit, timeout))
     except ExpressionError as exc:
         return NodeResult.failed(str(exc))
     except Exception as exc:  # a bug in a node type must fail the node, not the worker
         details = context.mask(traceback.format_exc())
         return NodeResult.failed(f"{type(exc).__name__}: {exc}\n{details}")
+
+
+def _in_process_limit(type_name: str, timeout: float | None) -> float | None:
+    """The signal-enforced limit of a node run: its timeout; for the types that only render
+    templates, TEMPLATE_SECONDS when it has none. shell and http enforce their own timeout
+    (a signal there could leave a process group behind)."""
+    if type_name in SELF_LIMITED_TYPES:
+        return None
+    if type_name in TEMPLATE_TYPES:
+        return min(timeout, TEMPLATE_SECONDS) if timeout is not None else TEMPLATE_SECONDS
+    return timeout
+
+
+def _timed_out(type_name: str, seconds: float, timeout: float | None) -> str:
+    if timeout is not None and seconds >= timeout:
+        return f"timed out after {format_duration(seconds)}"
+    return f"templates of this {type_name} node took longer than {format_duration(seconds)}"
 
 
 def _foreach_items(node: Node, scope: Mapping[str, Any]) -> list[Any]:

@@ -22,9 +22,51 @@ class ExpressionError(ValueError):
     """Raised when an expression does not parse, names something undefined, or breaks out."""
 
 
+# The most a template may build with one operator or one render (characters or items):
+# `'a' * 10**9` or `[0] * 10**9` would otherwise take a worker's memory before any limit.
+MAX_BUILT_SIZE = 10_000_000
+MAX_EXPONENT = 1_000
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, whose repetition, concatenation and power operators refuse to
+    build values past MAX_BUILT_SIZE (Jinja2's documented operator interception)."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        elif operator == "+" and _sized(left) and _sized(right):
+            _check_size(len(left) + len(right))
+        elif operator == "**" and _huge_power(left, right):
+            raise SecurityError(f"an exponent over {MAX_EXPONENT} builds too big a number")
+        return super().call_binop(context, operator, left, right)
+
+
+def _huge_power(base: Any, exponent: Any) -> bool:
+    whole = isinstance(base, int) and isinstance(exponent, int)
+    return whole and abs(exponent) > MAX_EXPONENT and abs(base) > 1
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, str | list | tuple)
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_BUILT_SIZE:
+        raise SecurityError(f"the value would hold {size:,} items, over {MAX_BUILT_SIZE:,}")
+
+
+def _check_repeat(sequence: Any, times: Any) -> None:
+    if _sized(sequence) and isinstance(times, int):
+        _check_size(len(sequence) * times)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    return _BoundedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
 
@@ -105,7 +147,9 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
         if single is not None:
             return evaluate(single, scope)
         with _as_expression_error(value):
-            return environment().from_string(value).render(**scope)
+            rendered = environment().from_string(value).render(**scope)
+            _check_size(len(rendered))
+            return rendered
     if isinstance(value, Mapping):
         return {k: render_value(v, scope) for k, v in value.items()}
     if isinstance(value, list | tuple):
