@@ -14,6 +14,7 @@ from spane_cli.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from spane_cli.config import Settings
     from spane_cli.store.store import Store
+    from spane_cli.workflow.validate import ValidationResult
 
 HELP = (
     "Validate FILE, register it, create an execution and dispatch its entry nodes. Prints the "
@@ -69,7 +70,7 @@ def run(
     ] = 2,
 ) -> None:
     from spane_cli.cli.app import settings_of
-    from spane_cli.engine.submit import parse_input_pairs
+    from spane_cli.engine.submit import parse_input_pairs, validated_file
     from spane_cli.workflow.durations import DurationError, parse_duration
 
     settings = settings_of(ctx)
@@ -79,14 +80,16 @@ def run(
         wait_limit = parse_duration(timeout) if timeout else None
     except DurationError as exc:
         raise UsageError(f"--timeout: {exc}") from None
+    # Before touching any service: a bad file exits 2 everywhere. Checked once, here.
+    validated = validated_file(file)
     if local:
         from spane_cli.engine.local import run_local
 
         status: str | None = run_local(
-            settings, file, given, idempotency_key, wait_limit, concurrency, watch
+            settings, validated, given, idempotency_key, wait_limit, concurrency, watch
         )
     else:
-        status = _run_remote(settings, file, given, idempotency_key, wait, watch, wait_limit)
+        status = _run_remote(settings, validated, given, idempotency_key, wait, watch, wait_limit)
     if status is not None:
         raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
@@ -122,7 +125,7 @@ def announce(execution_id: str, created: bool, settings: Settings) -> None:
 
 def _run_remote(
     settings: Settings,
-    file: str,
+    validated: ValidationResult,
     given: dict[str, Any],
     idempotency_key: str | None,
     wait: bool,
@@ -131,16 +134,13 @@ def _run_remote(
 ) -> str | None:
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.dispatch import Dispatcher
-    from spane_cli.engine.submit import submit
-    from spane_cli.errors import WorkflowInvalid
-    from spane_cli.workflow.validate import validate_file
+    from spane_cli.engine.submit import submit_validated
 
-    result = validate_file(file)  # before touching any service: bad files exit 2 everywhere
-    if result.workflow is None:
-        raise WorkflowInvalid(result.problems)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
-    execution_id, created, dispatches = submit(store, file, given, idempotency_key=idempotency_key)
+    execution_id, created, dispatches = submit_validated(
+        store, validated, given, idempotency_key=idempotency_key
+    )
     Dispatcher(connection).enqueue(dispatches)
     announce(execution_id, created, settings)
     if watch:

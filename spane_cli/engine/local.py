@@ -11,15 +11,18 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spane_cli.config import Settings
 from spane_cli.errors import ServiceUnreachable, WorkflowInvalid
 
+if TYPE_CHECKING:
+    from spane_cli.workflow.validate import ValidationResult
+
 
 def run_local(
     settings: Settings,
-    file: str,
+    validated: ValidationResult,
     given: Mapping[str, Any],
     idempotency_key: str | None,
     wait_limit: float | None,
@@ -31,18 +34,16 @@ def run_local(
     from spane_cli.cli.run_cmd import announce, report_end
     from spane_cli.engine.connections import open_store
     from spane_cli.engine.dispatch import Dispatcher
-    from spane_cli.engine.submit import submit
+    from spane_cli.engine.submit import submit_validated
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
     from spane_cli.states import TERMINAL_EXECUTION
     from spane_cli.store.models import Execution
-    from spane_cli.workflow.validate import validate_file
 
-    result = validate_file(file)
-    if result.workflow is None:
-        raise WorkflowInvalid(result.problems)
+    if validated.workflow is None:
+        raise WorkflowInvalid(validated.problems)
     queues = sorted(
-        {n.queue for n in result.workflow.nodes.values()}
-        | {n.queue for w in result.subworkflows.values() for n in w.nodes.values()}
+        {n.queue for n in validated.workflow.nodes.values()}
+        | {n.queue for w in validated.subworkflows.values() for n in w.nodes.values()}
     )
     # A Unix socket in a private directory, no TCP port: two `--local` runs at once cannot
     # race for the same free port.
@@ -60,8 +61,8 @@ def run_local(
     try:
         connection = Redis.from_url(redis_url)
         store = open_store(settings)
-        execution_id, created, dispatches = submit(
-            store, file, given, idempotency_key=idempotency_key
+        execution_id, created, dispatches = submit_validated(
+            store, validated, given, idempotency_key=idempotency_key
         )
         announce(execution_id, created, settings)
         Dispatcher(connection).enqueue(dispatches)
