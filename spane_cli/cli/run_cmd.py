@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,7 +12,6 @@ from spane_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
-    from spane_cli.store.store import Store
     from spane_cli.workflow.validate import ValidationResult
 
 HELP = (
@@ -146,40 +144,32 @@ def _run_remote(
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 
-        return follow_execution(store, execution_id, settings)
+        return follow_execution(store, execution_id)
     if not wait:
         return None
-    return wait_for_end(store, execution_id, wait_limit, settings)
+    return _wait_and_report(execution_id, wait_limit, settings)
 
 
-def wait_for_end(
-    store: Store, execution_id: str, wait_limit: float | None, settings: Settings
-) -> str:
-    from spane_cli.errors import ExitCode
-    from spane_cli.states import TERMINAL_EXECUTION
-    from spane_cli.store.models import Execution
+def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Settings) -> str:
+    from spane_cli.engine.waiting import wait_for_end
+    from spane_cli.store import queries
 
-    deadline = time.monotonic() + wait_limit if wait_limit else None
-    pause = 0.05
-    while True:
-        row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
-        if row is not None and row.status in TERMINAL_EXECUTION:
-            report_end(store, execution_id, settings)
-            return str(row.status)
-        if deadline is not None and time.monotonic() >= deadline:
-            sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {row.status})\n")
-            raise typer.Exit(int(ExitCode.TIMED_OUT))
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.5)
+    # `--timeout 0` waits without a limit here (unlike `--local`): kept as it always was.
+    if not wait_for_end([execution_id], within=wait_limit or None):
+        status = queries.execution_status(execution_id)
+        sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
+        raise typer.Exit(int(ExitCode.TIMED_OUT))
+    return report_end(execution_id, settings)
 
 
-def report_end(store: Store, execution_id: str, settings: Settings) -> None:
+def report_end(execution_id: str, settings: Settings) -> str:
+    """Print how an execution ended (all of it with -o json or yaml); returns its status."""
     from spane_cli.cli.render import dump_json, dump_yaml
     from spane_cli.config import OutputFormat
-    from spane_cli.store.models import Execution
+    from spane_cli.store import queries
     from spane_cli.store.views import execution_view
 
-    view = execution_view(Execution.get_by_id(execution_id))
+    view = execution_view(queries.require_execution(execution_id))
     if settings.output is OutputFormat.JSON:
         sys.stdout.write(dump_json(view) + "\n")
     elif settings.output is OutputFormat.YAML:
@@ -189,3 +179,4 @@ def report_end(store: Store, execution_id: str, settings: Settings) -> None:
         if view["error"]:
             line += f": {view['error'].splitlines()[0]}"
         sys.stderr.write(line + "\n")
+    return str(view["status"])

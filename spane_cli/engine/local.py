@@ -35,9 +35,9 @@ def run_local(
     from spane_cli.engine.connections import open_store
     from spane_cli.engine.dispatch import Dispatcher
     from spane_cli.engine.submit import submit_validated
+    from spane_cli.engine.waiting import EndWatch
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
-    from spane_cli.states import TERMINAL_EXECUTION
-    from spane_cli.store.models import Execution
+    from spane_cli.store import queries
 
     if validated.workflow is None:
         raise WorkflowInvalid(validated.problems)
@@ -86,16 +86,13 @@ def run_local(
         ]
         for thread in threads:
             thread.start()
-        import time
-
-        started = time.monotonic()
+        end = EndWatch([execution_id], wait_limit)
 
         def main_should_stop() -> bool:
-            row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
-            if row is not None and row.status in TERMINAL_EXECUTION:
+            if end.ended():
                 finished.set()
                 return True
-            if wait_limit is not None and time.monotonic() - started > wait_limit:
+            if end.out_of_time():
                 deadline_hit.set()
                 finished.set()
                 return True
@@ -110,7 +107,7 @@ def run_local(
 
             runner = threading.Thread(target=main_worker.run, daemon=True, name="worker-main")
             runner.start()
-            follow_execution(store, execution_id, settings)
+            follow_execution(store, execution_id)
             finished.set()
             runner.join(timeout=5)
         else:
@@ -128,9 +125,8 @@ def run_local(
 
             raise typer.Exit(int(ExitCode.TIMED_OUT))
         if not watch:
-            report_end(store, execution_id, settings)
-        status = Execution.get_by_id(execution_id).status
-        return str(status)
+            report_end(execution_id, settings)
+        return str(queries.execution_status(execution_id))
     finally:
         server.stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
