@@ -81,9 +81,7 @@ def run(
     # Before touching any service: a bad file exits 2 everywhere. Checked once, here.
     validated = validated_file(file)
     if local:
-        from spane_cli.engine.local import run_local
-
-        status: str | None = run_local(
+        status: str | None = _run_local(
             settings, validated, given, idempotency_key, wait_limit, concurrency, watch
         )
     else:
@@ -119,6 +117,38 @@ def announce(execution_id: str, created: bool, settings: Settings) -> None:
     sys.stdout.flush()
     if not created and not settings.quiet:
         sys.stderr.write(f"spane: idempotency key matched existing execution {execution_id}\n")
+
+
+def _run_local(
+    settings: Settings,
+    validated: ValidationResult,
+    given: dict[str, Any],
+    idempotency_key: str | None,
+    wait_limit: float | None,
+    concurrency: int,
+    watch: bool,
+) -> str:
+    from spane_cli.cli.watch_cmd import follow_execution
+    from spane_cli.engine.local import run_local
+
+    def on_submitted(execution_id: str, created: bool) -> None:
+        announce(execution_id, created, settings)
+
+    ran = run_local(
+        settings,
+        validated,
+        given,
+        idempotency_key=idempotency_key,
+        wait_limit=wait_limit,
+        concurrency=concurrency,
+        on_submitted=on_submitted,
+        follow=follow_execution if watch else None,
+    )
+    if ran.timed_out:
+        raise typer.Exit(int(ExitCode.TIMED_OUT))
+    if watch:
+        return ran.status
+    return report_end(ran.execution_id, settings)
 
 
 def _run_remote(
