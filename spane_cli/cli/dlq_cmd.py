@@ -33,6 +33,7 @@ def list_letters(
     from spane_cli.cli.tables import console
     from spane_cli.store import queries
     from spane_cli.store.views import dead_letter_view
+    from spane_cli.text import first_line
 
     current, _ = store_only(ctx)
     letters = queries.dead_letters(
@@ -45,7 +46,7 @@ def list_letters(
     for column in ("id", "workflow", "node", "execution", "attempts", "created", "error"):
         table.add_column(column)
     for view in views:
-        error = (view["error"] or "").splitlines()[0][:50] if view["error"] else ""
+        error = first_line(view["error"])[:50]
         table.add_row(
             str(view["id"]),
             view["workflow"],

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from spane_cli.errors import ExitCode, UsageError
+from spane_cli.states import ExecutionStatus
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
@@ -21,10 +22,11 @@ HELP = (
     "command (an embedded Redis-protocol server and a worker; SQLite unless --db) and waits."
 )
 
-EXIT_BY_STATUS = {
-    "succeeded": ExitCode.OK,
-    "failed": ExitCode.FAILED,
-    "cancelled": ExitCode.CANCELLED,
+# Each terminal status's exit code (run --wait, run --local, watch).
+EXIT_BY_STATUS: dict[str, ExitCode] = {
+    ExecutionStatus.SUCCEEDED: ExitCode.OK,
+    ExecutionStatus.FAILED: ExitCode.FAILED,
+    ExecutionStatus.CANCELLED: ExitCode.CANCELLED,
 }
 
 
@@ -198,6 +200,7 @@ def report_end(execution_id: str, settings: Settings) -> str:
     from spane_cli.config import OutputFormat
     from spane_cli.store import queries
     from spane_cli.store.views import execution_view
+    from spane_cli.text import first_line
 
     view = execution_view(queries.require_execution(execution_id))
     if settings.output is OutputFormat.JSON:
@@ -207,6 +210,6 @@ def report_end(execution_id: str, settings: Settings) -> str:
     elif not settings.quiet:
         line = f"execution {execution_id} {view['status']}"
         if view["error"]:
-            line += f": {view['error'].splitlines()[0]}"
+            line += f": {first_line(view['error'])}"
         sys.stderr.write(line + "\n")
     return str(view["status"])

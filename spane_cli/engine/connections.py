@@ -9,6 +9,7 @@ from spane_cli.errors import ServiceUnreachable
 from spane_cli.store.db import check_reachable, describe, open_database
 from spane_cli.store.migrations import migrate, migration_status
 from spane_cli.store.store import Store
+from spane_cli.text import error_line
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -37,6 +38,7 @@ def open_redis(url: str) -> Redis:
     try:
         connection.ping()
     except (RedisError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServiceUnreachable(f"Redis unreachable at {describe(url)}: {first}") from None
+        raise ServiceUnreachable(
+            f"Redis unreachable at {describe(url)}: {error_line(exc)}"
+        ) from None
     return connection
