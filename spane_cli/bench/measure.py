@@ -16,12 +16,14 @@ import psutil
 
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.engine.submit import submit
-from spane_cli.states import TERMINAL_EXECUTION
-from spane_cli.store.models import Execution, NodeRun
+from spane_cli.engine.waiting import Pace, wait_for_end
+from spane_cli.states import ExecutionStatus
+from spane_cli.store import queries
 from spane_cli.store.store import Store
 from spane_cli.store.workers import live_workers
 
-POLL_SECONDS = 0.1  # waiting for the end only; times come from the executions' timestamps
+# Waiting for the end only; times come from the executions' timestamps.
+END_PACE = Pace(first=0.1, longest=0.1)
 STATS_FLUSH_SECONDS = 1.1  # PostgreSQL backends report their counters about once a second
 
 
@@ -137,12 +139,9 @@ def settle(database: peewee.Database) -> None:
 
 
 def _latencies(execution_ids: list[str]) -> list[float]:
-    rows = NodeRun.select(NodeRun.queued_at, NodeRun.started_at).where(
-        NodeRun.execution.in_(execution_ids)
-        & NodeRun.queued_at.is_null(False)
-        & NodeRun.started_at.is_null(False)
-    )
-    return sorted((float(r.started_at or 0) - float(r.queued_at or 0)) * 1000 for r in rows)
+    """Milliseconds from queued to started of every node that started, ascending."""
+    times = queries.queued_and_started_times(execution_ids)
+    return sorted((started - queued) * 1000 for queued, started in times)
 
 
 def run_scenario(
@@ -167,28 +166,22 @@ def run_scenario(
             execution_id, _, dispatches = submit(store, path, {})
             dispatcher.enqueue(dispatches)
             ids.append(execution_id)
-        deadline = time.monotonic() + timeout
         samples: list[tuple[float, list[int]]] = []
-        while time.monotonic() < deadline:
+
+        def before_each_look() -> None:
+            nonlocal own_commits
             if sample_rss is not None:
                 samples.append((time.monotonic(), sample_rss()))
-            open_count = (
-                Execution.select()
-                .where(Execution.id.in_(ids) & Execution.status.not_in(list(TERMINAL_EXECUTION)))
-                .count()
-            )
-            own_commits += 1
-            if open_count == 0:
-                break
-            time.sleep(POLL_SECONDS)
-        else:
+            own_commits += 1  # the look itself is one query, so one commit
+
+        if not wait_for_end(ids, within=timeout, pace=END_PACE, on_poll=before_each_look):
             raise RuntimeError(f"{name}: did not finish within {timeout:.0f}s")
         time.sleep(STATS_FLUSH_SECONDS)
         commits_after, counted_for = _commits(store.database), time.monotonic() - counted_from
-        rows = list(Execution.select().where(Execution.id.in_(ids)))
+        rows = queries.executions(ids)
         seconds = max(float(r.finished_at or 0) for r in rows) - min(r.created_at for r in rows)
-        node_count = NodeRun.select().where(NodeRun.execution.in_(ids)).count()
-        failed = sum(1 for r in rows if r.status != "succeeded")
+        node_count = queries.node_count(ids)
+        failed = sum(1 for r in rows if r.status != ExecutionStatus.SUCCEEDED)
         latencies = _latencies(ids) or [0.0]
         per_node = total_per_node = None
         if commits_before is not None and commits_after is not None and node_count:

@@ -31,26 +31,22 @@ def list_letters(
 
     from spane_cli.cli.render import print_data
     from spane_cli.cli.tables import console
-    from spane_cli.store.models import DeadLetter
+    from spane_cli.store import queries
     from spane_cli.store.views import dead_letter_view
+    from spane_cli.text import first_line
 
     current, _ = store_only(ctx)
-    query = DeadLetter.select().order_by(DeadLetter.id.desc())
-    if not all_letters:
-        query = query.where(DeadLetter.replayed_at.is_null())
-    if workflow:
-        query = query.where(DeadLetter.workflow == workflow)
-    cutoff = since_cutoff(since)
-    if cutoff is not None:
-        query = query.where(DeadLetter.created_at >= cutoff)
-    views = [dead_letter_view(letter) for letter in query]
+    letters = queries.dead_letters(
+        include_replayed=all_letters, workflow=workflow, created_since=since_cutoff(since)
+    )
+    views = [dead_letter_view(letter) for letter in letters]
     if print_data(views, current.output):
         return
     table = Table(show_edge=False)
     for column in ("id", "workflow", "node", "execution", "attempts", "created", "error"):
         table.add_column(column)
     for view in views:
-        error = (view["error"] or "").splitlines()[0][:50] if view["error"] else ""
+        error = first_line(view["error"])[:50]
         table.add_row(
             str(view["id"]),
             view["workflow"],
@@ -70,20 +66,12 @@ def show(
 ) -> None:
     """One dead letter: error, attempts, the input the node got, the tail of its logs."""
     from spane_cli.cli.render import print_data
-    from spane_cli.errors import NotFound
-    from spane_cli.store.models import DeadLetter, NodeLog
+    from spane_cli.store import queries
     from spane_cli.store.views import dead_letter_view
 
     current, _ = store_only(ctx)
-    letter = DeadLetter.get_or_none(DeadLetter.id == letter_id)
-    if letter is None:
-        raise NotFound(f"no dead letter {letter_id}")
-    logs = "".join(
-        row.text
-        for row in NodeLog.select()
-        .where((NodeLog.execution_id == letter.execution_id) & (NodeLog.node_id == letter.node_id))
-        .order_by(NodeLog.id)
-    )
+    letter = queries.require_dead_letter(letter_id)
+    logs = queries.node_log_text(letter.execution_id, letter.node_id)
     view = {**dead_letter_view(letter), "input": letter.input, "logs_tail": logs[-4000:]}
     if print_data(view, current.output):
         return
@@ -121,17 +109,14 @@ def replay(
     """Reopen the failed node with fresh attempts, reset what it blocked, and continue the
     execution. A dead letter is replayed once: replaying it again exits 1 and changes nothing."""
     from spane_cli.errors import OperationFailed, SpaneError, UsageError
-    from spane_cli.store.models import DeadLetter
+    from spane_cli.store import queries
 
     if not letter_ids and not all_letters and not workflow:
         raise UsageError("give dead letter ids, --all or --workflow W")
     current, store, dispatcher = store_and_dispatcher(ctx)
     ids = list(letter_ids or [])
     if all_letters or workflow:
-        query = DeadLetter.select(DeadLetter.id).where(DeadLetter.replayed_at.is_null())
-        if workflow:
-            query = query.where(DeadLetter.workflow == workflow)
-        ids += [row.id for row in query.order_by(DeadLetter.id)]
+        ids += queries.unreplayed_dead_letter_ids(workflow)
     failures: list[SpaneError] = []
     for letter_id in ids:
         try:
@@ -158,12 +143,11 @@ def purge(
 ) -> None:
     """Delete dead letters (the executions and their history stay)."""
     from spane_cli.errors import NotFound, UsageError
-    from spane_cli.store.reopen import purge_dead_letters
 
     if not letter_ids and not all_letters:
         raise UsageError("give dead letter ids or --all")
-    current, _ = store_only(ctx)
-    removed = purge_dead_letters(None if all_letters else list(letter_ids or []))
+    current, store = store_only(ctx)
+    removed = store.purge_dead_letters(None if all_letters else list(letter_ids or []))
     if letter_ids and not all_letters and removed < len(letter_ids):
         raise NotFound(f"{len(letter_ids) - removed} of the dead letters did not exist")
     if not current.quiet:

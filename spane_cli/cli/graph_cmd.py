@@ -24,10 +24,11 @@ def graph(
     ] = GraphFormat.TREE,
 ) -> None:
     from spane_cli.errors import ExitCode
+    from spane_cli.nodes.registry import third_party_config_schemas
     from spane_cli.workflow.graph_render import render_dot, render_mermaid, render_tree
     from spane_cli.workflow.validate import validate_file
 
-    result = validate_file(file)
+    result = validate_file(file, third_party_config_schemas())
     if result.workflow is None:
         for problem in result.problems:
             sys.stderr.write(problem.render() + "\n")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -15,49 +13,21 @@ from spane_cli.config import OutputFormat
 
 ExecId = Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until it ends.")]
-POLL_SECONDS = 0.3
-
-
-def _follow_rows(
-    execution_id: str, fetch: Callable[[int], list[Any]], follow: bool
-) -> Iterator[Any]:
-    """Rows after the last id seen; with `follow`, until the execution ends (then drain)."""
-    from spane_cli.states import TERMINAL_EXECUTION
-    from spane_cli.store.models import Execution
-
-    last_id = 0
-    while True:
-        ended = (
-            Execution.select(Execution.status).where(Execution.id == execution_id).scalar()
-            in TERMINAL_EXECUTION
-        )
-        rows = fetch(last_id)
-        for row in rows:
-            last_id = row.id
-            yield row
-        if not follow or (ended and not rows):
-            return
-        if not rows:
-            time.sleep(POLL_SECONDS)
 
 
 def events(ctx: typer.Context, execution_id: ExecId, follow: Follow = False) -> None:
     """The events of an execution in order. -o json prints NDJSON (one object a line)."""
-    from spane_cli.store.models import Event
+    from spane_cli.engine.waiting import follow_rows
+    from spane_cli.store import queries
     from spane_cli.store.views import event_view
 
     current, store = store_only(ctx)
     store.require_execution(execution_id)
 
     def fetch(after: int) -> list[Any]:
-        return list(
-            Event.select()
-            .where((Event.execution_id == execution_id) & (Event.id > after))
-            .order_by(Event.id)
-            .limit(1000)
-        )
+        return queries.events_after(execution_id, after)
 
-    for row in _follow_rows(execution_id, fetch, follow):
+    for row in follow_rows(execution_id, fetch, follow):
         view = event_view(row)
         if current.output is OutputFormat.JSON:
             sys.stdout.write(json.dumps(view, default=str) + "\n")
@@ -87,7 +57,8 @@ def logs(
 ) -> None:
     """Captured output of the nodes (stdout and stderr of shell nodes, python logging).
     -o json prints NDJSON: {execution_id, node_id, attempt, time, text}."""
-    from spane_cli.store.models import NodeLog
+    from spane_cli.engine.waiting import follow_rows
+    from spane_cli.store import queries
     from spane_cli.timeutil import iso
 
     current, store = store_only(ctx)
@@ -100,14 +71,9 @@ def logs(
             raise NotFound(f"execution {execution_id} has no node {node!r}")
 
     def fetch(after: int) -> list[Any]:
-        query = NodeLog.select().where(
-            (NodeLog.execution_id == execution_id) & (NodeLog.id > after)
-        )
-        if node is not None:
-            query = query.where(NodeLog.node_id == node)
-        return list(query.order_by(NodeLog.id).limit(500))
+        return queries.logs_after(execution_id, after, node)
 
-    for row in _follow_rows(execution_id, fetch, follow):
+    for row in follow_rows(execution_id, fetch, follow):
         if current.output is OutputFormat.JSON:
             record = {
                 "execution_id": row.execution_id,

@@ -50,7 +50,7 @@ def list_executions(
     from spane_cli.engine.connections import open_store
     from spane_cli.errors import UsageError
     from spane_cli.states import ExecutionStatus
-    from spane_cli.store.models import Execution
+    from spane_cli.store import queries
     from spane_cli.store.views import execution_view
 
     settings = settings_of(ctx)
@@ -59,15 +59,10 @@ def list_executions(
             f"--status {status!r}: use one of {', '.join(s.value for s in ExecutionStatus)}"
         )
     open_store(settings)
-    query = Execution.select().order_by(Execution.created_at.desc()).limit(limit)
-    if status:
-        query = query.where(Execution.status == status)
-    if workflow:
-        query = query.where(Execution.workflow == workflow)
-    cutoff = since_cutoff(since)
-    if cutoff is not None:
-        query = query.where(Execution.created_at >= cutoff)
-    views = [execution_view(row) for row in query]
+    rows = queries.recent_executions(
+        status=status, workflow=workflow, created_since=since_cutoff(since), limit=limit
+    )
+    views = [execution_view(row) for row in rows]
     if print_data(views, settings.output):
         return
     from spane_cli.cli.tables import executions_table

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from spane_cli.errors import ExitCode, UsageError
+from spane_cli.states import ExecutionStatus
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
-    from spane_cli.store.store import Store
+    from spane_cli.workflow.validate import ValidationResult
 
 HELP = (
     "Validate FILE, register it, create an execution and dispatch its entry nodes. Prints the "
@@ -22,10 +22,11 @@ HELP = (
     "command (an embedded Redis-protocol server and a worker; SQLite unless --db) and waits."
 )
 
-EXIT_BY_STATUS = {
-    "succeeded": ExitCode.OK,
-    "failed": ExitCode.FAILED,
-    "cancelled": ExitCode.CANCELLED,
+# Each terminal status's exit code (run --wait, run --local, watch).
+EXIT_BY_STATUS: dict[str, ExitCode] = {
+    ExecutionStatus.SUCCEEDED: ExitCode.OK,
+    ExecutionStatus.FAILED: ExitCode.FAILED,
+    ExecutionStatus.CANCELLED: ExitCode.CANCELLED,
 }
 
 
@@ -69,7 +70,7 @@ def run(
     ] = 2,
 ) -> None:
     from spane_cli.cli.app import settings_of
-    from spane_cli.engine.submit import parse_input_pairs
+    from spane_cli.engine.submit import parse_input_pairs, validated_file
     from spane_cli.workflow.durations import DurationError, parse_duration
 
     settings = settings_of(ctx)
@@ -79,14 +80,14 @@ def run(
         wait_limit = parse_duration(timeout) if timeout else None
     except DurationError as exc:
         raise UsageError(f"--timeout: {exc}") from None
+    # Before touching any service: a bad file exits 2 everywhere. Checked once, here.
+    validated = validated_file(file)
     if local:
-        from spane_cli.engine.local import run_local
-
-        status: str | None = run_local(
-            settings, file, given, idempotency_key, wait_limit, concurrency, watch
+        status: str | None = _run_local(
+            settings, validated, given, idempotency_key, wait_limit, concurrency, watch
         )
     else:
-        status = _run_remote(settings, file, given, idempotency_key, wait, watch, wait_limit)
+        status = _run_remote(settings, validated, given, idempotency_key, wait, watch, wait_limit)
     if status is not None:
         raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
@@ -120,9 +121,41 @@ def announce(execution_id: str, created: bool, settings: Settings) -> None:
         sys.stderr.write(f"spane: idempotency key matched existing execution {execution_id}\n")
 
 
+def _run_local(
+    settings: Settings,
+    validated: ValidationResult,
+    given: dict[str, Any],
+    idempotency_key: str | None,
+    wait_limit: float | None,
+    concurrency: int,
+    watch: bool,
+) -> str:
+    from spane_cli.cli.watch_cmd import follow_execution
+    from spane_cli.engine.local import run_local
+
+    def on_submitted(execution_id: str, created: bool) -> None:
+        announce(execution_id, created, settings)
+
+    ran = run_local(
+        settings,
+        validated,
+        given,
+        idempotency_key=idempotency_key,
+        wait_limit=wait_limit,
+        concurrency=concurrency,
+        on_submitted=on_submitted,
+        follow=follow_execution if watch else None,
+    )
+    if ran.timed_out:
+        raise typer.Exit(int(ExitCode.TIMED_OUT))
+    if watch:
+        return ran.status
+    return report_end(ran.execution_id, settings)
+
+
 def _run_remote(
     settings: Settings,
-    file: str,
+    validated: ValidationResult,
     given: dict[str, Any],
     idempotency_key: str | None,
     wait: bool,
@@ -131,55 +164,45 @@ def _run_remote(
 ) -> str | None:
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.dispatch import Dispatcher
-    from spane_cli.engine.submit import submit
-    from spane_cli.errors import WorkflowInvalid
-    from spane_cli.workflow.validate import validate_file
+    from spane_cli.engine.submit import submit_validated
 
-    result = validate_file(file)  # before touching any service: bad files exit 2 everywhere
-    if result.workflow is None:
-        raise WorkflowInvalid(result.problems)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
-    execution_id, created, dispatches = submit(store, file, given, idempotency_key=idempotency_key)
+    execution_id, created, dispatches = submit_validated(
+        store, validated, given, idempotency_key=idempotency_key
+    )
     Dispatcher(connection).enqueue(dispatches)
     announce(execution_id, created, settings)
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 
-        return follow_execution(store, execution_id, settings)
+        return follow_execution(store, execution_id)
     if not wait:
         return None
-    return wait_for_end(store, execution_id, wait_limit, settings)
+    return _wait_and_report(execution_id, wait_limit, settings)
 
 
-def wait_for_end(
-    store: Store, execution_id: str, wait_limit: float | None, settings: Settings
-) -> str:
-    from spane_cli.errors import ExitCode
-    from spane_cli.states import TERMINAL_EXECUTION
-    from spane_cli.store.models import Execution
+def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Settings) -> str:
+    from spane_cli.engine.waiting import wait_for_end
+    from spane_cli.store import queries
 
-    deadline = time.monotonic() + wait_limit if wait_limit else None
-    pause = 0.05
-    while True:
-        row = Execution.select(Execution.status).where(Execution.id == execution_id).first()
-        if row is not None and row.status in TERMINAL_EXECUTION:
-            report_end(store, execution_id, settings)
-            return str(row.status)
-        if deadline is not None and time.monotonic() >= deadline:
-            sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {row.status})\n")
-            raise typer.Exit(int(ExitCode.TIMED_OUT))
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.5)
+    # `--timeout 0` waits without a limit here (unlike `--local`): kept as it always was.
+    if not wait_for_end([execution_id], within=wait_limit or None):
+        status = queries.execution_status(execution_id)
+        sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
+        raise typer.Exit(int(ExitCode.TIMED_OUT))
+    return report_end(execution_id, settings)
 
 
-def report_end(store: Store, execution_id: str, settings: Settings) -> None:
+def report_end(execution_id: str, settings: Settings) -> str:
+    """Print how an execution ended (all of it with -o json or yaml); returns its status."""
     from spane_cli.cli.render import dump_json, dump_yaml
     from spane_cli.config import OutputFormat
-    from spane_cli.store.models import Execution
+    from spane_cli.store import queries
     from spane_cli.store.views import execution_view
+    from spane_cli.text import first_line
 
-    view = execution_view(Execution.get_by_id(execution_id))
+    view = execution_view(queries.require_execution(execution_id))
     if settings.output is OutputFormat.JSON:
         sys.stdout.write(dump_json(view) + "\n")
     elif settings.output is OutputFormat.YAML:
@@ -187,5 +210,6 @@ def report_end(store: Store, execution_id: str, settings: Settings) -> None:
     elif not settings.quiet:
         line = f"execution {execution_id} {view['status']}"
         if view["error"]:
-            line += f": {view['error'].splitlines()[0]}"
+            line += f": {first_line(view['error'])}"
         sys.stderr.write(line + "\n")
+    return str(view["status"])

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from spane_cli.text import first_line
+
 STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
@@ -36,12 +38,12 @@ def execution_table(view: dict[str, Any]) -> None:
     title = f"[bold]{view['workflow']}[/bold] v{view['version']}"
     out.print(f"{title}  {view['id']}  {styled(view['status'])}")
     if view.get("error"):
-        out.print(f"[red]{view['error'].splitlines()[0]}[/red]")
+        out.print(f"[red]{first_line(view['error'])}[/red]")
     table = Table(show_edge=False)
     for column in ("node", "status", "attempts", "started", "finished", "error"):
         table.add_column(column)
     for node_id, node in view["nodes"].items():
-        error = (node["error"] or "").splitlines()[0] if node["error"] else ""
+        error = first_line(node["error"])
         table.add_row(
             node_id,
             styled(node["status"]),

@@ -23,12 +23,14 @@ def validate(
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import dump_json, dump_yaml
+    from spane_cli.nodes.registry import third_party_config_schemas
     from spane_cli.workflow.validate import validate_file
 
     settings = settings_of(ctx)
+    config_schemas = third_party_config_schemas()
     problems = []
     for file in files:
-        result = validate_file(file)
+        result = validate_file(file, config_schemas)
         problems.extend(result.problems)
         if result.ok and settings.output is OutputFormat.TABLE and not settings.quiet:
             sys.stdout.write(f"{file}: ok\n")

@@ -12,7 +12,6 @@ import typer
 from spane_cli.cli.services import store_only
 
 if TYPE_CHECKING:
-    from spane_cli.config import Settings
     from spane_cli.store.store import Store
 
 REFRESH_SECONDS = 0.5
@@ -29,90 +28,73 @@ def watch(
     Exits when the execution ends: 0 succeeded, 1 failed, 5 cancelled. Without EXEC_ID it shows
     every active execution until interrupted. When stdout is not a terminal it prints plain
     event lines instead."""
-    current, store = store_only(ctx)
+    _, store = store_only(ctx)
     if execution_id is None:
-        _watch_all(store)
+        _watch_all()
         return
     store.require_execution(execution_id)
-    status = follow_execution(store, execution_id, current)
+    status = follow_execution(store, execution_id)
     from spane_cli.cli.run_cmd import EXIT_BY_STATUS
     from spane_cli.errors import ExitCode
 
     raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
 
-def follow_execution(store: Store, execution_id: str, settings: Settings) -> str:
+def follow_execution(store: Store, execution_id: str) -> str:
     """Show one execution until it ends; returns its final status."""
     if not sys.stdout.isatty():
-        return _plain_lines(store, execution_id)
+        return _plain_lines(execution_id)
     from rich.live import Live
 
     from spane_cli.cli.tables import console
     from spane_cli.cli.watch_view import execution_panel
-    from spane_cli.states import TERMINAL_EXECUTION
-    from spane_cli.store.models import Event, Execution
+    from spane_cli.engine.waiting import Pace, wait_for_end
+    from spane_cli.store import queries
     from spane_cli.store.views import execution_view
 
-    execution = Execution.get_by_id(execution_id)
+    execution = queries.require_execution(execution_id)
     workflow = store.versions.get(execution.version_id).workflow
     types = {node_id: node.type for node_id, node in workflow.nodes.items()}
     last_event = -1
     view = execution_view(execution)
     with Live(execution_panel(view, types), console=console(), refresh_per_second=4) as live:
-        while True:
-            newest = (
-                Event.select(Event.id)
-                .where(Event.execution_id == execution_id)
-                .order_by(Event.id.desc())
-                .scalar()
-                or 0
-            )
-            if newest != last_event:
+
+        def redraw(always: bool = False) -> None:
+            nonlocal last_event, view
+            newest = queries.newest_event_id(execution_id)
+            if always or newest != last_event:
                 last_event = newest
-                view = execution_view(Execution.get_by_id(execution_id))
+                view = execution_view(queries.require_execution(execution_id))
             live.update(execution_panel(view, types))
-            if view["status"] in TERMINAL_EXECUTION:
-                return str(view["status"])
-            time.sleep(REFRESH_SECONDS)
+
+        wait_for_end([execution_id], pace=Pace(REFRESH_SECONDS, REFRESH_SECONDS), on_poll=redraw)
+        redraw(always=True)  # it may have ended after the last redraw: show the end itself
+    return str(view["status"])
 
 
-def _plain_lines(store: Store, execution_id: str) -> str:
-    from spane_cli.cli.history_cmds import _follow_rows, format_event
-    from spane_cli.store.models import Event, Execution
+def _plain_lines(execution_id: str) -> str:
+    from spane_cli.cli.history_cmds import format_event
+    from spane_cli.engine.waiting import follow_rows
+    from spane_cli.store import queries
     from spane_cli.store.views import event_view
 
-    def fetch(after: int) -> list[Event]:
-        return list(
-            Event.select()
-            .where((Event.execution_id == execution_id) & (Event.id > after))
-            .order_by(Event.id)
-            .limit(1000)
-        )
+    def fetch(after: int) -> list[Any]:
+        return queries.events_after(execution_id, after)
 
-    for row in _follow_rows(execution_id, fetch, follow=True):
+    for row in follow_rows(execution_id, fetch, follow=True):
         sys.stdout.write(format_event(event_view(row)) + "\n")
         sys.stdout.flush()
-    return str(Execution.get_by_id(execution_id).status)
+    return str(queries.execution_status(execution_id))
 
 
-def _watch_all(store: Store) -> None:
+def _watch_all() -> None:
     from spane_cli.cli.tables import console
     from spane_cli.cli.watch_view import executions_overview
-    from spane_cli.states import ExecutionStatus
-    from spane_cli.store.models import Execution
+    from spane_cli.store import queries
     from spane_cli.store.views import execution_view
 
     def active() -> list[dict[str, Any]]:
-        rows = (
-            Execution.select()
-            .where(
-                Execution.status.in_(
-                    [ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED]
-                )
-            )
-            .order_by(Execution.created_at)
-        )
-        return [execution_view(row) for row in rows]
+        return [execution_view(row) for row in queries.open_executions()]
 
     if not sys.stdout.isatty():
         console().print(executions_overview(active()))

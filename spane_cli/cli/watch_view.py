@@ -11,9 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from spane_cli.cli.tables import STATUS_STYLE
+from spane_cli.states import TERMINAL_NODE
+from spane_cli.text import first_line
 from spane_cli.timeutil import parse_iso
-
-FINISHED = {"succeeded", "failed", "skipped", "cancelled", "upstream_failed"}
 
 
 def _duration(start: str | None, end: str | None, now: float) -> str:
@@ -31,7 +31,7 @@ def execution_panel(
 ) -> RenderableType:
     now = time.time() if now is None else now
     nodes = view["nodes"]
-    done = sum(1 for n in nodes.values() if n["status"] in FINISHED)
+    done = sum(1 for n in nodes.values() if n["status"] in TERMINAL_NODE)
     style = STATUS_STYLE.get(view["status"], "")
     header = Text.assemble(
         (view["workflow"], "bold"),
@@ -56,7 +56,7 @@ def execution_panel(
             )
         else:
             status_text = Text(status, style=STATUS_STYLE.get(status, ""))
-        error = (node["error"] or "").strip().splitlines()[0] if node["error"] else ""
+        error = first_line(node["error"])
         table.add_row(
             node_id,
             node_types.get(node_id, ""),
@@ -68,7 +68,7 @@ def execution_panel(
         )
     parts: list[RenderableType] = [header, progress, table]
     if view.get("error"):
-        parts.append(Text(view["error"].splitlines()[0], style="red"))
+        parts.append(Text(first_line(view["error"]), style="red"))
     return Group(*parts)
 
 
@@ -79,7 +79,7 @@ def executions_overview(views: list[dict[str, Any]], now: float | None = None) -
         table.add_column(column)
     for view in views:
         nodes = view["nodes"]
-        done = sum(1 for n in nodes.values() if n["status"] in FINISHED)
+        done = sum(1 for n in nodes.values() if n["status"] in TERMINAL_NODE)
         table.add_row(
             view["id"],
             view["workflow"],

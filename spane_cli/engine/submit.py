@@ -14,13 +14,14 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
+from spane_cli.nodes.registry import third_party_config_schemas
 from spane_cli.store.db import write_transaction
 from spane_cli.store.records import Dispatch
 from spane_cli.store.store import Store
 from spane_cli.store.versions import latest_version_id, register_version
 from spane_cli.workflow.loader import load_document
 from spane_cli.workflow.model import InputSpec, Workflow, thaw
-from spane_cli.workflow.validate import is_file_reference, validate_file
+from spane_cli.workflow.validate import ValidationResult, is_file_reference, validate_file
 
 
 def parse_input_pairs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -92,6 +93,15 @@ def register_file(store: Store, path: str, documents: Mapping[str, Any] | None =
     return int(register_version(store.database, data["name"], data, refs).id)
 
 
+def validated_file(file: str) -> ValidationResult:
+    """`file` checked against the node types installed here (built-ins and plugins); raises
+    WorkflowInvalid, with every problem, when it is not valid."""
+    result = validate_file(file, third_party_config_schemas())
+    if result.workflow is None:
+        raise WorkflowInvalid(result.problems)
+    return result
+
+
 def submit(
     store: Store,
     file: str,
@@ -99,12 +109,25 @@ def submit(
     *,
     idempotency_key: str | None = None,
 ) -> tuple[str, bool, list[Dispatch]]:
-    result = validate_file(file)
-    if result.workflow is None:
-        raise WorkflowInvalid(result.problems)
-    inputs = resolve_inputs(result.workflow, given_inputs)
+    """Validate `file` and submit it: (execution id, created?, dispatches)."""
+    return submit_validated(
+        store, validated_file(file), given_inputs, idempotency_key=idempotency_key
+    )
+
+
+def submit_validated(
+    store: Store,
+    validated: ValidationResult,
+    given_inputs: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[str, bool, list[Dispatch]]:
+    """Submit a file `validated_file` accepted, without reading or checking it again."""
+    if validated.workflow is None:
+        raise WorkflowInvalid(validated.problems)
+    inputs = resolve_inputs(validated.workflow, given_inputs)
     # One transaction for the version lookup and the execution: a commit fewer per run, and a
     # version registered here never stays behind without the execution it was made for.
     with write_transaction(store.database):
-        version_id = register_file(store, file, result.documents)
+        version_id = register_file(store, validated.file, validated.documents)
         return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)

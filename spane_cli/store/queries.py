@@ -3,11 +3,11 @@ caller above the store builds a query of its own. Nothing here writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from spane_cli.errors import NotFound
-from spane_cli.states import ACTIVE_EXECUTION, NodeStatus
-from spane_cli.store.models import Execution, NodeRun, Outbox
+from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
+from spane_cli.store.models import DeadLetter, Event, Execution, NodeLog, NodeRun, Outbox
 from spane_cli.store.records import Dispatch
 
 
@@ -68,3 +68,144 @@ def work_left(queues: Sequence[str], due_before: float) -> bool:
         )
         .exists()
     )
+
+
+# -- executions ------------------------------------------------------------------------------
+
+
+def executions(execution_ids: Collection[str]) -> list[Execution]:
+    return list(Execution.select().where(Execution.id.in_(list(execution_ids))))
+
+
+def unfinished_count(execution_ids: Collection[str]) -> int:
+    """How many of these executions have not reached a terminal status (absent ones count as
+    finished: there is nothing left to wait for)."""
+    return int(
+        Execution.select()
+        .where(
+            Execution.id.in_(list(execution_ids))
+            & Execution.status.not_in(list(TERMINAL_EXECUTION))
+        )
+        .count()
+    )
+
+
+def recent_executions(
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    created_since: float | None = None,
+    limit: int = 50,
+) -> list[Execution]:
+    """Newest first, at most `limit`; each filter applies when given."""
+    query = Execution.select().order_by(Execution.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(Execution.status == status)
+    if workflow:
+        query = query.where(Execution.workflow == workflow)
+    if created_since is not None:
+        query = query.where(Execution.created_at >= created_since)
+    return list(query)
+
+
+def open_executions() -> list[Execution]:
+    """Executions that have not ended (paused ones included), oldest first."""
+    query = Execution.select().where(Execution.status.in_(list(OPEN_EXECUTION)))
+    return list(query.order_by(Execution.created_at))
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+def node_count(execution_ids: Collection[str]) -> int:
+    return int(NodeRun.select().where(NodeRun.execution.in_(list(execution_ids))).count())
+
+
+def queued_and_started_times(execution_ids: Collection[str]) -> list[tuple[float, float]]:
+    """(queued_at, started_at) of every node of these executions that has started."""
+    rows = NodeRun.select(NodeRun.queued_at, NodeRun.started_at).where(
+        NodeRun.execution.in_(list(execution_ids))
+        & NodeRun.queued_at.is_null(False)
+        & NodeRun.started_at.is_null(False)
+    )
+    return [(float(row.queued_at or 0), float(row.started_at or 0)) for row in rows]
+
+
+# -- events and logs -------------------------------------------------------------------------
+
+
+def newest_event_id(execution_id: str) -> int:
+    """The id of the execution's latest event, 0 when it has none: a cheap "did anything
+    change" for views that redraw."""
+    newest = (
+        Event.select(Event.id)
+        .where(Event.execution_id == execution_id)
+        .order_by(Event.id.desc())
+        .scalar()
+    )
+    return int(newest or 0)
+
+
+def events_after(execution_id: str, after_id: int, limit: int = 1000) -> list[Event]:
+    """The execution's events with an id above `after_id`, in order."""
+    return list(
+        Event.select()
+        .where((Event.execution_id == execution_id) & (Event.id > after_id))
+        .order_by(Event.id)
+        .limit(limit)
+    )
+
+
+def logs_after(
+    execution_id: str, after_id: int, node_id: str | None = None, limit: int = 500
+) -> list[NodeLog]:
+    """Captured output with an id above `after_id`, in order; one node's when `node_id`."""
+    query = NodeLog.select().where((NodeLog.execution_id == execution_id) & (NodeLog.id > after_id))
+    if node_id is not None:
+        query = query.where(NodeLog.node_id == node_id)
+    return list(query.order_by(NodeLog.id).limit(limit))
+
+
+def node_log_text(execution_id: str, node_id: str) -> str:
+    """Everything one node printed, every attempt, as one text."""
+    rows = (
+        NodeLog.select(NodeLog.text)
+        .where((NodeLog.execution_id == execution_id) & (NodeLog.node_id == node_id))
+        .order_by(NodeLog.id)
+    )
+    return "".join(row.text for row in rows)
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+
+def require_dead_letter(letter_id: int) -> DeadLetter:
+    letter = DeadLetter.get_or_none(DeadLetter.id == letter_id)
+    if letter is None:
+        raise NotFound(f"no dead letter {letter_id}")
+    return letter
+
+
+def dead_letters(
+    *,
+    include_replayed: bool = False,
+    workflow: str | None = None,
+    created_since: float | None = None,
+) -> list[DeadLetter]:
+    """Newest first; those not yet replayed unless `include_replayed`."""
+    query = DeadLetter.select().order_by(DeadLetter.id.desc())
+    if not include_replayed:
+        query = query.where(DeadLetter.replayed_at.is_null())
+    if workflow:
+        query = query.where(DeadLetter.workflow == workflow)
+    if created_since is not None:
+        query = query.where(DeadLetter.created_at >= created_since)
+    return list(query)
+
+
+def unreplayed_dead_letter_ids(workflow: str | None = None) -> list[int]:
+    """Ids of the dead letters not yet replayed, oldest first; one workflow's when given."""
+    query = DeadLetter.select(DeadLetter.id).where(DeadLetter.replayed_at.is_null())
+    if workflow:
+        query = query.where(DeadLetter.workflow == workflow)
+    return [int(row.id) for row in query.order_by(DeadLetter.id)]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import jinja2.nodes
@@ -19,10 +19,15 @@ from spane_cli.workflow.dag import find_cycle
 from spane_cli.workflow.durations import DURATION_HINT
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
+from spane_cli.workflow.node_configs import JsonSchema
 from spane_cli.workflow.problems import Path, Problem, format_path
 from spane_cli.workflow.schema import NODE_ID_PATTERN, WORKFLOW_NAME_PATTERN, workflow_schema
 
 MAX_NESTING = 10
+# Validators built, by the node types they know: building one costs more than a small file's
+# whole check, and a process sees one set of plugins (tests a few).
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+_VALIDATORS_KEPT = 8
 
 
 @dataclass
@@ -43,12 +48,15 @@ class ValidationResult:
         return not self.problems
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    from spane_cli.nodes.registry import third_party_config_schemas
-
-    schema = workflow_schema(third_party_config_schemas())
-    return Draft202012Validator(schema)
+def _validator(config_schemas: Mapping[str, JsonSchema]) -> Draft202012Validator:
+    # Keyed by content: callers build a fresh mapping each time (the registry does).
+    key = json.dumps(config_schemas, sort_keys=True, default=repr)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        if len(_VALIDATORS) >= _VALIDATORS_KEPT:
+            _VALIDATORS.clear()
+        validator = _VALIDATORS[key] = Draft202012Validator(workflow_schema(config_schemas))
+    return validator
 
 
 def bare_expression(text: str) -> str:
@@ -65,8 +73,14 @@ def did_you_mean(word: str, choices: Iterator[str] | list[str] | tuple[str, ...]
 
 
 class _Checker:
-    def __init__(self, doc: LoadedDocument, stack: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        doc: LoadedDocument,
+        config_schemas: Mapping[str, JsonSchema],
+        stack: tuple[str, ...],
+    ) -> None:
         self.doc = doc
+        self.config_schemas = config_schemas
         self.file = doc.file
         self.locations: Locations = doc.locations
         self.problems: list[Problem] = []
@@ -81,7 +95,7 @@ class _Checker:
     # -- JSON Schema -------------------------------------------------------------------------
 
     def check_schema(self, data: Any) -> None:
-        for error in _validator().iter_errors(data):
+        for error in _validator(self.config_schemas).iter_errors(data):
             self._report_schema_error(error)
 
     def _report_schema_error(self, error: jsonschema.ValidationError) -> None:
@@ -353,7 +367,7 @@ class _Checker:
                 continue
             # Problems in the child name it as the user would reach it from this file.
             shown = os.path.normpath(os.path.join(os.path.dirname(self.file), ref))
-            child = validate_file(shown, _stack=self.stack)
+            child = validate_file(shown, self.config_schemas, _stack=self.stack)
             if child.problems:
                 count = len(child.problems)
                 noun = "problem" if count == 1 else "problems"
@@ -425,8 +439,15 @@ def _describe(path: Path) -> str:
     return format_path(path)
 
 
-def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> ValidationResult:
-    checker = _Checker(doc, (*_stack, os.path.normpath(os.path.abspath(doc.file))))
+def validate_document(
+    doc: LoadedDocument,
+    config_schemas: Mapping[str, JsonSchema],
+    _stack: tuple[str, ...] = (),
+) -> ValidationResult:
+    """Check one loaded document. `config_schemas` are the `config` schemas of the node types
+    installed beside the built-ins (plugins), by type name: the workflow language does not
+    know where node types come from, so the caller says which exist."""
+    checker = _Checker(doc, config_schemas, (*_stack, os.path.normpath(os.path.abspath(doc.file))))
     checker.problems.extend(doc.problems)
     data = doc.data
     if not isinstance(data, dict):
@@ -448,13 +469,18 @@ def validate_document(doc: LoadedDocument, _stack: tuple[str, ...] = ()) -> Vali
     return ValidationResult(doc.file, [], workflow, checker.subworkflows, documents)
 
 
-def validate_file(file: str, _stack: tuple[str, ...] = ()) -> ValidationResult:
-    """Load and check one workflow file; never raises for bad input."""
+def validate_file(
+    file: str,
+    config_schemas: Mapping[str, JsonSchema],
+    _stack: tuple[str, ...] = (),
+) -> ValidationResult:
+    """Load and check one workflow file; never raises for bad input. `config_schemas`: the
+    plugin node types' config schemas, as for `validate_document`."""
     try:
         doc = load_document(file)
     except LoadFailed as failed:
         return ValidationResult(file, failed.problems)
-    return validate_document(doc, _stack)
+    return validate_document(doc, config_schemas, _stack)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

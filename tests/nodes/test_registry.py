@@ -53,7 +53,9 @@ def test_importing_the_registry_loads_no_executor():
     assert loaded == "['spane_cli.nodes.registry']"
 
 
-def test_third_party_type_from_an_entry_point(tmp_path):
+def _install_shout_plugin(tmp_path):
+    """A `shout` node type (and a `noop` that must not replace the built-in) on an entry
+    point, importable with `tmp_path` on PYTHONPATH."""
     (tmp_path / "spane_plugin_example.py").write_text(
         textwrap.dedent(
             """
@@ -76,6 +78,10 @@ def test_third_party_type_from_an_entry_point(tmp_path):
     (dist_info / "entry_points.txt").write_text(
         "[spane.nodes]\nshout = spane_plugin_example:Shout\nnoop = spane_plugin_example:Shout\n"
     )
+
+
+def test_third_party_type_from_an_entry_point(tmp_path):
+    _install_shout_plugin(tmp_path)
     found = _python(
         """
         from spane_cli.nodes.registry import node_type
@@ -86,3 +92,17 @@ def test_third_party_type_from_an_entry_point(tmp_path):
     )
     # A plugin cannot replace a built-in.
     assert found == "Shout True NoopNode"
+
+
+def test_validate_knows_a_third_party_type(tmp_path):
+    _install_shout_plugin(tmp_path)
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("version: 1\nname: loud\nnodes:\n  a: {type: shout, config: {}}\n")
+    checked = _python(
+        f"""
+        from spane_cli.cli.app import main
+        main(["validate", {str(flow)!r}])
+        """,
+        pythonpath=str(tmp_path),
+    )
+    assert checked == f"{flow}: ok"

@@ -71,7 +71,7 @@ def test_a_duplicate_key_does_not_hide_other_problems(tmp_path: Path) -> None:
     from spane_cli.workflow.validate import validate_file
 
     text = GOOD + "  first:\n    type: noop\n  broken:\n    type: noop\n    needs: [nowhere]\n"
-    messages = [p.message for p in validate_file(write(tmp_path, text)).problems]
+    messages = [p.message for p in validate_file(write(tmp_path, text), {}).problems]
     assert any("duplicate key 'first'" in m for m in messages)
     assert any("unknown node 'nowhere'" in m for m in messages)
 

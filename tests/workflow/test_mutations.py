@@ -129,7 +129,7 @@ def test_mutated_workflows_never_crash_validation(workdir: Path, data: st.DataOb
     path.write_bytes(mutant)
     file = str(path)
 
-    result = validate_file(file)  # must return, never raise
+    result = validate_file(file, {})  # must return, never raise
     assert all(p.file and p.line >= 1 and p.column >= 1 and p.message for p in result.problems)
     if result.workflow is not None:
         assert result.ok

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import Result, run_spane
 
+from spane_cli.nodes.registry import third_party_config_schemas
 from spane_cli.workflow.validate import validate_file
 
 # (id, file text, [(line, [substrings of that line's message]), ...])
@@ -403,7 +404,7 @@ def test_invalid_file_is_reported_on_its_line(
     file.write_text(textwrap.dedent(text), encoding="utf-8")
     result = assert_invalid(str(file), expected)
     # validate_file agrees with the command and never builds a half-valid workflow.
-    direct = validate_file(str(file))
+    direct = validate_file(str(file), third_party_config_schemas())
     assert direct.workflow is None
     assert [p.render() for p in direct.problems] == result.stdout.splitlines()
 

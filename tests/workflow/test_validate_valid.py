@@ -16,7 +16,7 @@ VALID = sorted((Path(__file__).parent / "files" / "valid").glob("*.yaml"))
 
 
 def built(path: Path) -> Workflow:
-    result = validate_file(str(path))
+    result = validate_file(str(path), {})
     assert result.problems == []
     assert result.workflow is not None
     return result.workflow
@@ -37,7 +37,7 @@ def test_valid_file_passes_validate(path: Path) -> None:
 
 
 def test_subworkflow_is_validated_and_collected() -> None:
-    result = validate_file(str(REPO / "workflows" / "subworkflow.yaml"))
+    result = validate_file(str(REPO / "workflows" / "subworkflow.yaml"), {})
     assert result.ok
     child = str(REPO / "workflows" / "sub" / "greet.yaml")
     assert set(result.subworkflows) == {child}
