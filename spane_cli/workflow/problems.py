@@ -7,6 +7,14 @@ from dataclasses import dataclass
 Path = tuple[str | int, ...]
 
 
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped (`\\r`, `\\x00`): a
+    key or value from a hostile file must not split or rewrite the line it is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def format_path(path: Path) -> str:
     """`('nodes', 'a', 'needs', 0)` -> `nodes.a.needs[0]`."""
     out = ""
@@ -27,7 +35,7 @@ class Problem:
     message: str
 
     def render(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        return printable(f"{self.file}:{self.line}:{self.column}: {self.message}")
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -16,12 +15,17 @@ from jsonschema import Draft202012Validator
 
 from spane_cli.workflow import expressions
 from spane_cli.workflow.dag import find_cycle
-from spane_cli.workflow.durations import DURATION_HINT
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
 from spane_cli.workflow.node_configs import JsonSchema
 from spane_cli.workflow.problems import Path, Problem, format_path
-from spane_cli.workflow.schema import NODE_ID_PATTERN, WORKFLOW_NAME_PATTERN, workflow_schema
+from spane_cli.workflow.schema import workflow_schema
+from spane_cli.workflow.schema_problems import (
+    describe,
+    did_you_mean,
+    json_type_of,
+    schema_problems,
+)
 
 MAX_NESTING = 10
 # Validators built, by the node types they know: building one costs more than a small file's
@@ -67,11 +71,6 @@ def bare_expression(text: str) -> str:
     return text
 
 
-def did_you_mean(word: str, choices: Iterator[str] | list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 class _Checker:
     def __init__(
         self,
@@ -96,93 +95,13 @@ class _Checker:
 
     def check_schema(self, data: Any) -> None:
         for error in _validator(self.config_schemas).iter_errors(data):
-            self._report_schema_error(error)
-
-    def _report_schema_error(self, error: jsonschema.ValidationError) -> None:
-        path: Path = tuple(error.absolute_path)
-        where = _describe(path)
-        schema = error.schema if isinstance(error.schema, dict) else {}
-        validator = error.validator
-        if validator == "additionalProperties":
-            allowed = list((schema.get("properties") or {}).keys())
-            instance = error.instance if isinstance(error.instance, dict) else {}
-            for extra in instance:
-                if extra not in allowed:
-                    hint = did_you_mean(extra, allowed)
-                    self.add((*path, extra), f"unknown field {extra!r} in {where}{hint}", key=True)
-            return
-        if validator == "anyOf" and _is_duration_schema(schema):
-            self.add(path, f"invalid duration {error.instance!r} for {where}: {DURATION_HINT}")
-            return
-        if validator == "enum" and path[-1:] == ("type",) and path[:1] == ("nodes",):
-            hint = did_you_mean(str(error.instance), schema.get("enum", []))
-            self.add(path, f"unknown node type {error.instance!r} in {_describe(path[:-1])}{hint}")
-            return
-        if validator == "enum":
-            options = ", ".join(str(o) for o in schema.get("enum", []))
-            hint = did_you_mean(str(error.instance), [str(o) for o in schema.get("enum", [])])
-            self.add(path, f"{where}: {error.instance!r} is not one of {options}{hint}")
-            return
-        if validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else error.message
-            self.add(path, f"{where}: missing required field {missing!r}")
-            return
-        if validator == "pattern" and path[-1:] == ("name",) and len(path) == 1:
-            self.add(
-                path,
-                f"workflow name {error.instance!r} must match {WORKFLOW_NAME_PATTERN} "
-                "(lowercase letters, digits, _ . -)",
-            )
-            return
-        if validator == "pattern" and "propertyNames" in error.schema_path:
-            # jsonschema reports a bad key on the mapping; point at the key itself.
-            key = str(error.instance)
-            self.add(
-                (*path, key),
-                f"invalid id {key!r} in {where}: must match {NODE_ID_PATTERN} "
-                "(a letter or _, then letters, digits, _ or -)",
-                key=True,
-            )
-            return
-        if validator == "pattern" and path[-1:] == ("function",) and "config" in path:
-            self.add(
-                path,
-                f"{where}: {error.instance!r} must name a callable as 'package.module:function'",
-            )
-            return
-        if validator == "minProperties" and path == ("nodes",):
-            self.add(path, "nodes: a workflow needs at least one node")
-            return
-        if validator == "anyOf" and path[:1] == ("inputs",) and path[-1:] == ("type",):
-            types = "string, integer, number, boolean, array, object, null"
-            self.add(path, f"{where}: {error.instance!r} is not a JSON type ({types})")
-            return
-        if validator == "oneOf" and path[-1:] == ("config",):
-            choices = [tuple(s.get("required", [])) for s in schema.get("oneOf", [])]
-            names = " or ".join(c[0] for c in choices if c)
-            self.add(path, f"{where}: give exactly one of {names}")
-            return
-        if validator == "not" and path[-1:] == ("config",):
-            self.add(path, f"{where}: give either json or body, not both")
-            return
-        if validator == "type":
-            expected = schema.get("type")
-            expected_text = " or ".join(expected) if isinstance(expected, list) else expected
-            self.add(
-                path,
-                f"{where}: expected {_article(str(expected_text))}, "
-                f"got {_json_type(error.instance)}",
-            )
-            return
-        if validator == "const" and path == ("version",):
-            self.add(path, f"unsupported version {error.instance!r}: only version 1 exists")
-            return
-        self.add(path, f"{where}: {error.message}")
+            for path, message, key in schema_problems(error):
+                self.add(path, message, key=key)
 
     def check_numbers(self, value: Any, path: Path) -> None:
         """`.inf` and `.nan` are YAML floats that JSON (and so storage) cannot carry."""
         if isinstance(value, float) and not math.isfinite(value):
-            self.add(path, f"{_describe(path)}: {value} is not allowed: numbers must be finite")
+            self.add(path, f"{describe(path)}: {value} is not allowed: numbers must be finite")
         elif isinstance(value, dict):
             for key, item in value.items():
                 self.check_numbers(item, (*path, key))
@@ -288,7 +207,7 @@ class _Checker:
         source = bare_expression(text)
         problem = expressions.syntax_error(source, bare=True)
         if problem:
-            self.add(path, f"{_describe(path)}: {problem}")
+            self.add(path, f"{describe(path)}: {problem}")
             return
         self._check_references(f"{{{{ {source} }}}}", path, node_ids)
 
@@ -297,7 +216,7 @@ class _Checker:
             if expressions.is_template(value):
                 problem = expressions.syntax_error(value)
                 if problem:
-                    self.add(path, f"{_describe(path)}: {problem}")
+                    self.add(path, f"{describe(path)}: {problem}")
                 else:
                     self._check_references(value, path, node_ids)
         elif isinstance(value, dict):
@@ -314,9 +233,7 @@ class _Checker:
         for ref in _node_references(tree):
             if ref not in node_ids:
                 hint = did_you_mean(ref, sorted(node_ids))
-                self.add(
-                    path, f"{_describe(path)}: expression refers to unknown node {ref!r}{hint}"
-                )
+                self.add(path, f"{describe(path)}: expression refers to unknown node {ref!r}{hint}")
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -401,44 +318,6 @@ def _node_references(tree: jinja2.nodes.Node) -> Iterator[str]:
             yield arg.value
 
 
-def _is_duration_schema(schema: Mapping[str, Any]) -> bool:
-    branches = schema.get("anyOf") or []
-    return any(isinstance(b, dict) and "pattern" in b and "ms" in b["pattern"] for b in branches)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})" if len(value) < 40 else "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _article(type_name: str) -> str:
-    names = {"object": "a mapping", "array": "a list", "integer": "an integer"}
-    return names.get(type_name, f"a {type_name}")
-
-
-def _describe(path: Path) -> str:
-    if not path:
-        return "the workflow"
-    if path[0] == "nodes" and len(path) >= 2:
-        rest = format_path(path[2:])
-        return f"node {path[1]!r}" + (f" field {rest}" if rest else "")
-    if path[0] == "inputs" and len(path) >= 2:
-        rest = format_path(path[2:])
-        return f"input {path[1]!r}" + (f" field {rest}" if rest else "")
-    return format_path(path)
-
-
 def validate_document(
     doc: LoadedDocument,
     config_schemas: Mapping[str, JsonSchema],
@@ -451,7 +330,7 @@ def validate_document(
     checker.problems.extend(doc.problems)
     data = doc.data
     if not isinstance(data, dict):
-        checker.add((), f"a workflow must be a mapping, got {_json_type(data)}")
+        checker.add((), f"a workflow must be a mapping, got {json_type_of(data)}")
         return ValidationResult(doc.file, checker.problems)
     checker.check_schema(data)
     checker.check_numbers(data, ())
