@@ -10,6 +10,7 @@ import typer
 
 from spane_cli.errors import ExitCode, UsageError
 from spane_cli.states import ExecutionStatus
+from spane_cli.text import first_line
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
@@ -102,8 +103,10 @@ def _read_input_file(path: str) -> dict[str, Any]:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
         data = yaml.safe_load(text) if text.strip() else {}
+    except UnicodeDecodeError:
+        raise UsageError(f"--input-file {path}: not UTF-8 text (JSON or YAML expected)") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--input-file {path}: {exc}") from None
+        raise UsageError(f"--input-file {path}: {first_line(str(exc))}") from None
     if not isinstance(data, dict):
         raise UsageError(f"--input-file {path}: expected a mapping of input names to values")
     return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spane_cli.config import Settings, default_sqlite_path
-from spane_cli.errors import ServiceUnreachable
+from spane_cli.errors import ServiceUnreachable, UsageError
 from spane_cli.store.db import check_reachable, describe, open_database
 from spane_cli.store.migrations import migrate, migration_status
 from spane_cli.store.store import Store
@@ -34,7 +34,10 @@ def open_redis(url: str) -> Redis:
     from redis import Redis
     from redis.exceptions import RedisError
 
-    connection = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    try:
+        connection = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    except ValueError as exc:  # no scheme, a port out of range, a db that is not a number
+        raise UsageError(f"invalid Redis URL {describe(url)}: {error_line(exc)}") from None
     try:
         connection.ping()
     except (RedisError, OSError) as exc:

@@ -115,6 +115,21 @@ def submit(
     )
 
 
+MAX_IDEMPOTENCY_KEY = 255  # the column's size
+
+
+def check_idempotency_key(key: str | None) -> None:
+    """Refused before anything is written: too long for its column, or not one line."""
+    if key is None:
+        return
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise UsageError(
+            f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}"
+        )
+    if not key.isprintable():
+        raise UsageError("the idempotency key must be printable text on one line")
+
+
 def submit_validated(
     store: Store,
     validated: ValidationResult,
@@ -125,6 +140,7 @@ def submit_validated(
     """Submit a file `validated_file` accepted, without reading or checking it again."""
     if validated.workflow is None:
         raise WorkflowInvalid(validated.problems)
+    check_idempotency_key(idempotency_key)
     inputs = resolve_inputs(validated.workflow, given_inputs)
     # One transaction for the version lookup and the execution: a commit fewer per run, and a
     # version registered here never stays behind without the execution it was made for.

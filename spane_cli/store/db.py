@@ -35,7 +35,6 @@ db_url.register_database(_ReconnectingPostgres, *POSTGRES_SCHEMES)
 _POSTGRES_DEFAULTS: dict[str, Any] = {
     "host": "localhost",
     "port": 5432,
-    "database": "postgres",
     "connect_timeout": 5,
     "application_name": "spane",
 }
@@ -53,9 +52,15 @@ def open_database(url: str) -> peewee.Database:
     """A peewee Database for `url`; connects lazily. Raises UsageError for unknown schemes."""
     if url.startswith("sqlite:"):
         path = sqlite_path_of(url)
+        if not path:
+            raise UsageError(f"database URL {url!r} names no file: use sqlite:///PATH")
         if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             path = "/" + path.lstrip("/") if url.startswith("sqlite:////") else path
+            # Not created: a directory that is not there is more often a typo than a wish.
+            # (The embedded default's directory is created where it is chosen, in config.)
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise UsageError(f"database URL {url!r}: directory {directory} does not exist")
         return peewee.SqliteDatabase(
             path,
             timeout=30,
@@ -68,7 +73,14 @@ def open_database(url: str) -> peewee.Database:
             autoconnect=True,
         )
     if urlparse(url).scheme in POSTGRES_SCHEMES:
-        given = db_url.parse(url, unquote_password=True, unquote_user=True)
+        try:
+            given = db_url.parse(url, unquote_password=True, unquote_user=True)
+        except ValueError as exc:  # a port that is not a number, say
+            raise UsageError(f"invalid database URL {describe(url)}: {error_line(exc)}") from None
+        if not given.get("database"):
+            raise UsageError(
+                f"database URL {describe(url)} names no database: use postgresql://HOST/NAME"
+            )
         missing = {k: v for k, v in _POSTGRES_DEFAULTS.items() if given.get(k) in (None, "")}
         return db_url.connect(
             url,

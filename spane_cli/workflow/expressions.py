@@ -84,6 +84,8 @@ def syntax_error(text: str, *, bare: bool = False) -> str | None:
             environment().parse(text)
     except jinja2.TemplateSyntaxError as exc:
         return f"expression does not parse: {exc.message}"
+    except RecursionError:
+        return "expression nests too deeply to parse"
     return None
 
 

@@ -14,16 +14,29 @@ from spane_cli.store.db import check_reachable, describe, open_database
 
 def test_sqlite_relative_path_is_under_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "state").mkdir()
     database = open_database("sqlite:///state/spane.db")
     assert isinstance(database, peewee.SqliteDatabase)
     assert database.database == "state/spane.db"
-    assert (tmp_path / "state").is_dir()  # the parent directory is created
 
 
-def test_sqlite_absolute_path_creates_its_directory(tmp_path: Path) -> None:
-    database = open_database(f"sqlite:///{tmp_path}/a/b/spane.db")  # four slashes in all
-    assert database.database == f"{tmp_path}/a/b/spane.db"
-    assert (tmp_path / "a" / "b").is_dir()
+def test_sqlite_absolute_path(tmp_path: Path) -> None:
+    database = open_database(f"sqlite:///{tmp_path}/spane.db")  # four slashes in all
+    assert database.database == f"{tmp_path}/spane.db"
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_refused_not_created(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        open_database(f"sqlite:///{tmp_path}/typo/spane.db")
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///", "postgresql://", "postgresql://db.example/"]
+)
+def test_a_url_that_names_no_database_is_refused(url: str) -> None:
+    with pytest.raises(UsageError, match="names no"):
+        open_database(url)
 
 
 def test_sqlite_path_is_percent_decoded_and_keeps_url_characters(tmp_path: Path) -> None:
@@ -48,9 +61,9 @@ def test_sqlite_file_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2"])
 def test_postgres_defaults(scheme: str) -> None:
-    database = open_database(f"{scheme}://")
+    database = open_database(f"{scheme}:///spane")
     assert isinstance(database, ReconnectMixin) and isinstance(database, peewee.PostgresqlDatabase)
-    assert database.database == "postgres"
+    assert database.database == "spane"
     assert database.connect_params == {
         "host": "localhost",
         "port": 5432,
