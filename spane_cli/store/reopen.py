@@ -2,7 +2,13 @@
 
 The only way a terminal state changes (SPEC §3.5): failed nodes go back on a queue with a fresh
 retry budget, their `upstream_failed` descendants become pending again, the execution is
-running again, and all of it is recorded as events in one transaction.
+running again with a fresh deadline, and all of it is recorded as events in one transaction.
+
+Sub-workflows reopen as a whole chain. A failed `workflow` node whose child execution failed
+is not run again (that would start a new child and repeat the side effects the first one
+already had): its child is reopened instead. And a child execution that is reopened wakes
+the node of its parent that failed with it, up the chain. Every execution of the chain is
+locked first, deepest first (the lock order of tx.py), before anything changes.
 """
 
 from __future__ import annotations
@@ -17,59 +23,59 @@ from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.dag import descendants
 
+_REOPENABLE = (ExecutionStatus.FAILED, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
-def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Dispatch]:
-    """Inside a transaction: reopen `failed_nodes` and their upstream_failed descendants."""
-    now = tx.now
-    tx.lock_executions([execution_id])
-    execution = Execution.get_by_id(execution_id)
-    version = tx.version(execution.version_id)
-    workflow = version.workflow
-    rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == execution_id)}
-    targets = [n for n in failed_nodes if rows[n].status == NodeStatus.FAILED]
-    if not targets:
-        return []
-    needs = {node_id: list(node.needs) for node_id, node in workflow.nodes.items()}
-    reset: set[str] = set()
-    for target in targets:
-        for child in descendants(needs, target):
-            if rows[child].status == NodeStatus.UPSTREAM_FAILED:
-                reset.add(child)
-    # Every count below comes from the rows a guarded UPDATE moved, not from what was read:
-    # a node another caller reopened meanwhile is neither queued nor counted twice.
-    reopened: list[str] = []
-    dispatches: list[Dispatch] = []
-    for node_id in targets:
-        attempt = rows[node_id].attempt + 1
-        moved = (
-            NodeRun.update(
-                status=NodeStatus.QUEUED,
-                attempt=attempt,
-                attempt_offset=rows[node_id].attempt,
-                lost_count=0,
-                error=None,
-                output=None,
-                queued_at=now,
-                started_at=None,
-                finished_at=None,
-                due_at=None,
-            )
-            .where(
-                (NodeRun.execution == execution_id)
-                & (NodeRun.node_id == node_id)
-                & (NodeRun.status == NodeStatus.FAILED)
-            )
-            .execute()
+
+def _failed_nodes(execution_id: str) -> list[NodeRun]:
+    return list(
+        NodeRun.select().where(
+            (NodeRun.execution == execution_id) & (NodeRun.status == NodeStatus.FAILED)
         )
-        if moved != 1:
-            continue
-        reopened.append(node_id)
-        dispatches.append(Dispatch(execution_id, node_id, attempt, workflow.nodes[node_id].queue))
-        tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": attempt})
-    if not reopened:
-        return []
-    back = set(reopened) | reset
-    for node_id in sorted(reset):
+    )
+
+
+def _chain_of(execution_id: str) -> set[str]:
+    """The execution, its ancestors, and the failed children below its failed nodes."""
+    chain = {execution_id}
+    row = Execution.get_or_none(Execution.id == execution_id)
+    while row is not None and row.parent_id:
+        chain.add(str(row.parent_id))
+        row = Execution.get_or_none(Execution.id == row.parent_id)
+    below = [execution_id]
+    while below:
+        current = below.pop()
+        for node in _failed_nodes(current):
+            child = node.child_execution_id
+            if child and child not in chain:
+                chain.add(str(child))
+                below.append(str(child))
+    return chain
+
+
+def _lock_chain(tx: Tx, execution_id: str) -> None:
+    chain = _chain_of(execution_id)
+    tx.caches.load_execution_infos(chain)
+    tx.lock_executions(chain)
+
+
+def _reset_upstream_failed(
+    tx: Tx, execution_id: str, roots: Iterable[str], rows: dict[str, NodeRun]
+) -> list[str]:
+    """The upstream_failed descendants of `roots` back to pending; the ones that moved."""
+    workflow = tx.version(tx.info(execution_id).version_id).workflow  # type: ignore[union-attr]
+    needs = {node_id: list(node.needs) for node_id, node in workflow.nodes.items()}
+    roots = list(roots)
+    reset = sorted(
+        {
+            child
+            for root in roots
+            for child in descendants(needs, root)
+            if rows[child].status == NodeStatus.UPSTREAM_FAILED
+        }
+    )
+    back = set(roots) | set(reset)
+    moved_nodes: list[str] = []
+    for node_id in reset:
         moved = (
             NodeRun.update(
                 status=NodeStatus.PENDING,
@@ -86,29 +92,129 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
             .execute()
         )
         if moved == 1:
-            reopened.append(node_id)
-    tx.enqueue(dispatches)
-    # A fresh deadline as long as the first one: the old one may be long past.
+            moved_nodes.append(node_id)
+    return moved_nodes
+
+
+def _reopen_row(tx: Tx, execution: Execution, reopened: list[str]) -> None:
+    """The execution running again, `reopened` nodes more to go, a deadline as long as its
+    first (the old one may be long past)."""
     deadline = (
-        now + (execution.timeout_at - execution.created_at)
+        tx.now + (execution.timeout_at - execution.created_at)
         if execution.timeout_at is not None
         else None
     )
+    paused = Execution.get_by_id(execution.id).status == ExecutionStatus.PAUSED
     Execution.update(
-        status=(
-            ExecutionStatus.PAUSED
-            if execution.status == ExecutionStatus.PAUSED
-            else ExecutionStatus.RUNNING
-        ),
+        status=ExecutionStatus.PAUSED if paused else ExecutionStatus.RUNNING,
         finished_at=None,
         error=None,
         output=None,
         timeout_at=deadline,
         remaining_nodes=Execution.remaining_nodes + len(reopened),
-    ).where(Execution.id == execution_id).execute()
-    tx.deadlines[execution_id] = deadline
-    tx.event(execution_id, None, events.EXECUTION_RETRIED, {"nodes": sorted(reopened)})
+    ).where(Execution.id == execution.id).execute()
+    tx.deadlines[str(execution.id)] = deadline
+    tx.event(str(execution.id), None, events.EXECUTION_RETRIED, {"nodes": sorted(reopened)})
+
+
+def _wake_parent(tx: Tx, child: Execution) -> None:
+    """The parent node that failed because `child` failed waits for it again."""
+    if not (child.parent_id and child.parent_node_id):
+        return
+    parent = Execution.get_by_id(child.parent_id)
+    node_id = str(child.parent_node_id)
+    version = tx.version(parent.version_id)
+    if parent.status not in _REOPENABLE or version.workflow.nodes[node_id].continue_on_fail:
+        return  # the parent went on without it: it has nothing left to wake
+    moved = (
+        NodeRun.update(status=NodeStatus.WAITING, error=None, finished_at=None, due_at=None)
+        .where(
+            (NodeRun.execution == parent.id)
+            & (NodeRun.node_id == node_id)
+            & (NodeRun.status == NodeStatus.FAILED)
+            & (NodeRun.child_execution_id == child.id)
+        )
+        .execute()
+    )
+    if moved != 1:
+        return
+    rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == parent.id)}
+    reset = _reset_upstream_failed(tx, str(parent.id), [node_id], rows)
+    tx.event(str(parent.id), node_id, events.NODE_WAITING, {"child_execution": str(child.id)})
+    DeadLetter.update(replayed_at=tx.now).where(
+        (DeadLetter.execution_id == parent.id)
+        & (DeadLetter.node_id == node_id)
+        & (DeadLetter.replayed_at.is_null())
+    ).execute()
+    _reopen_row(tx, parent, [node_id, *reset])
+    _wake_parent(tx, parent)
+
+
+def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Dispatch]:
+    """Inside a transaction that holds the chain's locks: reopen `failed_nodes` and their
+    upstream_failed descendants; returns the jobs to enqueue (children's included)."""
+    execution = Execution.get_by_id(execution_id)
+    workflow = tx.version(execution.version_id).workflow
+    rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == execution_id)}
+    targets = [n for n in failed_nodes if rows[n].status == NodeStatus.FAILED]
+    dispatches: list[Dispatch] = []
+    through_child = [
+        n
+        for n in targets
+        if rows[n].child_execution_id
+        and Execution.get_by_id(rows[n].child_execution_id).status == ExecutionStatus.FAILED
+    ]
+    for node_id in through_child:
+        child_id = str(rows[node_id].child_execution_id)
+        child_failed = [row.node_id for row in _failed_nodes(child_id)]
+        dispatches += _reopen(tx, child_id, child_failed)  # wakes this node when it reopens
+        _mark_letters_replayed(tx, child_id, child_failed)
+    # Every count below comes from the rows a guarded UPDATE moved, not from what was read:
+    # a node another caller reopened meanwhile is neither queued nor counted twice.
+    reopened: list[str] = []
+    for node_id in (n for n in targets if n not in through_child):
+        attempt = rows[node_id].attempt + 1
+        moved = (
+            NodeRun.update(
+                status=NodeStatus.QUEUED,
+                attempt=attempt,
+                attempt_offset=rows[node_id].attempt,
+                lost_count=0,
+                error=None,
+                output=None,
+                queued_at=tx.now,
+                started_at=None,
+                finished_at=None,
+                due_at=None,
+                child_execution_id=None,
+            )
+            .where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.node_id == node_id)
+                & (NodeRun.status == NodeStatus.FAILED)
+            )
+            .execute()
+        )
+        if moved != 1:
+            continue
+        reopened.append(node_id)
+        dispatches.append(Dispatch(execution_id, node_id, attempt, workflow.nodes[node_id].queue))
+        tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": attempt})
+    if not reopened:
+        return dispatches
+    reopened += _reset_upstream_failed(tx, execution_id, list(reopened), rows)
+    tx.enqueue([d for d in dispatches if d.execution_id == execution_id])
+    _reopen_row(tx, execution, reopened)
+    _wake_parent(tx, execution)
     return dispatches
+
+
+def _mark_letters_replayed(tx: Tx, execution_id: str, node_ids: list[str]) -> None:
+    DeadLetter.update(replayed_at=tx.now).where(
+        (DeadLetter.execution_id == execution_id)
+        & (DeadLetter.node_id.in_(node_ids))
+        & (DeadLetter.replayed_at.is_null())
+    ).execute()
 
 
 def replay_dead_letter(caches: Caches, letter_id: int, now: float | None = None) -> list[Dispatch]:
@@ -119,10 +225,11 @@ def replay_dead_letter(caches: Caches, letter_id: int, now: float | None = None)
             raise NotFound(f"no dead letter {letter_id}")
         if letter.replayed_at is not None:
             raise OperationFailed(f"dead letter {letter_id} was already replayed")
-        tx.lock_executions([letter.execution_id])
         execution = Execution.get_or_none(Execution.id == letter.execution_id)
         if execution is None:
             raise NotFound(f"execution {letter.execution_id} of dead letter {letter_id} is gone")
+        _lock_chain(tx, str(execution.id))
+        execution = Execution.get_by_id(execution.id)
         if execution.status == ExecutionStatus.CANCELLED:
             raise OperationFailed(f"execution {execution.id} was cancelled; resubmit it instead")
         claimed = (
@@ -149,30 +256,21 @@ def replay_dead_letter(caches: Caches, letter_id: int, now: float | None = None)
 def retry_execution(caches: Caches, execution_id: str, now: float | None = None) -> list[Dispatch]:
     """Re-run only the failed nodes (and their upstream_failed descendants) of an execution."""
     with transaction(caches, now) as tx:
+        if Execution.get_or_none(Execution.id == execution_id) is None:
+            raise NotFound(f"no execution {execution_id!r}")
         # Locked before reading its status: of two concurrent retries, the second one sees
         # the execution running again and is refused.
-        tx.lock_executions([execution_id])
-        execution = Execution.get_or_none(Execution.id == execution_id)
-        if execution is None:
-            raise NotFound(f"no execution {execution_id!r}")
+        _lock_chain(tx, execution_id)
+        execution = Execution.get_by_id(execution_id)
         if execution.status != ExecutionStatus.FAILED:
             raise OperationFailed(
                 f"execution {execution_id} is {execution.status}; only failed ones can be retried"
             )
-        failed = [
-            row.node_id
-            for row in NodeRun.select(NodeRun.node_id).where(
-                (NodeRun.execution == execution_id) & (NodeRun.status == NodeStatus.FAILED)
-            )
-        ]
+        failed = [row.node_id for row in _failed_nodes(execution_id)]
         dispatches = _reopen(tx, execution_id, failed)
         if not dispatches:
             raise OperationFailed(f"execution {execution_id} has no failed node to retry")
-        DeadLetter.update(replayed_at=tx.now).where(
-            (DeadLetter.execution_id == execution_id)
-            & (DeadLetter.node_id.in_(failed))
-            & (DeadLetter.replayed_at.is_null())
-        ).execute()
+        _mark_letters_replayed(tx, execution_id, failed)
     return dispatches
 
 

@@ -10,8 +10,8 @@ worker may take at once (`next_claim`).
 Lock order (PostgreSQL; SQLite takes one database-wide write lock per transaction, so there
 the order cannot matter). Every transaction that changes a node and its execution takes:
 
-1. the execution row, first, with `lock_executions` (`SELECT ... FOR UPDATE`, several
-   executions in id order);
+1. the execution row, first, with `lock_executions` (`SELECT ... FOR UPDATE`; several
+   executions deepest first — a sub-workflow before its parent — then in id order);
 2. then that execution's `node_run` rows, through the guarded UPDATEs of the transition;
 3. then its `node_item` rows.
 
@@ -123,18 +123,23 @@ class Tx:
         return self.caches.versions.get(version_id)
 
     def lock_executions(self, execution_ids: Iterable[str]) -> None:
-        """Step 1 of the lock order: the execution rows, in id order, before any node row.
-        Their deadlines are read with the lock (SQLite's write transaction already excludes
-        every other writer, so there it is a plain read)."""
-        wanted = sorted({e for e in execution_ids if e not in self.deadlines})
+        """Step 1 of the lock order: the execution rows before any node row, deepest first
+        (a sub-workflow before its parent), then by id. Their deadlines are read with the
+        lock (SQLite's write transaction already excludes every other writer, so there it is
+        a plain read)."""
+        wanted = {e for e in execution_ids if e not in self.deadlines}
         if not wanted:
             return
         lock = " FOR UPDATE" if isinstance(self.database, peewee.PostgresqlDatabase) else ""
-        for member, values in sql.member_of(self.database, wanted):
-            for execution_id, timeout_at in self.run(
-                f"SELECT id, timeout_at FROM execution WHERE id {member} ORDER BY id{lock}", values
-            ).fetchall():
-                self.deadlines[execution_id] = timeout_at
+        depths = {e: info.depth if (info := self.caches.infos.get(e)) else 0 for e in wanted}
+        for depth in sorted(set(depths.values()), reverse=True):
+            level = sorted(e for e in wanted if depths[e] == depth)
+            for member, values in sql.member_of(self.database, level):
+                for execution_id, timeout_at in self.run(
+                    f"SELECT id, timeout_at FROM execution WHERE id {member} ORDER BY id{lock}",
+                    values,
+                ).fetchall():
+                    self.deadlines[execution_id] = timeout_at
         for execution_id in wanted:
             self.deadlines.setdefault(execution_id, None)  # gone: nothing of it is claimed
 

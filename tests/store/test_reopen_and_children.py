@@ -78,3 +78,66 @@ def test_cancelling_the_parent_cancels_the_child(store: Store) -> None:
     assert store.cancel(parent_id)
     assert Execution.get_by_id(child_id).status == ExecutionStatus.CANCELLED
     assert node(parent_id, "call").status == NodeStatus.CANCELLED
+
+
+def failed_parent_and_child(store: Store) -> tuple[str, str]:
+    """A parent whose `call` node failed because its child's `bad` node failed; the child's
+    `ok` node (a side effect) succeeded. (parent id, child id)"""
+    child_version = version(store, "two", {"ok": {"type": "noop"}, "bad": {"type": "noop"}})
+    parent_version = version(
+        store,
+        "holder",
+        {
+            "call": {"type": "workflow", "config": {"workflow": "two"}},
+            "after": {"type": "noop", "needs": ["call"]},
+        },
+        refs={"two": child_version},
+    )
+    parent_id, _, _ = store.create_execution(parent_version, {})
+    claim = claim_one(store, parent_id, "call", 1, "w")
+    assert claim is not None
+    complete_one(store, claim, Report("child", child_reference="two", child_input={}))
+    child_id = str(node(parent_id, "call").child_execution_id)
+    for node_id, report in (("ok", Report("succeeded")), ("bad", Report("failed", error="x"))):
+        child_claim = claim_one(store, child_id, node_id, 1, "w")
+        assert child_claim is not None
+        complete_one(store, child_claim, report)
+    assert Execution.get_by_id(parent_id).status == ExecutionStatus.FAILED
+    assert node(parent_id, "after").status == NodeStatus.UPSTREAM_FAILED
+    return parent_id, child_id
+
+
+def finish_child_and_parent(store: Store, parent_id: str, child_id: str) -> None:
+    again = claim_one(store, child_id, "bad", 2, "w")
+    assert again is not None
+    complete_one(store, again, Report("succeeded", output="fixed"))
+    after = claim_one(store, parent_id, "after", 1, "w")
+    assert after is not None
+    complete_one(store, after, Report("succeeded"))
+    assert Execution.get_by_id(child_id).status == ExecutionStatus.SUCCEEDED
+    assert Execution.get_by_id(parent_id).status == ExecutionStatus.SUCCEEDED
+    assert node(child_id, "ok").attempt == 1  # the side effect that had succeeded ran once
+
+
+def test_replaying_a_child_dead_letter_wakes_its_parent(store: Store) -> None:
+    from spane_cli.store.models import DeadLetter
+
+    parent_id, child_id = failed_parent_and_child(store)
+    letter = DeadLetter.get((DeadLetter.execution_id == child_id) & (DeadLetter.node_id == "bad"))
+    store.replay_dead_letter(letter.id)
+    assert node(parent_id, "call").status == NodeStatus.WAITING
+    assert node(parent_id, "after").status == NodeStatus.PENDING
+    assert Execution.get_by_id(parent_id).status == ExecutionStatus.RUNNING
+    finish_child_and_parent(store, parent_id, child_id)
+
+
+def test_retrying_the_parent_reopens_its_child_instead_of_starting_another(store: Store) -> None:
+    parent_id, child_id = failed_parent_and_child(store)
+    dispatches = store.retry_execution(parent_id)
+    assert [(d.execution_id, d.node_id) for d in dispatches] == [(child_id, "bad")]
+    assert node(parent_id, "call").child_execution_id == child_id
+    finish_child_and_parent(store, parent_id, child_id)
+    executions = Execution.select().where(
+        (Execution.id == child_id) | (Execution.parent_id == parent_id)
+    )
+    assert len(list(executions)) == 1
