@@ -27,6 +27,7 @@ def claimed(
     *,
     item: int | None = None,
     item_value: Any = None,
+    worker: str | None = None,
 ) -> ClaimedNode:
     """The claim handed to the worker that now owns this node attempt (or item)."""
     return ClaimedNode(
@@ -39,6 +40,7 @@ def claimed(
         timeout_at=tx.deadlines.get(info.id),
         item=item,
         item_value=item_value,
+        worker=worker,
     )
 
 
@@ -120,6 +122,7 @@ def _claim_in_execution(
             node_id,
             attempt,
             {p: outputs[p] for p in nodes_by_id[node_id].needs if p in outputs},
+            worker=worker,
         )
         for node_id, attempt in taken
     ]
@@ -163,5 +166,11 @@ def claim_ready_child(
     tx.event(info.id, node_id, events.NODE_STARTED, {"attempt": 1})
     needs = version.workflow.nodes[node_id].needs
     tx.next_claim = claimed(
-        tx, info, version, node_id, 1, parent_outputs(tx, info.id, needs, finished_outputs)
+        tx,
+        info,
+        version,
+        node_id,
+        1,
+        parent_outputs(tx, info.id, needs, finished_outputs),
+        worker=tx.claim_for[0],
     )

@@ -28,7 +28,7 @@ def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> Non
     tx.lock_executions(claim.execution_id for claim, _ in reports)
     # Successes first, one UPDATE per execution and like output (every no-op reports the
     # same), then the rest one by one.
-    alike: dict[tuple[str, int, str | None, str | None], list[ClaimedNode]] = {}
+    alike: dict[tuple[str, int, str | None, str | None, str | None], list[ClaimedNode]] = {}
     for claim, report in reports:
         if report.kind == OutcomeKind.SUCCEEDED:
             store_logs(tx, claim.execution_id, claim.node_id, claim.attempt, report)
@@ -37,20 +37,24 @@ def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> Non
                 claim.attempt,
                 sql.dumps(report.output),
                 sql.dumps(report.chosen),
+                claim.worker,
             )
             alike.setdefault(key, []).append(claim)
     stored: set[tuple[str, str]] = set()
-    for (execution_id, attempt, output, chosen), claims in alike.items():
+    for (execution_id, attempt, output, chosen, worker), claims in alike.items():
         node_ids = [c.node_id for c in claims]
         done = _store_successes(
-            tx, execution_id, node_ids, attempt, NodeStatus.RUNNING, output, chosen
+            tx, execution_id, node_ids, attempt, NodeStatus.RUNNING, output, chosen, worker
         )
         stored.update((execution_id, node_id) for node_id in done)
     finished: dict[str, dict[str, scheduler.ParentState]] = {}
     outputs: dict[str, dict[str, Any]] = {}
     for claim, report in reports:
         if report.kind != OutcomeKind.SUCCEEDED:
-            record(tx, claim.execution_id, claim.node_id, claim.attempt, NodeStatus.RUNNING, report)
+            record(
+                tx, claim.execution_id, claim.node_id, claim.attempt, NodeStatus.RUNNING, report,
+                worker=claim.worker,
+            )  # fmt: skip
         elif (claim.execution_id, claim.node_id) in stored:
             chosen_children = tuple(report.chosen) if report.chosen is not None else None
             finished.setdefault(claim.execution_id, {})[claim.node_id] = scheduler.ParentState(
@@ -113,16 +117,21 @@ def _store_successes(
     from_status: NodeStatus,
     output: str | None,
     chosen: str | None,
+    worker: str | None = None,
 ) -> list[str]:
     """Guarded `-> succeeded` updates of nodes that report the same (encoded) output, and
     their events; returns the nodes that changed. Children are decided by the caller."""
+    owner = " AND worker = ?" if worker is not None else ""
     rows = tx.run(
         "UPDATE node_run SET status = 'succeeded', output = ?, error = NULL, chosen = ?,"
         " finished_at = ?, lost_count = 0, due_at = NULL"
-        " WHERE execution_id = ? AND attempt = ? AND status = ?"
+        f" WHERE execution_id = ? AND attempt = ? AND status = ?{owner}"
         f" AND node_id IN ({sql.placeholders(len(node_ids))}) RETURNING node_id",
-        (output, chosen, tx.now, execution_id, attempt, str(from_status), *node_ids),
-    ).fetchall()
+        (
+            output, chosen, tx.now, execution_id, attempt, str(from_status),
+            *((worker,) if worker is not None else ()), *node_ids,
+        ),
+    ).fetchall()  # fmt: skip
     changed = {row[0] for row in rows}
     done = [node_id for node_id in dict.fromkeys(node_ids) if node_id in changed]
     data = {"attempt": attempt}  # one dict for the batch: encoded once
@@ -139,9 +148,10 @@ def record(
     from_status: NodeStatus,
     report: Report,
     use_attempt: bool = True,
+    worker: str | None = None,
 ) -> bool:
-    """Record one report for a node that is in `from_status` at `attempt`; False when stale.
-    The caller holds the execution's lock (lock order, tx.py)."""
+    """Record one report for a node that is in `from_status` at `attempt` (and held by
+    `worker`, when given); False when stale."""
     info = tx.info(execution_id)
     if info is None:
         return False
@@ -151,7 +161,9 @@ def record(
     if kind == OutcomeKind.SUCCEEDED:
         store_logs(tx, execution_id, node_id, attempt, report)
         output, chosen = sql.dumps(report.output), sql.dumps(report.chosen)
-        if not _store_successes(tx, execution_id, [node_id], attempt, from_status, output, chosen):
+        if not _store_successes(
+            tx, execution_id, [node_id], attempt, from_status, output, chosen, worker
+        ):
             return False
         choice = tuple(report.chosen) if report.chosen is not None else None
         finished = {node_id: scheduler.ParentState(NodeStatus.SUCCEEDED, choice)}
@@ -164,6 +176,8 @@ def record(
         & (NodeRun.attempt == attempt)
         & (NodeRun.status == from_status)
     )
+    if worker is not None:
+        guard &= NodeRun.worker == worker
     if kind == OutcomeKind.SKIPPED:
         if not _moved(guard, status=NodeStatus.SKIPPED, finished_at=tx.now, due_at=None):
             return False
@@ -187,19 +201,18 @@ def record(
             )
         return changed == 1
     if kind == OutcomeKind.CHILD:
-        failure = subworkflows.start_child(tx, info, version, node_id, attempt, report)
+        failure = subworkflows.start_child(tx, info, version, node_id, attempt, report, worker)
         if failure is None:
             return True
-        return record(
-            tx, execution_id, node_id, attempt, from_status, Report("failed", error=failure)
-        )
+        failed = Report("failed", error=failure)
+        return record(tx, execution_id, node_id, attempt, from_status, failed, worker=worker)
     if kind == OutcomeKind.FANOUT:
         values = list(report.output or [])
         if not values:
             items.record_no_items(tx, execution_id, node_id, attempt)
             empty = Report("succeeded", output=[])
-            return record(tx, execution_id, node_id, attempt, from_status, empty)
-        return items.start_items(tx, info, version, node_id, attempt, values)
+            return record(tx, execution_id, node_id, attempt, from_status, empty, worker=worker)
+        return items.start_items(tx, info, version, node_id, attempt, values, worker)
     return _record_failure(tx, info, version, node_id, attempt, guard, report, use_attempt)
 
 

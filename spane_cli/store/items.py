@@ -48,15 +48,17 @@ def start_items(
     node_id: str,
     attempt: int,
     values: list[Any],
+    worker: str | None = None,
 ) -> bool:
     """running -> waiting with one row per item; the first `max_parallel` items are queued."""
     execution_id = info.id
     node = version.workflow.nodes[node_id]
+    owner = " AND worker = ?" if worker is not None else ""
     moved = tx.run(
         "UPDATE node_run SET status = 'waiting', items_total = ?, items_done = 0,"
         " items_failed = 0 WHERE execution_id = ? AND node_id = ? AND attempt = ?"
-        " AND status = 'running'",
-        (len(values), execution_id, node_id, attempt),
+        f" AND status = 'running'{owner}",
+        (len(values), execution_id, node_id, attempt, *((worker,) if worker else ())),
     ).rowcount
     if moved != 1:
         return False
@@ -110,8 +112,9 @@ def claim_item(
     )
     needs = version.workflow.nodes[node_id].needs
     outputs = parent_outputs(tx, execution_id, needs) if needs else {}
+    value = sql.loads(taken[0])
     return claimed(
-        tx, info, version, node_id, attempt, outputs, item=index, item_value=sql.loads(taken[0])
+        tx, info, version, node_id, attempt, outputs, item=index, item_value=value, worker=worker
     )
 
 
@@ -125,8 +128,8 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
             " VALUES (?, ?, ?, ?, ?)",
             (execution_id, node_id, claim.attempt, report.logs, tx.now),
         )
-    guard = _ITEM_KEY + " AND status = 'running'"
-    key = (execution_id, node_id, index, claim.attempt)
+    guard = _ITEM_KEY + " AND status = 'running' AND worker = ?"
+    key = (execution_id, node_id, index, claim.attempt, claim.worker)
     if report.kind == OutcomeKind.SUCCEEDED:
         changed = tx.run(
             "UPDATE node_item SET status = 'succeeded', output = ?, error = NULL,"

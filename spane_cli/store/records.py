@@ -37,6 +37,9 @@ class ClaimedNode:
     timeout_at: float | None
     item: int | None = None  # a foreach item's index, when this claim is for one item
     item_value: Any = None
+    # The worker (one process life) that holds the claim: its report counts only while the
+    # row still names it, so a worker that comes back after its node was taken over is ignored.
+    worker: str | None = None
 
 
 @dataclass

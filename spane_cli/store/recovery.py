@@ -16,19 +16,27 @@ _LOST_ERROR = f"worker lost\nits worker died {MAX_LOST} times in a row"
 
 
 def recover_lost_nodes(
-    caches: Caches, alive: Collection[str], older_than: float, now: float
+    caches: Caches,
+    alive: Collection[str],
+    older_than: float,
+    now: float,
+    worker: str | None = None,
 ) -> list[Dispatch]:
-    """Nodes running since before `older_than` on a worker not in `alive`."""
+    """Nodes running since before `older_than` on a worker not in `alive` (only on `worker`,
+    when given: a supervisor releasing the nodes of a child it saw die)."""
+    condition = (
+        (NodeRun.status == NodeStatus.RUNNING)
+        & (NodeRun.started_at < older_than)
+        & (Execution.status.in_([ExecutionStatus.RUNNING, ExecutionStatus.PAUSED]))
+    )
+    if worker is not None:
+        condition &= NodeRun.worker == worker
     running = list(
         NodeRun.select(
             NodeRun.execution, NodeRun.node_id, NodeRun.attempt, NodeRun.worker, NodeRun.lost_count
         )
         .join(Execution)
-        .where(
-            (NodeRun.status == NodeStatus.RUNNING)
-            & (NodeRun.started_at < older_than)
-            & (Execution.status.in_([ExecutionStatus.RUNNING, ExecutionStatus.PAUSED]))
-        )
+        .where(condition)
     )
     dispatches: list[Dispatch] = []
     for row in running:
@@ -73,17 +81,23 @@ def recover_lost_nodes(
 
 
 def recover_lost_items(
-    caches: Caches, alive: Collection[str], older_than: float, now: float
+    caches: Caches,
+    alive: Collection[str],
+    older_than: float,
+    now: float,
+    worker: str | None = None,
 ) -> list[Dispatch]:
-    """Foreach items running since before `older_than` on a worker not in `alive`."""
+    """Foreach items running since before `older_than` on a worker not in `alive` (only on
+    `worker`, when given)."""
     with transaction(caches, now) as tx:
         running = items.running_items(tx, older_than)
     dispatches: list[Dispatch] = []
-    for execution_id, node_id, index, attempt, worker, lost in running:
-        if worker in alive:
+    for execution_id, node_id, index, attempt, owner, lost in running:
+        if owner in alive or (worker is not None and owner != worker):
             continue
+        worker_lost = owner
         with transaction(caches, now) as tx:
-            ended = items.lose_item(tx, execution_id, node_id, index, attempt, worker, lost)
+            ended = items.lose_item(tx, execution_id, node_id, index, attempt, worker_lost, lost)
             if ended is not None:
                 node_attempt, report = ended
                 complete.record(

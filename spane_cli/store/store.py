@@ -168,6 +168,15 @@ class Store:
         found_items = partial(recovery.recover_lost_items, self.caches, alive, older_than, now)
         return self._retrying(nodes) + self._retrying(found_items)
 
+    def release_worker(self, worker: str, now: float | None = None) -> list[Dispatch]:
+        """Every node and item `worker` was running goes back on its queue at once, without
+        using an attempt: its process is known to be dead (its supervisor saw it end)."""
+        now = time.time() if now is None else now
+        later = now + 1.0  # whatever it started, up to now
+        nodes = partial(recovery.recover_lost_nodes, self.caches, (), later, now, worker)
+        found_items = partial(recovery.recover_lost_items, self.caches, (), later, now, worker)
+        return self._retrying(nodes) + self._retrying(found_items)
+
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
         return queries.pending_dispatches(older_than, limit)
 

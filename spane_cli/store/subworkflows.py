@@ -13,7 +13,13 @@ from spane_cli.store.versions import LoadedVersion
 
 
 def start_child(
-    tx: Tx, info: ExecutionInfo, version: LoadedVersion, node_id: str, attempt: int, report: Report
+    tx: Tx,
+    info: ExecutionInfo,
+    version: LoadedVersion,
+    node_id: str,
+    attempt: int,
+    report: Report,
+    worker: str | None = None,
 ) -> str | None:
     """running -> waiting on a new child execution; returns why it cannot start, if so."""
     reference = report.child_reference or ""
@@ -25,14 +31,17 @@ def start_child(
     child_id = insert_execution(
         tx, child_version_id, report.child_input, parent=(info.id, node_id), depth=info.depth + 1
     )
+    guard = (
+        (NodeRun.execution == info.id)
+        & (NodeRun.node_id == node_id)
+        & (NodeRun.attempt == attempt)
+        & (NodeRun.status == NodeStatus.RUNNING)
+    )
+    if worker is not None:
+        guard &= NodeRun.worker == worker
     changed = (
         NodeRun.update(status=NodeStatus.WAITING, child_execution_id=child_id, due_at=None)
-        .where(
-            (NodeRun.execution == info.id)
-            & (NodeRun.node_id == node_id)
-            & (NodeRun.attempt == attempt)
-            & (NodeRun.status == NodeStatus.RUNNING)
-        )
+        .where(guard)
         .execute()
     )
     if changed != 1:

@@ -141,3 +141,19 @@ def test_retrying_the_parent_reopens_its_child_instead_of_starting_another(store
         (Execution.id == child_id) | (Execution.parent_id == parent_id)
     )
     assert len(list(executions)) == 1
+
+
+def test_a_released_worker_that_comes_back_cannot_complete_its_old_claim(store: Store) -> None:
+    execution_id, _, _ = store.create_execution(
+        version(store, "lease", {"a": {"type": "noop"}}), {}
+    )
+    first = claim_one(store, execution_id, "a", 1, "host.1~old-life")
+    assert first is not None
+    released = store.release_worker("host.1~old-life")
+    assert [(d.node_id, d.attempt) for d in released] == [("a", 1)]  # no attempt used
+    second = claim_one(store, execution_id, "a", 1, "host.1~new-life")
+    assert second is not None
+    assert complete_one(store, first, Report("failed", error="zombie")) == []
+    assert node(execution_id, "a").status == NodeStatus.RUNNING
+    complete_one(store, second, Report("succeeded", output="real"))
+    assert node(execution_id, "a").output == "real"
