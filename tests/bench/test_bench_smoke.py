@@ -7,18 +7,16 @@ import os
 import subprocess
 import sys
 
-from cluster_support import ROOT, fresh_postgres_url, redis_db_url
-
-__all__ = ["fresh_postgres_url", "redis_db_url"]
+from cluster_support import ROOT
 
 
-def test_bench_runs_and_prints_the_ratios(fresh_postgres_url: str, redis_db_url: str) -> None:
+def test_bench_runs_and_prints_the_ratios(fresh_postgres_url: str, redis_url: str) -> None:
     result = subprocess.run(
         [
             sys.executable, "-m", "spane_cli", "bench", "-o", "json",
             "--workers", "1", "--fanout", "10", "--chain", "5", "--fanin", "10",
             "--small", "3", "--no-scale", "--repeat", "2",
-            "--db", fresh_postgres_url, "--redis", redis_db_url,
+            "--db", fresh_postgres_url, "--redis", redis_url,
         ],
         capture_output=True, text=True, timeout=180, cwd=ROOT, env=os.environ.copy(),
     )  # fmt: skip

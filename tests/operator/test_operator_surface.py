@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from cluster_support import ROOT, Cluster, cluster, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import ROOT, Cluster, poll
 
 
 def guarded_flow(marker: Path) -> str:

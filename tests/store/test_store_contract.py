@@ -19,7 +19,7 @@ from spane_cli.store.versions import register_version
 from spane_cli.store.views import execution_view
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     url = request.getfixturevalue(f"{request.param}_url")
     database = open_database(url)

@@ -6,9 +6,7 @@ import os
 import signal
 
 import psycopg2
-from cluster_support import Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import Cluster, flow, poll
 
 
 def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[int, str, int, str, float, float]]:

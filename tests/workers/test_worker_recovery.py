@@ -11,9 +11,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from cluster_support import ROOT, Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import ROOT, Cluster, flow, poll
 
 
 def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> None:
