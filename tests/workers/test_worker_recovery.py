@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -115,10 +116,11 @@ def test_every_job_delivered_twice_runs_each_node_once(cluster: Cluster) -> None
 
 
 def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> None:
-    marker = f"{time.time() % 1000:.3f}"
+    # A command line no other process has, to look for it after the cancel.
+    command = f"sleep 600.{secrets.randbelow(10**9):09d}"
     workflow = flow(
         "cancelled",
-        f"  long: {{type: shell, config: {{run: 'sleep 30{marker[-3:]}.{marker[:3]}'}}}}\n"
+        f"  long: {{type: shell, config: {{run: '{command}'}}}}\n"
         "  after: {type: noop, needs: [long]}\n",
     )
     path = cluster.tmp_path / "cancel.yaml"
@@ -152,11 +154,15 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
     assert execution["nodes"]["after"]["status"] == "cancelled"
     assert execution["nodes"]["after"]["started_at"] is None
 
-    def sleep_gone() -> bool:
-        found = subprocess.run(["pgrep", "-f", f"sleep 30{marker[-3:]}"], capture_output=True)
-        return found.returncode != 0
+    def sleeping() -> list[int]:
+        found = subprocess.run(["pgrep", "-f", command], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
 
-    poll(sleep_gone, 15, "the node's process group to be killed")
+    try:
+        poll(lambda: not sleeping(), 15, "the node's process group to be killed")
+    finally:
+        for pid in sleeping():  # not left behind for ten minutes when the test failed
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None:
