@@ -24,11 +24,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from spane_cli.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_HOST = "127.0.0.1"
@@ -224,7 +227,8 @@ def fresh_postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
 
 
 class Cluster:
-    """Environment and helpers for one test: CLI calls and worker process groups."""
+    """Environment and helpers for one test: worker process groups, and the state of its
+    executions read in this process (a `spane` process per look costs ~0.5 s of CPU)."""
 
     def __init__(self, db_url: str, redis_url: str, tmp_path: Path) -> None:
         self.env = {
@@ -237,6 +241,10 @@ class Cluster:
         self.redis_url = redis_url
         self.tmp_path = tmp_path
         self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self._store: Store | None = None
+        self._sql: Any = None  # a psycopg2 connection, opened on first use
+
+    # -- the CLI, for what is about the CLI ----------------------------------------------------
 
     def spane(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -247,13 +255,6 @@ class Cluster:
             env=self.env,
             cwd=ROOT,
         )
-
-    def submit(self, workflow: str, *args: str) -> str:
-        path = self.tmp_path / f"flow-{uuid.uuid4().hex[:8]}.yaml"
-        path.write_text(workflow)
-        result = self.spane("run", "-q", str(path), *args)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
@@ -269,43 +270,92 @@ class Cluster:
         self.workers.append((process, log))
         return process
 
-    def get(self, execution_id: str) -> dict[str, Any]:
-        result = self.spane("get", execution_id, "-o", "json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+    # -- submitting and reading, in this process -----------------------------------------------
 
-    def node_statuses(self, execution_id: str) -> dict[str, str]:
-        """Read straight from the database: polling through the CLI is too slow for short nodes."""
+    @property
+    def store(self) -> Store:
+        from spane_cli.config import Settings
+        from spane_cli.engine.connections import open_store
+        from spane_cli.store import models
+
+        if self._store is None:
+            self._store = open_store(Settings(db_url=self.db_url, redis_url=self.redis_url))
+        # The models' database is global: whatever this test opened last may have taken it.
+        models.database_proxy.initialize(self._store.database)
+        return self._store
+
+    def submit(self, workflow: str, inputs: Mapping[str, Any] | None = None) -> str:
+        """What `spane run -q` does: register, create, enqueue."""
+        from redis import Redis
+
+        from spane_cli.engine.dispatch import Dispatcher
+        from spane_cli.engine.submit import submit
+
+        path = self.tmp_path / f"flow-{uuid.uuid4().hex[:8]}.yaml"
+        path.write_text(workflow)
+        execution_id, _, dispatches = submit(self.store, str(path), dict(inputs or {}))
+        with contextlib.closing(Redis.from_url(self.redis_url)) as connection:
+            Dispatcher(connection).enqueue(dispatches)
+        return execution_id
+
+    def get(self, execution_id: str) -> dict[str, Any]:
+        """What `spane get -o json` prints."""
+        from spane_cli.cli.render import dump_json
+        from spane_cli.store.models import Execution
+        from spane_cli.store.views import execution_view
+
+        self.store  # noqa: B018 - binds the models to this test's database
+        return dict(json.loads(dump_json(execution_view(Execution.get_by_id(execution_id)))))
+
+    def events(self, execution_id: str) -> list[dict[str, Any]]:
+        """What `spane events -o json` prints, one object per event."""
+        from spane_cli.store.models import Event
+        from spane_cli.store.views import event_view
+
+        self.store  # noqa: B018 - binds the models to this test's database
+        rows = Event.select().where(Event.execution_id == execution_id).order_by(Event.id)
+        return [json.loads(json.dumps(event_view(row), default=str)) for row in rows]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows straight from the database, on a connection kept for the test (a test may
+        terminate every backend of its database: then one new connection and a retry)."""
         import psycopg2
 
-        connection = psycopg2.connect(self.db_url)
-        try:
-            cursor = connection.cursor()
-            cursor.execute(
-                "SELECT node_id, status FROM node_run WHERE execution_id = %s", (execution_id,)
-            )
-            return {node_id: status for node_id, status in cursor.fetchall()}
-        finally:
-            connection.close()
+        for retry in (False, True):
+            try:
+                if self._sql is None or self._sql.closed:
+                    self._sql = psycopg2.connect(self.db_url)
+                    self._sql.autocommit = True
+                with self._sql.cursor() as cursor:
+                    cursor.execute(sql, tuple(params))
+                    return list(cursor.fetchall())
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if self._sql is not None:
+                    with contextlib.suppress(psycopg2.Error):
+                        self._sql.close()
+                self._sql = None
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    def node_statuses(self, execution_id: str) -> dict[str, str]:
+        rows = self.query(
+            "SELECT node_id, status FROM node_run WHERE execution_id = %s", (execution_id,)
+        )
+        return {node_id: status for node_id, status in rows}
 
     def node_status(self, execution_id: str, node_id: str) -> str:
         return self.node_statuses(execution_id).get(node_id, "")
 
     def status(self, execution_id: str) -> str:
-        import psycopg2
+        rows = self.query("SELECT status FROM execution WHERE id = %s", (execution_id,))
+        return str(rows[0][0]) if rows else ""
 
-        connection = psycopg2.connect(self.db_url)
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT status FROM execution WHERE id = %s", (execution_id,))
-            row = cursor.fetchone()
-            return str(row[0]) if row else ""
-        finally:
-            connection.close()
+    def count(self, status: str) -> int:
+        rows = self.query("SELECT count(*) FROM execution WHERE status = %s", (status,))
+        return int(rows[0][0])
 
-    def events(self, execution_id: str) -> list[dict[str, Any]]:
-        result = self.spane("events", execution_id, "-o", "json")
-        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    # -- the end -------------------------------------------------------------------------------
 
     def stop_all(self) -> None:
         for process, _ in self.workers:
@@ -314,6 +364,13 @@ class Cluster:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
 
+    def close(self) -> None:
+        self.stop_all()
+        if self._store is not None:
+            self._store.close()
+        if self._sql is not None:
+            self._sql.close()
+
     def logs(self) -> str:
         return "\n".join(log.read_text(errors="replace") for _, log in self.workers if log.exists())
 
@@ -321,8 +378,10 @@ class Cluster:
 @pytest.fixture
 def cluster(fresh_postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     current = Cluster(fresh_postgres_url, redis_url, tmp_path)
-    yield current
-    current.stop_all()
+    try:
+        yield current
+    finally:
+        current.close()
     logs = current.logs()
     print(logs)  # pytest shows it only when the test failed: what the workers were doing
     assert "Traceback" not in logs

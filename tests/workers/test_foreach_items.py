@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
-import psycopg2
 from cluster_support import Cluster, flow, poll
 
 
-def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[int, str, int, str, float, float]]:
-    connection = psycopg2.connect(cluster.db_url)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(
-            "SELECT item_index, status, attempt, worker, started_at, finished_at FROM node_item"
-            " WHERE execution_id = %s ORDER BY item_index",
-            (execution_id,),
-        )
-        return list(cursor.fetchall())
-    finally:
-        connection.close()
+def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[Any, ...]]:
+    """(item_index, status, attempt, worker, started_at, finished_at) of each item."""
+    return cluster.query(
+        "SELECT item_index, status, attempt, worker, started_at, finished_at FROM node_item"
+        " WHERE execution_id = %s ORDER BY item_index",
+        (execution_id,),
+    )
 
 
 def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None:
@@ -56,10 +51,7 @@ def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None
     ]
     assert execution["nodes"]["total"]["output"] == 360
     rows = item_rows(cluster, execution_id)
-    assert (
-        len({worker for *_, worker, _, _ in [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]})
-        == 2
-    )
+    assert len({worker for _, _, _, worker, _, _ in rows}) == 2
     # Never more than max_parallel items running at the same moment.
     for _, _, _, _, started, _ in rows:
         overlapping = sum(1 for r in rows if r[4] <= started < r[5])
