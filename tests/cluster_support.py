@@ -41,6 +41,16 @@ PG_USER = "postgres"
 REDIS_DATABASES = 64
 
 
+# For tests that wait for a lost worker's node to run again: production's heartbeat TTL is
+# 6 s. Every worker of such a test gets the same values (each one judges the others by its
+# own TTL); beating 5 times per TTL leaves a busy machine room for a late beat or two.
+FAST_RECOVERY = {
+    "SPANE_HEARTBEAT_TTL": "2",
+    "SPANE_HEARTBEAT_EVERY": "0.4",
+    "SPANE_RECONCILE_EVERY": "0.25",
+}
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -226,6 +236,22 @@ def fresh_postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
 # -- workers ----------------------------------------------------------------------------------
 
 
+class Gate:
+    """A file a shell node waits for: the node runs until the test opens the gate, however
+    slow or busy the machine is (a `sleep N` may end before the test acts, or make it wait)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def wait(self) -> str:
+        """A shell command that returns once the gate is open."""
+        return f"until [ -e {self.path} ]; do sleep 0.05; done"
+
+    def open(self) -> None:
+        self.path.touch()
+
+
 class Cluster:
     """Environment and helpers for one test: worker process groups, and the state of its
     executions read in this process (a `spane` process per look costs ~0.5 s of CPU)."""
@@ -241,6 +267,7 @@ class Cluster:
         self.redis_url = redis_url
         self.tmp_path = tmp_path
         self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.gates: list[Gate] = []
         self._store: Store | None = None
         self._sql: Any = None  # a psycopg2 connection, opened on first use
 
@@ -256,12 +283,14 @@ class Cluster:
             cwd=ROOT,
         )
 
-    def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"worker-{len(self.workers)}.log"
         with open(log, "wb") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", "spane_cli", "worker", *args],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -269,6 +298,11 @@ class Cluster:
             )
         self.workers.append((process, log))
         return process
+
+    def gate(self, name: str) -> Gate:
+        gate = Gate(self.tmp_path / f"gate-{name}")
+        self.gates.append(gate)
+        return gate
 
     # -- submitting and reading, in this process -----------------------------------------------
 
@@ -355,6 +389,12 @@ class Cluster:
         rows = self.query("SELECT count(*) FROM execution WHERE status = %s", (status,))
         return int(rows[0][0])
 
+    def live_workers(self) -> list[str]:
+        """Names of the workers that have beaten at least once and not signed off."""
+        if not self.query("SELECT to_regclass('worker_heartbeat') IS NOT NULL")[0][0]:
+            return []  # no schema yet: the first worker or submit creates it
+        return [name for (name,) in self.query("SELECT name FROM worker_heartbeat")]
+
     # -- the end -------------------------------------------------------------------------------
 
     def stop_all(self) -> None:
@@ -363,6 +403,8 @@ class Cluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        for gate in self.gates:
+            gate.open()  # a node whose worker was killed runs on: let it end now
 
     def close(self) -> None:
         self.stop_all()

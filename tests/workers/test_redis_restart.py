@@ -14,20 +14,25 @@ def test_a_redis_restart_mid_run_loses_nothing(
 ) -> None:
     cluster = Cluster(fresh_postgres_url, private_redis.url(), tmp_path)
     try:
+        first = cluster.gate("first")
         children = "".join(
-            f"  c{i}: {{type: shell, needs: [first], config: {{run: 'sleep 0.3'}}}}\n"
+            f"  c{i}: {{type: shell, needs: [first], config: {{run: 'sleep 0.1'}}}}\n"
             for i in range(4)
         )
         execution_id = cluster.submit(
-            flow("restarted", "  first: {type: shell, config: {run: 'sleep 1.5'}}\n" + children)
+            flow(
+                "restarted",
+                f"  first: {{type: shell, config: {{run: '{first.wait}'}}}}\n" + children,
+            )
         )
         cluster.start_worker()
         poll(lambda: cluster.node_status(execution_id, "first") == "running", what="first")
         private_redis.kill()
         private_redis.start()  # same socket, empty: every queued job is gone
+        first.open()  # its children are enqueued on the new, empty server
         poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the execution to finish")
         statuses = cluster.node_statuses(execution_id)
         assert set(statuses.values()) == {"succeeded"}
     finally:
-        cluster.stop_all()
+        cluster.close()
     assert "Traceback" not in cluster.logs()

@@ -11,22 +11,24 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from cluster_support import ROOT, Cluster, flow, poll
+from cluster_support import FAST_RECOVERY, ROOT, Cluster, flow, poll
 
 
 def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> None:
+    killed = cluster.gate("killed")  # the first run holds until its worker is gone
     execution_id = cluster.submit(
         flow(
             "killed",
-            "  slow: {type: shell, config: {run: 'sleep 2'}}\n"
+            f"  slow: {{type: shell, config: {{run: '{killed.wait}'}}}}\n"
             "  after: {type: noop, needs: [slow]}\n",
         )
     )
-    first = cluster.start_worker("--concurrency", "2")
+    first = cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(lambda: cluster.node_status(execution_id, "slow") == "running", what="slow to run")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
-    cluster.start_worker("--concurrency", "2")
+    killed.open()
+    cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(lambda: cluster.status(execution_id) == "succeeded", 45, "recovery")
     execution = cluster.get(execution_id)
     assert execution["nodes"]["slow"]["attempts"] == 1  # a lost worker uses no attempt
@@ -37,8 +39,10 @@ def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> 
 def test_redis_flushdb_mid_run_still_finishes(cluster: Cluster) -> None:
     import redis
 
+    flushed = cluster.gate("flushed")  # children hold until their jobs have been flushed
     children = "".join(
-        f"  c{i}: {{type: shell, needs: [start], config: {{run: 'sleep 0.5'}}}}\n" for i in range(6)
+        f"  c{i}: {{type: shell, needs: [start], config: {{run: '{flushed.wait}'}}}}\n"
+        for i in range(6)
     )
     execution_id = cluster.submit(
         flow(
@@ -50,12 +54,13 @@ def test_redis_flushdb_mid_run_still_finishes(cluster: Cluster) -> None:
             + "]}\n",
         )
     )
-    cluster.start_worker()
+    cluster.start_worker()  # one process: one child runs, the jobs of the others wait in Redis
     poll(
         lambda: "running" in cluster.node_statuses(execution_id).values(),
         what="a child to run",
     )
     redis.Redis.from_url(cluster.redis_url).flushdb()
+    flushed.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 45, "the execution to finish")
     assert all(n["attempts"] == 1 for n in cluster.get(execution_id)["nodes"].values())
 
@@ -138,7 +143,7 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
         if not execution_id:
             waiting.kill()
             pytest.fail(f"run --wait printed no execution id: {waiting.communicate()[1]}")
-        cluster.start_worker()
+        cluster.start_worker(env={"SPANE_CANCEL_CHECK_EVERY": "0.2"})
         poll(lambda: cluster.node_status(execution_id, "long") == "running", what="long to run")
         cancelled = cluster.spane("cancel", execution_id)
         assert cancelled.returncode == 0, cancelled.stderr
@@ -165,21 +170,24 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
 
 
 def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None:
+    paused = cluster.gate("paused")  # first runs until the execution is paused
     execution_id = cluster.submit(
         flow(
             "paused",
-            "  first: {type: shell, config: {run: 'sleep 1'}}\n"
+            f"  first: {{type: shell, config: {{run: '{paused.wait}'}}}}\n"
             "  second: {type: noop, needs: [first]}\n",
         )
     )
     cluster.start_worker()
     poll(lambda: cluster.node_status(execution_id, "first") == "running", what="first to run")
     assert cluster.spane("pause", execution_id).returncode == 0
+    paused.open()
     poll(lambda: cluster.node_status(execution_id, "first") == "succeeded", what="first to end")
-    held_until = time.monotonic() + 2.0
+    held_until = time.monotonic() + 2.0  # two reconciler ticks of an idle worker
     while time.monotonic() < held_until:  # a window in which the paused node must not start
         assert cluster.node_status(execution_id, "second") in ("pending", "queued")
         assert cluster.status(execution_id) == "paused"
+        time.sleep(0.05)
     assert cluster.spane("resume", execution_id).returncode == 0
     poll(lambda: cluster.status(execution_id) == "succeeded", what="the end")
     types = [e["type"] for e in cluster.events(execution_id)]
@@ -187,12 +195,19 @@ def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None
 
 
 def test_sigterm_finishes_the_running_node_then_exits_0(cluster: Cluster) -> None:
+    termed = cluster.gate("termed")  # the node runs until the worker has had its SIGTERM
     execution_id = cluster.submit(
-        flow("termed", "  work: {type: shell, config: {run: 'sleep 1'}}\n")
+        flow("termed", f"  work: {{type: shell, config: {{run: '{termed.wait}'}}}}\n")
     )
     worker = cluster.start_worker()
     poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
     worker.send_signal(signal.SIGTERM)
+    held_until = time.monotonic() + 1.0  # a cancel check or two: the node must go on
+    while time.monotonic() < held_until:
+        assert worker.poll() is None
+        assert cluster.node_status(execution_id, "work") == "running"
+        time.sleep(0.05)
+    termed.open()
     assert worker.wait(timeout=30) == 0
     assert cluster.node_status(execution_id, "work") == "succeeded"
 
@@ -200,9 +215,14 @@ def test_sigterm_finishes_the_running_node_then_exits_0(cluster: Cluster) -> Non
 def test_workers_reconnect_after_their_database_backends_are_killed(cluster: Cluster) -> None:
     import psycopg2
 
-    nodes = "  s0: {type: shell, config: {run: 'sleep 0.4'}}\n" + "".join(
-        f"  s{i}: {{type: shell, needs: [s{i - 1}], config: {{run: 'sleep 0.4'}}}}\n"
-        for i in range(1, 5)
+    killed = cluster.gate("killed")  # s1 runs until the backends are gone
+    nodes = (
+        "  s0: {type: shell, config: {run: 'true'}}\n"
+        f"  s1: {{type: shell, needs: [s0], config: {{run: '{killed.wait}'}}}}\n"
+        + "".join(
+            f"  s{i}: {{type: shell, needs: [s{i - 1}], config: {{run: 'true'}}}}\n"
+            for i in range(2, 5)
+        )
     )
     execution_id = cluster.submit(flow("reconnect", nodes))
     cluster.start_worker("--concurrency", "2")
@@ -214,6 +234,7 @@ def test_workers_reconnect_after_their_database_backends_are_killed(cluster: Clu
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
     )
     admin.close()
+    killed.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the end")
 
 
@@ -251,16 +272,18 @@ def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
 
 
 def test_sigint_after_sigterm_stops_at_once_and_the_node_runs_again(cluster: Cluster) -> None:
+    dropped = cluster.gate("dropped")  # the first run holds until its worker has stopped
     execution_id = cluster.submit(
-        flow("twice-termed", "  work: {type: shell, config: {run: 'sleep 3'}}\n")
+        flow("twice-termed", f"  work: {{type: shell, config: {{run: '{dropped.wait}'}}}}\n")
     )
-    worker = cluster.start_worker()
+    worker = cluster.start_worker(env=FAST_RECOVERY)
     poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
     worker.send_signal(signal.SIGTERM)
     worker.send_signal(signal.SIGINT)  # two SIGTERMs sent back to back may merge into one
     assert worker.wait(timeout=10) == 0
     assert cluster.node_status(execution_id, "work") == "running"  # dropped, not finished
-    cluster.start_worker()
+    dropped.open()
+    cluster.start_worker(env=FAST_RECOVERY)
     poll(lambda: cluster.status(execution_id) == "succeeded", 40, "the re-dispatched node")
     assert cluster.get(execution_id)["nodes"]["work"]["attempts"] == 1
 
