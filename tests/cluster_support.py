@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import secrets
 import shutil
@@ -31,6 +33,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
+    from multiprocessing.context import ForkServerContext
+
     from spane_cli.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +43,6 @@ PG_PORT = 5432
 PG_USER = "postgres"
 # Databases of the shared Redis server: one per test that asks, reused round-robin.
 REDIS_DATABASES = 64
-
 
 # For tests that wait for a lost worker's node to run again: production's heartbeat TTL is
 # 6 s. Every worker of such a test gets the same values (each one judges the others by its
@@ -231,6 +234,113 @@ def fresh_postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
         yield postgres_databases.url(name)
     finally:
         postgres_databases.drop(name)
+
+
+# -- spane processes ----------------------------------------------------------------------------
+
+# What `spane run` imports, loaded once in the fork server (see spane_processes); a name that
+# no longer exists is skipped (then each process imports what it needs).
+_FORKSERVER_PRELOAD = [
+    "cluster_support",
+    "psycopg2",
+    "pydantic",
+    "pydantic.plugin._loader",
+    "redis",
+    "rq",
+    "typer._adapters",  # typer builds the command from these when it is first called
+    "typer._click.decorators",
+    "spane_cli.cli.app",
+    "spane_cli.cli.run_cmd",
+    "spane_cli.engine.connections",
+    "spane_cli.engine.dispatch",
+    "spane_cli.engine.submit",
+    "spane_cli.nodes.registry",
+    "spane_cli.workflow.validate",
+]
+
+
+def _forkserver() -> ForkServerContext:
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_FORKSERVER_PRELOAD)
+    # The server does not get our sys.path (Python 3.11 ignores it) and skips what it cannot
+    # import: each process would import this module, and pytest, on its own.
+    inherited = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), inherited]))
+    try:
+        forkserver.ensure_running()  # once; later calls find it running
+    finally:
+        if inherited is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = inherited
+    return context
+
+
+def _spane_in_child(args: list[str], env: dict[str, str], out: str, err: str) -> None:
+    """The body of a `spane` process forked from the server: the real `main`, in a process of
+    its own, with its own environment, working directory, stdout and stderr."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    for fd, path in ((1, out), (2, err)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    from spane_cli.cli.app import main
+
+    try:
+        main(args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def spane_processes(
+    runs: Sequence[Sequence[str]],
+    env: Mapping[str, str],
+    output_dir: Path,
+    parallel: int = 20,
+    timeout: float = 120.0,
+) -> list[subprocess.CompletedProcess[str]]:
+    """Each run of `spane ARGS` in a process of its own, `parallel` of them at a time.
+
+    They are forked from a server that has imported spane already: starting an interpreter
+    and importing spane costs ~0.5 s of CPU, which for 200 processes is minutes on 2 cores.
+    `parallel` stays well below PostgreSQL's 100 connections, which other test runs share."""
+    context = _forkserver()
+    results: list[subprocess.CompletedProcess[str] | None] = [None] * len(runs)
+    pending = list(enumerate(runs))
+    running: dict[int, tuple[Any, Path, Path]] = {}
+    end = time.monotonic() + timeout
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                index, args = pending.pop(0)
+                out, err = output_dir / f"spane-{index}.out", output_dir / f"spane-{index}.err"
+                process = context.Process(
+                    target=_spane_in_child, args=(list(args), dict(env), str(out), str(err))
+                )
+                process.start()
+                running[index] = (process, out, err)
+            left = end - time.monotonic()
+            sentinels = [process.sentinel for process, _, _ in running.values()]
+            if left <= 0 or not multiprocessing.connection.wait(sentinels, timeout=left):
+                pytest.fail(f"{len(running) + len(pending)} spane processes still running")
+            for index, (process, out, err) in list(running.items()):
+                if process.exitcode is None:
+                    continue
+                process.join()
+                results[index] = subprocess.CompletedProcess(
+                    ["spane", *runs[index]], process.exitcode, out.read_text(), err.read_text()
+                )
+                del running[index]
+    finally:
+        for process, _, _ in running.values():
+            process.kill()
+            process.join()
+    return [result for result in results if result is not None]
 
 
 # -- workers ----------------------------------------------------------------------------------
