@@ -108,6 +108,7 @@ class WorkerPool:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.log.close()
 
 
 def _commits(database: peewee.Database) -> int | None:
