@@ -1,53 +1,74 @@
-"""Shared fixtures: the real services (Redis db 13, a PostgreSQL database of our own, SQLite in
-a temporary directory) and an isolated environment for every test.
-
-When a service does not answer, tests that need it are skipped on a developer's machine and
-fail under CI (CI set to a true value), where `.ci/run` has started the services.
-"""
+"""Shared fixtures: services of this test run's own (see cluster_support), SQLite in a temporary
+directory, an isolated environment for every test, and the `postgres` / `redis` markers put on
+every test that uses those services, so that `-m "not redis"` runs the rest."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from cluster_support import (
+    cluster,
+    fresh_postgres_url,
+    postgres_databases,
+    postgres_url,
+    private_redis,
+    redis_server,
+    redis_url,
+)
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
+__all__ = [
+    "cluster",
+    "fresh_postgres_url",
+    "postgres_databases",
+    "postgres_url",
+    "private_redis",
+    "redis_server",
+    "redis_url",
+]
 
-# Variables that would point a test at the user's own services or state.
+# The fixtures at the root of each service: every fixture that uses one depends on them.
+SERVICE_FIXTURES = {
+    "postgres": {"postgres_databases"},
+    "redis": {"redis_server", "private_redis"},
+}
+
+# Variables that would point a test at the user's own services, state or worker timings.
 USER_ENVIRONMENT = (
     "SPANE_DATABASE_URL",
     "DATABASE_URL",
     "SPANE_REDIS_URL",
     "REDIS_URL",
     "SPANE_DEBUG",
+    "SPANE_HEARTBEAT_EVERY",
+    "SPANE_HEARTBEAT_TTL",
+    "SPANE_RECONCILE_EVERY",
+    "SPANE_CANCEL_CHECK_EVERY",
 )
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def unavailable(message: str) -> NoReturn:
-    """Fail under CI, skip elsewhere."""
-    if in_ci():
-        pytest.fail(f"{message} (CI is set, so the service must be running)", pytrace=False)
-    pytest.skip(message)
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, roots in SERVICE_FIXTURES.items():
+            if used & roots:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
-    """SPANE_HOME in a temporary directory, no inherited service URLs, 120-column tables."""
+    """SPANE_HOME in a temporary directory, no inherited service URLs, 120-column tables.
+
+    SPANE_REDIS_URL names a socket nothing listens on: a command that needs Redis and is not
+    given the test's own fails (exit 3) instead of writing to the default localhost:6379,
+    which may be someone else's. A test about how the URL is resolved deletes it."""
     home = tmp_path_factory.mktemp("spane-home")
     monkeypatch.setenv("SPANE_HOME", str(home))
     monkeypatch.setenv("COLUMNS", "120")
     for name in USER_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPANE_REDIS_URL", f"unix://{home}/no-redis-here.sock")
     return home
 
 
@@ -55,53 +76,3 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch) 
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file of this test's own."""
     return f"sqlite:///{tmp_path / 'spane.db'}"
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """Redis database 13 on 127.0.0.1:6379, flushed before and after the test."""
-    try:
-        import redis
-    except ImportError:
-        unavailable("the redis package is not installed")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.flushdb()
-    except redis.exceptions.RedisError as exc:
-        client.close()
-        unavailable(f"Redis at 127.0.0.1:6379 does not answer: {exc}")
-    try:
-        yield REDIS_URL
-    finally:
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A database `spane_test_<pid>` on 127.0.0.1:5432 (user postgres), dropped at the end."""
-    try:
-        import psycopg2
-    except ImportError:
-        unavailable("the psycopg2 package is not installed")
-    try:
-        admin = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
-        )
-    except psycopg2.Error as exc:
-        unavailable(f"PostgreSQL at {PG_HOST}:{PG_PORT} does not answer: {exc}".strip())
-    admin.autocommit = True
-    name = f"spane_test_{os.getpid()}"
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            admin.close()

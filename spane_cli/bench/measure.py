@@ -107,6 +107,7 @@ class WorkerPool:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.log.close()
 
 
 def _commits(database: peewee.Database) -> int | None:

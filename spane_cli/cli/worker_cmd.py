@@ -36,9 +36,12 @@ def worker(
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
-    from spane_cli.engine.worker import NodeWorker, WorkerOptions
+    from spane_cli.engine.worker import NodeWorker, WorkerOptions, WorkerTimings
 
     settings = settings_of(ctx)
+    # Read before a supervisor starts children: a bad value is one usage error, not children
+    # failing and being replaced forever.
+    timings = WorkerTimings.from_environment()
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -57,5 +60,6 @@ def worker(
         burst=burst,
         max_jobs=max_jobs,
         handle_signals=True,
+        timings=timings,
     )
     NodeWorker(store, connection, options).run()

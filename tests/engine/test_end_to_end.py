@@ -142,9 +142,10 @@ def test_invalid_input_exits_2_before_anything_is_written() -> None:
 
 
 def test_a_real_worker_process_runs_a_submitted_execution(
-    postgres_url: str, redis_url: str
+    fresh_postgres_url: str, redis_url: str
 ) -> None:
-    env = {"SPANE_DATABASE_URL": postgres_url, "SPANE_REDIS_URL": redis_url}
+    # A database of its own: --burst keeps going while any execution in it has work left.
+    env = {"SPANE_DATABASE_URL": fresh_postgres_url, "SPANE_REDIS_URL": redis_url}
     submitted = spane("run", "-q", str(WORKFLOWS / "dynamic-loop.yaml"), env=env)
     assert submitted.returncode == 0, submitted.stderr
     execution_id = submitted.stdout.strip()

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from cluster_support import ROOT, Cluster, cluster, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import ROOT, Cluster, poll
 
 
 def guarded_flow(marker: Path) -> str:
@@ -66,7 +64,7 @@ def test_retry_reruns_only_the_failed_node(cluster: Cluster, tmp_path: Path) -> 
 
 def test_resubmit_starts_a_new_execution_with_the_same_input(cluster: Cluster) -> None:
     execution_id = cluster.submit(
-        (ROOT / "workflows" / "expense-approval.yaml").read_text(), "-i", "amount=1500"
+        (ROOT / "workflows" / "expense-approval.yaml").read_text(), {"amount": 1500}
     )
     cluster.start_worker()
     poll(lambda: cluster.status(execution_id) == "succeeded", what="the first run")

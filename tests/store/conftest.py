@@ -11,7 +11,7 @@ from spane_cli.store.migrations import migrate
 from spane_cli.store.store import Store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     url = request.getfixturevalue(f"{request.param}_url")
     database = open_database(url)

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
-import psycopg2
-from cluster_support import Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import FAST_RECOVERY, Cluster, flow, poll
 
 
-def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[int, str, int, str, float, float]]:
-    connection = psycopg2.connect(cluster.db_url)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(
-            "SELECT item_index, status, attempt, worker, started_at, finished_at FROM node_item"
-            " WHERE execution_id = %s ORDER BY item_index",
-            (execution_id,),
-        )
-        return list(cursor.fetchall())
-    finally:
-        connection.close()
+def item_rows(cluster: Cluster, execution_id: str) -> list[tuple[Any, ...]]:
+    """(item_index, status, attempt, worker, started_at, finished_at) of each item."""
+    return cluster.query(
+        "SELECT item_index, status, attempt, worker, started_at, finished_at FROM node_item"
+        " WHERE execution_id = %s ORDER BY item_index",
+        (execution_id,),
+    )
 
 
 def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None:
+    cluster.start_worker("--concurrency", "2")
+    # Both before the items exist: on a busy machine one could start after the other ran all.
+    poll(lambda: len(cluster.live_workers()) == 2, what="two workers")
     execution_id = cluster.submit(
         flow(
             "spread",
@@ -35,14 +31,13 @@ def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None
             "    needs: [gen]\n"
             "    foreach: '{{ parents }}'\n"
             "    max_parallel: 3\n"
-            "    config: {run: 'sleep 0.4; echo $(({{ item }} * 10))', parse: json}\n"
+            "    config: {run: 'sleep 0.25; echo $(({{ item }} * 10))', parse: json}\n"
             "  total:\n"
             "    type: transform\n"
             "    needs: [each]\n"
             "    config: {output: '{{ parents | map(attribute=\"json\") | sum }}'}\n",
         )
     )
-    cluster.start_worker("--concurrency", "2")
     poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the execution to finish")
     execution = cluster.get(execution_id)
     assert execution["nodes"]["each"]["items"] == {"total": 8, "done": 8}
@@ -58,10 +53,7 @@ def test_items_spread_over_workers_within_max_parallel(cluster: Cluster) -> None
     ]
     assert execution["nodes"]["total"]["output"] == 360
     rows = item_rows(cluster, execution_id)
-    assert (
-        len({worker for *_, worker, _, _ in [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]})
-        == 2
-    )
+    assert len({worker for _, _, _, worker, _, _ in rows}) == 2
     # Never more than max_parallel items running at the same moment.
     for _, _, _, _, started, _ in rows:
         overlapping = sum(1 for r in rows if r[4] <= started < r[5])
@@ -100,20 +92,22 @@ def test_a_flaky_item_is_retried_alone_and_a_failing_one_fails_the_node(
 
 
 def test_items_of_a_killed_worker_run_again(cluster: Cluster) -> None:
+    killed = cluster.gate("killed")  # items started before the kill hold until it is done
     execution_id = cluster.submit(
         flow(
             "killed-items",
-            "  each: {type: shell, foreach: [1, 2, 3, 4], config: {run: 'sleep 1.5'}}\n",
+            f"  each: {{type: shell, foreach: [1, 2, 3, 4], config: {{run: '{killed.wait}'}}}}\n",
         )
     )
-    first = cluster.start_worker("--concurrency", "2")
+    first = cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(
         lambda: any(status == "running" for _, status, *_ in item_rows(cluster, execution_id)),
         what="an item to run",
     )
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
-    cluster.start_worker("--concurrency", "2")
+    killed.open()
+    cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(lambda: cluster.status(execution_id) == "succeeded", 60, "recovery")
     assert {attempt for _, _, attempt, *_ in item_rows(cluster, execution_id)} == {1}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster_support import flow, fresh_postgres_url, redis_db_url
+from cluster_support import flow
 from redis import Redis
 
 from spane_cli.config import Settings
@@ -14,11 +14,9 @@ from spane_cli.engine.submit import submit
 from spane_cli.engine.worker import CLAIM_BATCH, NodeWorker, WorkerOptions
 from spane_cli.store.models import NodeRun
 
-__all__ = ["fresh_postgres_url", "redis_db_url"]
-
 
 def test_instant_nodes_run_together_and_a_slow_one_goes_back_to_the_head(
-    fresh_postgres_url: str, redis_db_url: str, tmp_path: Path
+    fresh_postgres_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     nodes = (
         "  a: {type: noop}\n"
@@ -28,8 +26,8 @@ def test_instant_nodes_run_together_and_a_slow_one_goes_back_to_the_head(
     )
     path = tmp_path / "mixed.yaml"
     path.write_text(flow("mixed", nodes))
-    store = open_store(Settings(db_url=fresh_postgres_url, redis_url=redis_db_url))
-    connection = Redis.from_url(redis_db_url)
+    store = open_store(Settings(db_url=fresh_postgres_url, redis_url=redis_url))
+    connection = Redis.from_url(redis_url)
     execution_id, _, dispatches = submit(store, str(path), {})
     Dispatcher(connection).enqueue(dispatches)
     assert CLAIM_BATCH >= 4

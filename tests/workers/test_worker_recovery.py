@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -11,24 +11,24 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from cluster_support import ROOT, Cluster, cluster, flow, fresh_postgres_url, poll, redis_db_url
-
-__all__ = ["cluster", "fresh_postgres_url", "redis_db_url"]
+from cluster_support import FAST_RECOVERY, ROOT, Cluster, flow, poll, spane_processes
 
 
 def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> None:
+    killed = cluster.gate("killed")  # the first run holds until its worker is gone
     execution_id = cluster.submit(
         flow(
             "killed",
-            "  slow: {type: shell, config: {run: 'sleep 2'}}\n"
+            f"  slow: {{type: shell, config: {{run: '{killed.wait}'}}}}\n"
             "  after: {type: noop, needs: [slow]}\n",
         )
     )
-    first = cluster.start_worker("--concurrency", "2")
+    first = cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(lambda: cluster.node_status(execution_id, "slow") == "running", what="slow to run")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
-    cluster.start_worker("--concurrency", "2")
+    killed.open()
+    cluster.start_worker("--concurrency", "2", env=FAST_RECOVERY)
     poll(lambda: cluster.status(execution_id) == "succeeded", 45, "recovery")
     execution = cluster.get(execution_id)
     assert execution["nodes"]["slow"]["attempts"] == 1  # a lost worker uses no attempt
@@ -39,8 +39,10 @@ def test_kill_9_of_the_worker_group_mid_node_loses_nothing(cluster: Cluster) -> 
 def test_redis_flushdb_mid_run_still_finishes(cluster: Cluster) -> None:
     import redis
 
+    flushed = cluster.gate("flushed")  # children hold until their jobs have been flushed
     children = "".join(
-        f"  c{i}: {{type: shell, needs: [start], config: {{run: 'sleep 0.5'}}}}\n" for i in range(6)
+        f"  c{i}: {{type: shell, needs: [start], config: {{run: '{flushed.wait}'}}}}\n"
+        for i in range(6)
     )
     execution_id = cluster.submit(
         flow(
@@ -52,12 +54,13 @@ def test_redis_flushdb_mid_run_still_finishes(cluster: Cluster) -> None:
             + "]}\n",
         )
     )
-    cluster.start_worker()
+    cluster.start_worker()  # one process: one child runs, the jobs of the others wait in Redis
     poll(
         lambda: "running" in cluster.node_statuses(execution_id).values(),
         what="a child to run",
     )
     redis.Redis.from_url(cluster.redis_url).flushdb()
+    flushed.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 45, "the execution to finish")
     assert all(n["attempts"] == 1 for n in cluster.get(execution_id)["nodes"].values())
 
@@ -117,10 +120,11 @@ def test_every_job_delivered_twice_runs_each_node_once(cluster: Cluster) -> None
 
 
 def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> None:
-    marker = f"{time.time() % 1000:.3f}"
+    # A command line no other process has, to look for it after the cancel.
+    command = f"sleep 600.{secrets.randbelow(10**9):09d}"
     workflow = flow(
         "cancelled",
-        f"  long: {{type: shell, config: {{run: 'sleep 30{marker[-3:]}.{marker[:3]}'}}}}\n"
+        f"  long: {{type: shell, config: {{run: '{command}'}}}}\n"
         "  after: {type: noop, needs: [long]}\n",
     )
     path = cluster.tmp_path / "cancel.yaml"
@@ -139,7 +143,7 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
         if not execution_id:
             waiting.kill()
             pytest.fail(f"run --wait printed no execution id: {waiting.communicate()[1]}")
-        cluster.start_worker()
+        cluster.start_worker(env={"SPANE_CANCEL_CHECK_EVERY": "0.2"})
         poll(lambda: cluster.node_status(execution_id, "long") == "running", what="long to run")
         cancelled = cluster.spane("cancel", execution_id)
         assert cancelled.returncode == 0, cancelled.stderr
@@ -154,29 +158,36 @@ def test_cancel_stops_the_running_node_and_wait_exits_5(cluster: Cluster) -> Non
     assert execution["nodes"]["after"]["status"] == "cancelled"
     assert execution["nodes"]["after"]["started_at"] is None
 
-    def sleep_gone() -> bool:
-        found = subprocess.run(["pgrep", "-f", f"sleep 30{marker[-3:]}"], capture_output=True)
-        return found.returncode != 0
+    def sleeping() -> list[int]:
+        found = subprocess.run(["pgrep", "-f", command], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
 
-    poll(sleep_gone, 15, "the node's process group to be killed")
+    try:
+        poll(lambda: not sleeping(), 15, "the node's process group to be killed")
+    finally:
+        for pid in sleeping():  # not left behind for ten minutes when the test failed
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None:
+    paused = cluster.gate("paused")  # first runs until the execution is paused
     execution_id = cluster.submit(
         flow(
             "paused",
-            "  first: {type: shell, config: {run: 'sleep 1'}}\n"
+            f"  first: {{type: shell, config: {{run: '{paused.wait}'}}}}\n"
             "  second: {type: noop, needs: [first]}\n",
         )
     )
     cluster.start_worker()
     poll(lambda: cluster.node_status(execution_id, "first") == "running", what="first to run")
     assert cluster.spane("pause", execution_id).returncode == 0
+    paused.open()
     poll(lambda: cluster.node_status(execution_id, "first") == "succeeded", what="first to end")
-    held_until = time.monotonic() + 2.0
+    held_until = time.monotonic() + 2.0  # two reconciler ticks of an idle worker
     while time.monotonic() < held_until:  # a window in which the paused node must not start
         assert cluster.node_status(execution_id, "second") in ("pending", "queued")
         assert cluster.status(execution_id) == "paused"
+        time.sleep(0.05)
     assert cluster.spane("resume", execution_id).returncode == 0
     poll(lambda: cluster.status(execution_id) == "succeeded", what="the end")
     types = [e["type"] for e in cluster.events(execution_id)]
@@ -184,12 +195,19 @@ def test_pause_holds_the_next_node_and_resume_finishes(cluster: Cluster) -> None
 
 
 def test_sigterm_finishes_the_running_node_then_exits_0(cluster: Cluster) -> None:
+    termed = cluster.gate("termed")  # the node runs until the worker has had its SIGTERM
     execution_id = cluster.submit(
-        flow("termed", "  work: {type: shell, config: {run: 'sleep 1'}}\n")
+        flow("termed", f"  work: {{type: shell, config: {{run: '{termed.wait}'}}}}\n")
     )
     worker = cluster.start_worker()
     poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
     worker.send_signal(signal.SIGTERM)
+    held_until = time.monotonic() + 1.0  # a cancel check or two: the node must go on
+    while time.monotonic() < held_until:
+        assert worker.poll() is None
+        assert cluster.node_status(execution_id, "work") == "running"
+        time.sleep(0.05)
+    termed.open()
     assert worker.wait(timeout=30) == 0
     assert cluster.node_status(execution_id, "work") == "succeeded"
 
@@ -197,9 +215,14 @@ def test_sigterm_finishes_the_running_node_then_exits_0(cluster: Cluster) -> Non
 def test_workers_reconnect_after_their_database_backends_are_killed(cluster: Cluster) -> None:
     import psycopg2
 
-    nodes = "  s0: {type: shell, config: {run: 'sleep 0.4'}}\n" + "".join(
-        f"  s{i}: {{type: shell, needs: [s{i - 1}], config: {{run: 'sleep 0.4'}}}}\n"
-        for i in range(1, 5)
+    killed = cluster.gate("killed")  # s1 runs until the backends are gone
+    nodes = (
+        "  s0: {type: shell, config: {run: 'true'}}\n"
+        f"  s1: {{type: shell, needs: [s0], config: {{run: '{killed.wait}'}}}}\n"
+        + "".join(
+            f"  s{i}: {{type: shell, needs: [s{i - 1}], config: {{run: 'true'}}}}\n"
+            for i in range(2, 5)
+        )
     )
     execution_id = cluster.submit(flow("reconnect", nodes))
     cluster.start_worker("--concurrency", "2")
@@ -211,55 +234,44 @@ def test_workers_reconnect_after_their_database_backends_are_killed(cluster: Clu
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
     )
     admin.close()
+    killed.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the end")
 
 
 def test_the_same_idempotency_key_gives_one_execution(cluster: Cluster) -> None:
     path = cluster.tmp_path / "idem.yaml"
     path.write_text(flow("idem", "  a: {type: noop}\n"))
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "spane_cli", "run", "-q", "--idempotency-key", "k1", str(path)],
-            env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(8)
-    ]  # fmt: skip
-    outputs = [run.communicate(timeout=60) for run in runs]
-    assert [err for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode] == []
-    assert len({out.strip() for out, _ in outputs}) == 1
+    runs = [("run", "-q", "--idempotency-key", "k1", str(path))] * 8
+    results = spane_processes(runs, cluster.env, cluster.tmp_path, parallel=8)
+    assert [r.stderr for r in results if r.returncode] == []
+    assert len({r.stdout.strip() for r in results}) == 1
 
 
 def test_200_concurrent_submits_all_succeed(cluster: Cluster) -> None:
     path = cluster.tmp_path / "many.yaml"
     path.write_text(flow("many", "  a: {type: noop}\n  b: {type: noop, needs: [a]}\n"))
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "spane_cli", "run", "-q", str(path)],
-            env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(200)
-    ]  # fmt: skip
-    outputs = [run.communicate(timeout=240) for run in runs]
-    assert [err for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode] == []
-    assert len({out.strip() for out, _ in outputs}) == 200
+    # On a fresh database: the first of them also race to create the schema.
+    results = spane_processes([("run", "-q", str(path))] * 200, cluster.env, cluster.tmp_path)
+    assert [r.stderr for r in results if r.returncode] == []
+    assert len({r.stdout.strip() for r in results}) == 200
     cluster.start_worker("--concurrency", "2")
-    listed = lambda: json.loads(  # noqa: E731
-        cluster.spane("list", "--status", "succeeded", "--limit", "500", "-o", "json").stdout
-    )
-    poll(lambda: len(listed()) == 200, 120, "all 200 executions to succeed")
+    poll(lambda: cluster.count("succeeded") == 200, 120, "all 200 executions to succeed")
+    assert cluster.count("failed") == 0
 
 
 def test_sigint_after_sigterm_stops_at_once_and_the_node_runs_again(cluster: Cluster) -> None:
+    dropped = cluster.gate("dropped")  # the first run holds until its worker has stopped
     execution_id = cluster.submit(
-        flow("twice-termed", "  work: {type: shell, config: {run: 'sleep 3'}}\n")
+        flow("twice-termed", f"  work: {{type: shell, config: {{run: '{dropped.wait}'}}}}\n")
     )
-    worker = cluster.start_worker()
+    worker = cluster.start_worker(env=FAST_RECOVERY)
     poll(lambda: cluster.node_status(execution_id, "work") == "running", what="work to run")
     worker.send_signal(signal.SIGTERM)
     worker.send_signal(signal.SIGINT)  # two SIGTERMs sent back to back may merge into one
     assert worker.wait(timeout=10) == 0
     assert cluster.node_status(execution_id, "work") == "running"  # dropped, not finished
-    cluster.start_worker()
+    dropped.open()
+    cluster.start_worker(env=FAST_RECOVERY)
     poll(lambda: cluster.status(execution_id) == "succeeded", 40, "the re-dispatched node")
     assert cluster.get(execution_id)["nodes"]["work"]["attempts"] == 1
 
