@@ -57,6 +57,8 @@ def test_redis_url_precedence(
     tmp_path: Path, monkeypatch, flag: str | None, prefixed: str | None, plain: str | None,
     expected: str,
 ) -> None:  # fmt: skip
+    # The suite points every command at a dead socket; this test resolves the URL itself.
+    monkeypatch.delenv("SPANE_REDIS_URL", raising=False)
     if prefixed:
         monkeypatch.setenv("SPANE_REDIS_URL", prefixed)
     if plain:
