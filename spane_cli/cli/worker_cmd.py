@@ -51,9 +51,15 @@ def worker(
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
     if concurrency > 1:
+        from spane_cli.engine.dispatch import Dispatcher
         from spane_cli.engine.supervisor import supervise
 
-        raise typer.Exit(supervise(concurrency, sys.argv, name))
+        dispatcher = Dispatcher(connection)
+
+        def release(identity: str) -> None:
+            dispatcher.enqueue(store.release_worker(identity))
+
+        raise typer.Exit(supervise(concurrency, sys.argv, name, release))
     options = WorkerOptions(
         queues=tuple(queues or ("default",)),
         name=name or f"{socket.gethostname()}.{os.getpid()}",

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+
+from spane_cli.engine.worker import LIFE_ENV, worker_identity
 
 log = logging.getLogger("spane.supervisor")
 
@@ -45,7 +49,15 @@ def _child_argv(argv: list[str], index: int, base_name: str) -> list[str]:
     ]
 
 
-def supervise(concurrency: int, argv: list[str], name: str | None) -> int:
+def supervise(
+    concurrency: int,
+    argv: list[str],
+    name: str | None,
+    release: Callable[[str], None] = lambda identity: None,
+) -> int:
+    """Run `concurrency` children until told to stop. When a child ends, `release(identity)`
+    is called with the identity of the life that ended, before any replacement starts: its
+    nodes go back on their queues at once instead of after a heartbeat TTL."""
     import socket
 
     base_name = name or f"{socket.gethostname()}.{os.getpid()}"
@@ -60,9 +72,14 @@ def supervise(concurrency: int, argv: list[str], name: str | None) -> int:
     children: dict[int, subprocess.Popen[bytes]] = {}
 
     child_env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+    identities: dict[int, str] = {}
 
     def start(index: int) -> None:
-        children[index] = subprocess.Popen(_child_argv(argv, index, base_name), env=child_env)
+        life = secrets.token_hex(4)
+        identities[index] = worker_identity(f"{base_name}-{index}", life)
+        children[index] = subprocess.Popen(
+            _child_argv(argv, index, base_name), env={**child_env, LIFE_ENV: life}
+        )
 
     for index in range(concurrency):
         start(index)
@@ -79,6 +96,10 @@ def supervise(concurrency: int, argv: list[str], name: str | None) -> int:
             if code is None:
                 continue
             del children[index]
+            try:
+                release(identities[index])
+            except Exception as exc:  # the heartbeat TTL recovers them later all the same
+                log.warning("could not release the nodes of %s: %s", identities[index], exc)
             if requests or burst:
                 continue
             log.warning("worker %s-%s exited with %s; starting a new one", base_name, index, code)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -98,6 +99,17 @@ def _variable(timing: str) -> str:
     return f"SPANE_{timing.upper()}"
 
 
+# Set by a supervisor for each child it starts, so that it knows the child's identity.
+LIFE_ENV = "SPANE_WORKER_LIFE"
+
+
+def worker_identity(name: str, life: str | None = None) -> str:
+    """`name~life`: one process life of the worker called `name`. A worker restarted under
+    the same name (by a supervisor, by systemd) is a new worker: the nodes of the life that
+    died are recovered instead of looking held by the fresh heartbeat of its successor."""
+    return f"{name}~{life or secrets.token_hex(4)}"
+
+
 @dataclass
 class WorkerOptions:
     queues: Sequence[str] = ("default",)
@@ -131,6 +143,7 @@ class NodeWorker:
         self._heartbeat_stop = threading.Event()
         supervisor = os.environ.get("SPANE_SUPERVISOR_PID")
         self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
+        self.identity = worker_identity(options.name, os.environ.get(LIFE_ENV))
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
@@ -157,7 +170,7 @@ class NodeWorker:
         host, pid = socket.gethostname(), os.getpid()
         while not self._heartbeat_stop.wait(self.options.timings.heartbeat_every):
             try:
-                beat(self.options.name, host, pid, self.options.queues)
+                beat(self.identity, host, pid, self.options.queues)
             except _SERVICE_ERRORS as exc:
                 log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
@@ -167,10 +180,10 @@ class NodeWorker:
     def run(self) -> None:
         if self.options.handle_signals:
             self._install_signal_handlers()
-        beat(self.options.name, socket.gethostname(), os.getpid(), self.options.queues)
+        beat(self.identity, socket.gethostname(), os.getpid(), self.options.queues)
         heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         heart.start()
-        log.info("worker %s serving %s", self.options.name, ", ".join(self.options.queues))
+        log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
             while not self._stopping():
@@ -188,8 +201,8 @@ class NodeWorker:
             heart.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
-                forget(self.options.name)
-            log.info("worker %s stopped after %d jobs", self.options.name, self.jobs_done)
+                forget(self.identity)
+            log.info("worker %s stopped after %d jobs", self.identity, self.jobs_done)
 
     def _step(self) -> bool:
         """One job or one wait; True when the worker should exit."""
@@ -275,7 +288,7 @@ class NodeWorker:
                     handed_back.append(dispatch)
             if handed_back:
                 self._enqueue(handed_back, at_front=True)
-        return self.store.claim_nodes(wanted, self.options.name)
+        return self.store.claim_nodes(wanted, self.identity)
 
     def _run(self, claim: ClaimedNode | None) -> None:
         """Run the node, then any child its completion handed straight to us (no Redis hop)."""
@@ -305,7 +318,7 @@ class NodeWorker:
         return not self._stopping() and not self._max_jobs_reached()
 
     def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
-        claim = self.store.claim_item(execution_id, node_id, attempt, item, self.options.name)
+        claim = self.store.claim_item(execution_id, node_id, attempt, item, self.identity)
         if claim is None:
             return
         report = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
@@ -345,7 +358,7 @@ class NodeWorker:
             try:
                 return self.store.complete_nodes(
                     reports,
-                    worker=self.options.name if take_next else None,
+                    worker=self.identity if take_next else None,
                     queues=self.options.queues,
                 )
             except (peewee.OperationalError, peewee.InterfaceError) as exc:

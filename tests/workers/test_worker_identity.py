@@ -1,0 +1,56 @@
+"""A worker is one process life: a supervised child that dies is a new worker when it is
+replaced, and its supervisor hands its node back at once instead of after a heartbeat TTL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from cluster_support import Cluster, flow, poll
+
+
+def running_on(cluster: Cluster, execution_id: str, node_id: str) -> str | None:
+    rows = cluster.query(
+        "SELECT worker FROM node_run WHERE execution_id = %s AND node_id = %s"
+        " AND status = 'running'",
+        (execution_id, node_id),
+    )
+    return str(rows[0][0]) if rows and rows[0][0] else None
+
+
+def test_a_killed_child_is_released_at_once_and_its_successor_is_a_new_worker(
+    cluster: Cluster,
+) -> None:
+    hold = cluster.gate("hold")  # every run of `slow` holds until the test is done looking
+    execution_id = cluster.submit(
+        flow(
+            "identity",
+            f"  slow: {{type: shell, config: {{run: '{hold.wait}'}}}}\n"
+            "  after: {type: noop, needs: [slow]}\n",
+        )
+    )
+    # The production heartbeat TTL (6 s): only the supervisor's release can be this quick.
+    cluster.start_worker("--concurrency", "2", "--name", "sup")
+    first = poll(lambda: running_on(cluster, execution_id, "slow"), what="slow to start")
+    assert first.startswith("sup-") and "~" in first  # name-index~life
+    pid = cluster.query("SELECT pid FROM worker_heartbeat WHERE name = %s", (first,))[0][0]
+    os.kill(int(pid), signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    def taken_over() -> str | None:
+        worker = running_on(cluster, execution_id, "slow")
+        return worker if worker and worker != first else None
+
+    second = poll(taken_over, deadline=15, what="the node to run again")
+    assert time.monotonic() - killed_at < 4.0, "released by the TTL, not by the supervisor"
+    hold.open()
+    poll(lambda: cluster.status(execution_id) == "succeeded", 30, "the execution to end")
+    assert second != first
+    attempts = cluster.query(
+        "SELECT attempt, lost_count FROM node_run WHERE execution_id = %s AND node_id = 'slow'",
+        (execution_id,),
+    )
+    assert attempts == [(1, 0)]  # no attempt used; the success clears the loss count
+    lost = [e for e in cluster.events(execution_id) if e["type"] == "node.lost"]
+    assert lost and lost[0]["data"]["worker"] == first
