@@ -136,25 +136,19 @@ class FaultRun:
         if migrated.returncode != 0:
             raise RuntimeError(f"spane db migrate failed: {migrated.stderr.strip()}")
         for index in range(self.plan.workers):
-            log = open(self.directory / f"worker-{index}.log", "wb")  # noqa: SIM115
-            self.workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "spane_cli",
-                        "worker",
-                        "--concurrency",
-                        str(self.plan.concurrency),
-                        "--name",
-                        f"fault-{index}",
-                    ],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            command = [sys.executable, "-m", "spane_cli", "worker"]
+            command += ["--concurrency", str(self.plan.concurrency), "--name", f"fault-{index}"]
+            # The child keeps its own copy of the file descriptor.
+            with open(self.directory / f"worker-{index}.log", "wb") as log:
+                self.workers.append(
+                    subprocess.Popen(
+                        command,
+                        env=self.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
                 )
-            )
 
     def stop(self) -> None:
         for worker in self.workers:
