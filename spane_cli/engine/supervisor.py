@@ -6,6 +6,7 @@ children (each finishes its running node and exits); a second one, or SIGINT, ki
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from spane_cli.engine.worker import LIFE_ENV, worker_identity
+from spane_cli.processes import become_subreaper
 
 log = logging.getLogger("spane.supervisor")
 
@@ -47,6 +49,21 @@ def _child_argv(argv: list[str], index: int, base_name: str) -> list[str]:
         "--name",
         f"{base_name}-{index}",
     ]
+
+
+def _end_orphans(workers: set[int]) -> None:
+    """Kill the process groups of every child that is not one of our workers: commands a dead
+    worker started, adopted by this subreaper. They would otherwise run on while the node is
+    run again elsewhere."""
+    import psutil
+
+    for child in psutil.Process().children():
+        if child.pid in workers:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            os.killpg(os.getpgid(child.pid), signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(child.pid, os.WNOHANG)  # a later look reaps it if it is not gone yet
 
 
 def supervise(
@@ -81,9 +98,12 @@ def supervise(
             _child_argv(argv, index, base_name), env={**child_env, LIFE_ENV: life}
         )
 
+    # Orphaned commands of a child that died are adopted here and ended (_end_orphans).
+    become_subreaper()
     for index in range(concurrency):
         start(index)
     forwarded = 0
+    next_orphan_check = 0.0
     while children:
         if len(requests) > forwarded:
             hard = forwarded >= 1 or signal.SIGINT in requests[forwarded:]
@@ -96,6 +116,7 @@ def supervise(
             if code is None:
                 continue
             del children[index]
+            _end_orphans({c.pid for c in children.values()})
             try:
                 release(identities[index])
             except Exception as exc:  # the heartbeat TTL recovers them later all the same
@@ -104,5 +125,10 @@ def supervise(
                 continue
             log.warning("worker %s-%s exited with %s; starting a new one", base_name, index, code)
             start(index)
+        if time.monotonic() >= next_orphan_check:
+            # Also after a death: a dead worker's commands are adopted a moment later.
+            _end_orphans({c.pid for c in children.values()})
+            next_orphan_check = time.monotonic() + 1.0
         time.sleep(0.1)
+    _end_orphans(set())
     return 0

@@ -28,6 +28,7 @@ from spane_cli.nodes.common import (
     decode,
     render_field,
 )
+from spane_cli.processes import die_with_parent
 from spane_cli.workflow.durations import format_duration
 from spane_cli.workflow.model import thaw
 from spane_cli.workflow.node_configs import SHELL
@@ -224,6 +225,8 @@ class ShellNode:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,  # its own process group, so the whole tree can be killed
+                # Killed if the worker dies (kill -9): it must not run on beside the rerun.
+                preexec_fn=die_with_parent,
             )
         except FileNotFoundError as exc:
             missing = exc.filename if exc.filename is not None else program

@@ -70,7 +70,11 @@ def claim_nodes(tx: Tx, wanted: Sequence[tuple[str, str, int]], worker: str) -> 
     # A new execution's fixed fields are read inside the claim's transaction: one commit
     # fewer per execution, which small workflows notice.
     tx.caches.load_execution_infos(by_execution)
-    tx.lock_executions(by_execution)
+    # An execution this claim may start is locked (its row changes); claims in a running one
+    # only read its deadline, so they do not queue behind its completions.
+    starting = [e for e in by_execution if e not in tx.caches.seen_running]
+    tx.lock_executions(starting)
+    tx.read_deadlines(by_execution)
     taken: dict[tuple[str, str], ClaimedNode] = {}
     for execution_id, nodes in by_execution.items():
         info = tx.caches.infos.get(execution_id)

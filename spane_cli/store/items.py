@@ -95,7 +95,7 @@ def claim_item(
     info = tx.info(execution_id)
     if info is None:
         return None
-    tx.lock_executions([execution_id])
+    tx.read_deadlines([execution_id])  # an item's claim changes no execution row
     version = tx.version(info.version_id)
     taken = tx.run(
         "UPDATE node_item SET status = 'running', started_at = ?, worker = ?"

@@ -1,0 +1,64 @@
+"""A node's commands never outlive the worker that ran them: when a worker process is killed,
+what its shell node started is killed too, so the node never runs in two places at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from cluster_support import Cluster, flow, poll
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def started_command(cluster: Cluster, tmp_path: Path, name: str) -> tuple[str, Path]:
+    pid_file = tmp_path / f"{name}.pid"
+    # A command with a child of its own: the grandchild is what a plain kill would miss.
+    command = f"sleep 600 & echo $! > {pid_file}; wait"
+    execution_id = cluster.submit(
+        flow(name, f"  long: {{type: shell, config: {{run: '{command}'}}}}\n")
+    )
+    return execution_id, pid_file
+
+
+def test_killing_a_supervised_worker_kills_its_node_commands(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    execution_id, pid_file = started_command(cluster, tmp_path, "orphan-supervised")
+    cluster.start_worker("--concurrency", "2", "--name", "sup")
+    poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
+    grandchild = int(pid_file.read_text())
+    worker = cluster.query(
+        "SELECT h.pid FROM worker_heartbeat h JOIN node_run n ON n.worker = h.name"
+        " WHERE n.execution_id = %s AND n.status = 'running'",
+        (execution_id,),
+    )[0][0]
+    os.kill(int(worker), signal.SIGKILL)
+    poll(lambda: not alive(grandchild), deadline=10, what="the orphaned command to be killed")
+    cluster.spane("cancel", execution_id)
+
+
+def test_killing_a_lone_worker_kills_the_command_it_started(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "direct.pid"
+    execution_id = cluster.submit(
+        flow(
+            "orphan-lone",
+            f"  long: {{type: shell, config: {{run: 'echo $$ > {pid_file}; exec sleep 600'}}}}\n",
+        )
+    )
+    worker = cluster.start_worker()
+    poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
+    command = int(pid_file.read_text())
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker only: the command has its own group
+    poll(lambda: not alive(command), deadline=10, what="the command to die with its worker")
+    cluster.spane("cancel", execution_id)
