@@ -41,6 +41,7 @@ def main() -> int:
             faults=tuple(k for k in args.faults.split(",") if k),
         )
         report = FaultRun(plan, Path(directory), say).run().as_dict()
+        say(json.dumps(report))  # kept even if the submission burst below goes wrong
         if args.submissions:
             codes = concurrent_submissions(Path(directory) / "burst", args.submissions, say)
             report["concurrent_submissions"] = {str(k): v for k, v in sorted(codes.items())}

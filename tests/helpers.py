@@ -1,9 +1,15 @@
-"""Run the spane command line in-process and capture what a user would see."""
+"""Run the spane command line, in-process or as a process of its own, and capture what a
+user would see."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -48,3 +54,23 @@ def _exit_code(code: object) -> int:
     if isinstance(code, int):
         return code
     return 1  # sys.exit("message") exits 1 after printing the message
+
+
+def spane_process(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """`python -m spane_cli ARGS...` in a process of its own, with SPANE_HOME at `home`: for
+    tests about what a whole worker process survives."""
+    return subprocess.run(
+        [sys.executable, "-m", "spane_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "SPANE_HOME": str(home), **(env or {})},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def final_document(stdout: str) -> dict[str, Any]:
+    """The execution `run -o json` prints after the line that announced it."""
+    return dict(json.loads(stdout[stdout.index("}") + 1 :]))

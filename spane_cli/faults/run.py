@@ -329,6 +329,7 @@ class FaultRun:
 def concurrent_submissions(directory: Path, count: int, say: Callable[[str], None]) -> Counter[int]:
     """`count` `spane run` at once against two workers on a private PostgreSQL with its
     default max_connections; the exit codes they gave."""
+    directory.mkdir(parents=True, exist_ok=True)
     run = FaultRun(FaultPlan(executions=0, workers=1), directory, say)
     files = write_workflows(directory, run.side_effect_log)
     run.start()

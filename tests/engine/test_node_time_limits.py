@@ -3,14 +3,11 @@ worker that ran an overrunning node goes on serving."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import final_document, spane_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,23 +43,14 @@ def test_an_overrunning_node_fails_timed_out_and_the_worker_goes_on(
     (tmp_path / "spin_module.py").write_text(SPIN)
     flow = tmp_path / "flow.yaml"
     flow.write_text(f"version: 1\nname: overrun\nnodes:\n{FLOWS[kind]}  after: {{type: noop}}\n")
-    env = {
-        **os.environ,
-        "SPANE_HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(tmp_path),
-    }
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "spane_cli", "run", "--local", "-o", "json", str(flow)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
+    result = spane_process(
+        "run", "--local", "-o", "json", str(flow),
+        home=tmp_path / "home", env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
     took = time.monotonic() - started
     assert result.returncode == 1, result.stderr
-    final = json.loads(result.stdout[result.stdout.index("}") + 1 :])
+    final = final_document(result.stdout)
     assert final["nodes"]["n"]["error"].startswith("timed out after 1s"), final["nodes"]["n"]
     # The same worker process ran `after` too: it survived the overrun.
     assert final["nodes"]["after"]["status"] == "succeeded"

@@ -3,11 +3,10 @@ items, outputs, errors, logs, events, dead letters or a sub-workflow's input."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import spane_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Vq8Zt"
@@ -48,14 +47,8 @@ def test_a_secret_used_everywhere_is_in_no_table(tmp_path: Path) -> None:
     flow = tmp_path / "flow.yaml"
     flow.write_text(PARENT)
     home = tmp_path / "home"
-    env = {**os.environ, "SPANE_HOME": str(home), "SPANE_SECRET_TOKEN": SECRET}
-    result = subprocess.run(
-        [sys.executable, "-m", "spane_cli", "run", "--local", str(flow)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-        cwd=ROOT,
+    result = spane_process(
+        "run", "--local", str(flow), home=home, env={"SPANE_SECRET_TOKEN": SECRET}
     )
     assert result.returncode == 1, result.stderr  # `broken` fails on purpose
     assert SECRET not in result.stdout + result.stderr

@@ -3,13 +3,10 @@ its execution with one line, wherever it stands; the worker that rendered it goe
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import final_document, spane_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,26 +27,12 @@ def test_a_raising_template_fails_the_run_with_one_line(place: str, tmp_path: Pa
     # Then a healthy run on the same embedded services: the worker is still serving.
     healthy = tmp_path / "healthy.yaml"
     healthy.write_text("version: 1\nname: healthy\nnodes:\n  ok: {type: noop}\n")
-    env = {**os.environ, "SPANE_HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        [sys.executable, "-m", "spane_cli", "run", "--local", "-o", "json", str(flow)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
+    home = tmp_path / "home"
+    result = spane_process("run", "--local", "-o", "json", str(flow), home=home)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 1, result.stderr
-    final = json.loads(result.stdout[result.stdout.index("}") + 1 :])
+    final = final_document(result.stdout)
     assert final["status"] == "failed"
     assert "Error" in final["error"] and "\n" not in final["error"]
-    again = subprocess.run(
-        [sys.executable, "-m", "spane_cli", "run", "--local", str(healthy)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
+    again = spane_process("run", "--local", str(healthy), home=home)
     assert again.returncode == 0, again.stderr
