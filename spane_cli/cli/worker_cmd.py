@@ -36,7 +36,8 @@ def worker(
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
-    from spane_cli.engine.worker import NodeWorker, WorkerOptions, WorkerTimings
+    from spane_cli.engine.worker import NodeWorker, WorkerOptions
+    from spane_cli.engine.worker_settings import WorkerTimings
 
     settings = settings_of(ctx)
     # Read before a supervisor starts children: a bad value is one usage error, not children

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from spane_cli.engine.worker import LIFE_ENV, worker_identity
+from spane_cli.engine.worker_settings import LIFE_ENV, worker_identity
 from spane_cli.processes import become_subreaper
 
 log = logging.getLogger("spane.supervisor")

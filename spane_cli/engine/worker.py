@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import secrets
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import peewee
 from redis import Redis
@@ -27,87 +25,22 @@ from rq import Queue
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
-from spane_cli.errors import UsageError
+from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
 from spane_cli.store.db import write_transaction
 from spane_cli.store.records import ClaimedNode, Dispatch, Report
 from spane_cli.store.store import Store
-from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, HEARTBEAT_TTL_SECONDS, beat, forget
+from spane_cli.store.workers import beat, forget
 from spane_cli.text import error_line, first_line
 
 log = logging.getLogger("spane.worker")
 
-RECONCILE_EVERY_SECONDS = 1.0
-# How often a running node looks at its execution's status, to stop when it was cancelled.
-CANCEL_CHECK_EVERY_SECONDS = 1.0
 # Instant nodes (see INSTANT_TYPES) claimed per transaction when the queue holds several.
 CLAIM_BATCH = 8
 OUTAGE_BACKOFF_MAX_SECONDS = 5.0
 _SERVICE_ERRORS = (RedisError, OSError, peewee.OperationalError, peewee.InterfaceError)
-
-
-@dataclass(frozen=True)
-class WorkerTimings:
-    """The periods a worker runs on, in seconds; the defaults are production's.
-
-    The environment may shorten them (SPANE_HEARTBEAT_EVERY, SPANE_HEARTBEAT_TTL,
-    SPANE_RECONCILE_EVERY, SPANE_CANCEL_CHECK_EVERY), so that a test sees a killed worker
-    recovered in seconds. They are not advertised: every worker of a cluster must agree on
-    the TTL, since each reconciler judges the others' heartbeats by its own."""
-
-    heartbeat_every: float = HEARTBEAT_EVERY_SECONDS
-    # A worker whose heartbeat is older than this counts as gone; its nodes run again.
-    heartbeat_ttl: float = HEARTBEAT_TTL_SECONDS
-    # An idle worker ticks at most once per poll (WorkerOptions.poll_seconds): BLPOP takes
-    # whole seconds on Redis before 6.
-    reconcile_every: float = RECONCILE_EVERY_SECONDS
-    cancel_check_every: float = CANCEL_CHECK_EVERY_SECONDS
-
-    def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if not (math.isfinite(value) and value > 0):
-                raise UsageError(
-                    f"{_variable(spec.name)} must be a finite number of seconds > 0, not {value}"
-                )
-        if self.heartbeat_every >= self.heartbeat_ttl:
-            raise UsageError(
-                f"{_variable('heartbeat_every')} ({self.heartbeat_every:g}) must be less than "
-                f"{_variable('heartbeat_ttl')} ({self.heartbeat_ttl:g}): live workers would "
-                "look dead between their beats"
-            )
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> WorkerTimings:
-        environ = os.environ if environ is None else environ
-        given: dict[str, float] = {}
-        for spec in fields(cls):
-            variable = _variable(spec.name)
-            text = environ.get(variable, "").strip()
-            if not text:
-                continue
-            try:
-                given[spec.name] = float(text)
-            except ValueError:
-                raise UsageError(f"{variable} must be a number of seconds, not {text!r}") from None
-        return cls(**given)
-
-
-def _variable(timing: str) -> str:
-    return f"SPANE_{timing.upper()}"
-
-
-# Set by a supervisor for each child it starts, so that it knows the child's identity.
-LIFE_ENV = "SPANE_WORKER_LIFE"
-
-
-def worker_identity(name: str, life: str | None = None) -> str:
-    """`name~life`: one process life of the worker called `name`. A worker restarted under
-    the same name (by a supervisor, by systemd) is a new worker: the nodes of the life that
-    died are recovered instead of looking held by the fresh heartbeat of its successor."""
-    return f"{name}~{life or secrets.token_hex(4)}"
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from spane_cli.store.models import WorkerHeartbeat
 
-# Production's; a worker takes its own from WorkerTimings (engine/worker.py).
+# Production's; a worker takes its own from WorkerTimings (engine/worker_settings.py).
 HEARTBEAT_EVERY_SECONDS = 1.5
 HEARTBEAT_TTL_SECONDS = 6.0
 

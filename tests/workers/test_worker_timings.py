@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from cluster_support import ROOT
 
-from spane_cli.engine import worker
+from spane_cli.engine import worker_settings
 from spane_cli.errors import UsageError
 from spane_cli.store import workers
 
 
 def test_the_defaults_are_production_timings() -> None:
-    timings = worker.WorkerTimings.from_environment({})
+    timings = worker_settings.WorkerTimings.from_environment({})
     assert timings.heartbeat_every == workers.HEARTBEAT_EVERY_SECONDS
     assert timings.heartbeat_ttl == workers.HEARTBEAT_TTL_SECONDS
-    assert timings.reconcile_every == worker.RECONCILE_EVERY_SECONDS
-    assert timings.cancel_check_every == worker.CANCEL_CHECK_EVERY_SECONDS
+    assert timings.reconcile_every == worker_settings.RECONCILE_EVERY_SECONDS
+    assert timings.cancel_check_every == worker_settings.CANCEL_CHECK_EVERY_SECONDS
 
 
 def test_the_environment_shortens_them() -> None:
-    timings = worker.WorkerTimings.from_environment(
+    timings = worker_settings.WorkerTimings.from_environment(
         {
             "SPANE_HEARTBEAT_TTL": "2",
             "SPANE_HEARTBEAT_EVERY": " 0.4 ",
@@ -33,7 +33,7 @@ def test_the_environment_shortens_them() -> None:
             "SPANE_CANCEL_CHECK_EVERY": "",  # empty: the default
         }
     )
-    assert timings == worker.WorkerTimings(
+    assert timings == worker_settings.WorkerTimings(
         heartbeat_every=0.4, heartbeat_ttl=2.0, reconcile_every=0.25
     )
 
@@ -50,7 +50,7 @@ def test_the_environment_shortens_them() -> None:
 )
 def test_bad_values_are_usage_errors(environment: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
-        worker.WorkerTimings.from_environment(environment)
+        worker_settings.WorkerTimings.from_environment(environment)
 
 
 def test_spane_worker_refuses_them_before_starting_children(tmp_path: Path) -> None:
