@@ -4,8 +4,9 @@ Nothing here does I/O. `cascade` is the one place where what follows a node's en
 decided: which children become ready, skipped or upstream-failed (trigger rules and branch
 choices, in `decide_children`), transitively down the graph. The store runs it inside the
 transaction that completes a node, giving it the node rows through a small `CascadeStore`
-port of SQL statements; `plan` runs the same cascade over an in-memory snapshot. The property
-tests hold the store's production path to `plan` on random graphs.
+port of SQL statements; `plan` runs the same cascade over an in-memory snapshot, for the
+reconciler's repair of a stalled execution (store/repair.py). The property tests hold the
+store's production path to `plan` on random graphs.
 
 Trigger rules follow Airflow's meaning (SPEC §1), with two deliberate simplifications:
 - a node is only decided once every parent is terminal (Airflow fires `one_success` and

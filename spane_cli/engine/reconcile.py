@@ -60,6 +60,7 @@ def tick(
         store.expire_timeouts(now)
         alive = {w.name for w in live_workers(now, heartbeat_ttl)}
         dispatches += store.recover_lost(alive, now - heartbeat_ttl, now)
+        dispatches += store.repair_stalled(now=now)
         lost = _lost(store, dispatcher, now)
         lost_keys = {(d.execution_id, d.node_id, d.item) for d in lost}
         stale = [

@@ -25,7 +25,10 @@ them in SQL.
   last item.
 - `timers.py` — what time makes due: finished delays, due retries, execution timeouts, outbox
   rows to send again.
-- `recovery.py` — nodes and items of workers that stopped beating.
+- `recovery.py` — nodes and items of workers that stopped beating, or whose supervisor saw
+  them die.
+- `repair.py` — an execution left with pending nodes and nothing in flight: the scheduler's
+  `plan` of its snapshot, applied.
 - `lifecycle.py` — cancel, pause, resume, and the forced end of a timed-out execution.
 - `reopen.py` — `spane retry` and `spane dlq replay`: failed work back on a queue.
 - `queries.py` — the read side the CLI and the engine use; nothing there writes.

@@ -21,6 +21,7 @@ from spane_cli.store import (
     queries,
     recovery,
     reopen,
+    repair,
     timers,
 )
 from spane_cli.store.models import database_proxy
@@ -167,6 +168,12 @@ class Store:
         nodes = partial(recovery.recover_lost_nodes, self.caches, alive, older_than, now)
         found_items = partial(recovery.recover_lost_items, self.caches, alive, older_than, now)
         return self._retrying(nodes) + self._retrying(found_items)
+
+    def repair_stalled(self, quiet_for: float = 30.0, now: float | None = None) -> list[Dispatch]:
+        """Executions with nothing in flight and no node finished for `quiet_for` seconds,
+        though nodes are pending: decided again from a snapshot (repair.py)."""
+        now = time.time() if now is None else now
+        return self._retrying(partial(repair.repair_stalled, self.caches, now - quiet_for, now))
 
     def release_worker(self, worker: str, now: float | None = None) -> list[Dispatch]:
         """Every node and item `worker` was running goes back on its queue at once, without

@@ -157,3 +157,28 @@ def test_a_released_worker_that_comes_back_cannot_complete_its_old_claim(store: 
     assert node(execution_id, "a").status == NodeStatus.RUNNING
     complete_one(store, second, Report("succeeded", output="real"))
     assert node(execution_id, "a").output == "real"
+
+
+def test_a_stalled_execution_is_decided_again_from_its_snapshot(store: Store) -> None:
+    nodes = {
+        "a": {"type": "noop"},
+        "b": {"type": "noop", "needs": ["a"]},
+        "c": {"type": "noop", "needs": ["a"], "trigger": "all_failed"},
+    }
+    execution_id, _, _ = store.create_execution(version(store, "stall", nodes), {}, now=100.0)
+    claim = claim_one(store, execution_id, "a", 1, "w", now=101.0)
+    assert claim is not None
+    complete_one(store, claim, Report("succeeded"), now=102.0)
+    # As if the cascade after `a` had been lost: b back to pending, c never decided.
+    NodeRun.update(status="pending", attempt=0, waiting_on=1).where(
+        (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(["b", "c"]))
+    ).execute()
+    Execution.update(remaining_nodes=2).where(Execution.id == execution_id).execute()
+    assert store.repair_stalled(quiet_for=30, now=120.0) == []  # not quiet for long enough
+    repaired = store.repair_stalled(quiet_for=30, now=200.0)
+    assert [(d.node_id, d.attempt) for d in repaired] == [("b", 1)]
+    assert node(execution_id, "c").status == NodeStatus.SKIPPED  # all_failed after a success
+    again = claim_one(store, execution_id, "b", 1, "w", now=201.0)
+    assert again is not None
+    complete_one(store, again, Report("succeeded"), now=202.0)
+    assert Execution.get_by_id(execution_id).status == ExecutionStatus.SUCCEEDED

@@ -1,0 +1,87 @@
+"""Stalled executions: running, with pending nodes, but nothing queued, running, waiting or
+retrying, and no node finished for a while. No transition leaves one behind (each is one
+transaction), but a bug, a hand-edited row or a restored backup can; the reconciler then
+asks the scheduler's `plan` what the snapshot decides and applies it, as a completion would
+have."""
+
+from __future__ import annotations
+
+from spane_cli import scheduler
+from spane_cli.states import NodeStatus
+from spane_cli.store import events, finish, sql
+from spane_cli.store.records import Dispatch
+from spane_cli.store.tx import Caches, Tx, transaction
+
+_STALLED = (
+    "SELECT e.id FROM execution e WHERE e.status = 'running'"
+    " AND EXISTS (SELECT 1 FROM node_run n WHERE n.execution_id = e.id AND n.status = 'pending')"
+    " AND NOT EXISTS (SELECT 1 FROM node_run n WHERE n.execution_id = e.id"
+    " AND (n.status IN ('queued', 'running', 'waiting', 'retrying') OR n.finished_at > ?))"
+    " LIMIT 50"
+)
+_SETTLED_EVENT = {
+    NodeStatus.SKIPPED: events.NODE_SKIPPED,
+    NodeStatus.UPSTREAM_FAILED: events.NODE_UPSTREAM_FAILED,
+}
+
+
+def repair_stalled(caches: Caches, quiet_since: float, now: float) -> list[Dispatch]:
+    """Apply `plan` to executions stalled since before `quiet_since`; the jobs to enqueue."""
+    # A plain read first: most ticks find nothing, and must not pay for a write transaction.
+    stalled = [row[0] for row in sql.run(caches.database, _STALLED, (quiet_since,)).fetchall()]
+    dispatches: list[Dispatch] = []
+    for execution_id in stalled:
+        with transaction(caches, now) as tx:
+            _repair(tx, execution_id, quiet_since)
+        dispatches += tx.dispatches
+    return dispatches
+
+
+def _repair(tx: Tx, execution_id: str, quiet_since: float) -> None:
+    tx.lock_executions([execution_id])
+    info = tx.info(execution_id)
+    still = tx.run(_STALLED.replace("LIMIT 50", "AND e.id = ?"), (quiet_since, execution_id))
+    if info is None or still.fetchone() is None:
+        return  # it moved on meanwhile
+    version = tx.version(info.version_id)
+    rows = tx.run(
+        "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?", (execution_id,)
+    ).fetchall()
+    statuses = {node_id: NodeStatus(status) for node_id, status, _ in rows}
+    chosen = {
+        node_id: sql.loads(text)
+        for node_id, status, text in rows
+        if status == NodeStatus.SUCCEEDED and text is not None
+    }
+    decided = scheduler.plan(version.workflow, statuses, chosen)
+    settled = 0
+    for status, node_ids in (
+        (NodeStatus.SKIPPED, decided.skipped),
+        (NodeStatus.UPSTREAM_FAILED, decided.upstream_failed),
+    ):
+        for node_id in node_ids:
+            moved = tx.run(
+                "UPDATE node_run SET status = ?, finished_at = ?, waiting_on = 0"
+                " WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
+                (str(status), tx.now, execution_id, node_id),
+            ).rowcount
+            if moved == 1:
+                settled += 1
+                tx.event(execution_id, node_id, _SETTLED_EVENT[status], {"repaired": True})
+    for node_id in decided.ready:
+        moved = tx.run(
+            "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?, waiting_on = 0"
+            " WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
+            (tx.now, execution_id, node_id),
+        ).rowcount
+        if moved == 1:
+            queue = version.workflow.nodes[node_id].queue
+            tx.enqueue([Dispatch(execution_id, node_id, 1, queue)])
+            tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": 1, "repaired": True})
+    remaining = tx.run(
+        "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?"
+        " RETURNING remaining_nodes",
+        (settled, execution_id),
+    ).fetchone()
+    if remaining is not None and int(remaining[0]) <= 0 and decided.finished is not None:
+        finish.finish_execution(tx, execution_id, version)
