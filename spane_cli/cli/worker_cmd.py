@@ -12,7 +12,9 @@ import typer
 
 HELP = (
     "Run node jobs from the given queues. --burst exits when there is nothing left to do. "
-    "SIGTERM finishes the running node and exits 0. Every worker also reconciles: it re-sends "
+    "SIGTERM lets the running node finish, for up to SPANE_STOP_GRACE seconds (default 60), "
+    "and exits 0; past the grace, or on a second SIGTERM or a SIGINT, the node's commands are "
+    "killed and it runs again on another worker. Every worker also reconciles: it re-sends "
     "what the database says is due (lost jobs, retries, delays)."
 )
 

@@ -77,13 +77,22 @@ class NodeWorker:
         supervisor = os.environ.get("SPANE_SUPERVISOR_PID")
         self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
         self.identity = worker_identity(options.name, os.environ.get(LIFE_ENV))
+        self._stopped_at: float | None = None  # monotonic time of the first stop signal
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGINT or self._stop_requested.is_set():
             self._abort_requested.set()
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stop_requested.set()
+
+    def _grace_over(self) -> bool:
+        """A SIGTERM's grace for the running node has run out: it is dropped, not awaited."""
+        if self._stopped_at is None:
+            return False
+        return time.monotonic() - self._stopped_at >= self.options.timings.stop_grace
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -315,6 +324,9 @@ class NodeWorker:
         every = self.options.timings.cancel_check_every
 
         def cancelled() -> bool:
+            if not self._abort_requested.is_set() and self._grace_over():
+                log.warning("the stop grace is over: dropping the running node")
+                self._abort_requested.set()
             if self._abort_requested.is_set():
                 return True
             now = time.time()

@@ -15,6 +15,7 @@ from spane_cli.store.workers import HEARTBEAT_EVERY_SECONDS, HEARTBEAT_TTL_SECON
 RECONCILE_EVERY_SECONDS = 1.0
 # How often a running node looks at its execution's status, to stop when it was cancelled.
 CANCEL_CHECK_EVERY_SECONDS = 1.0
+STOP_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class WorkerTimings:
     # whole seconds on Redis before 6.
     reconcile_every: float = RECONCILE_EVERY_SECONDS
     cancel_check_every: float = CANCEL_CHECK_EVERY_SECONDS
+    # After a SIGTERM the running node has this long to finish; then its commands are killed,
+    # the worker exits, and the node runs again elsewhere (SPANE_STOP_GRACE, in --help).
+    stop_grace: float = STOP_GRACE_SECONDS
 
     def __post_init__(self) -> None:
         for spec in fields(self):

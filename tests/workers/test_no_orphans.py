@@ -62,3 +62,25 @@ def test_killing_a_lone_worker_kills_the_command_it_started(
     os.killpg(worker.pid, signal.SIGKILL)  # the worker only: the command has its own group
     poll(lambda: not alive(command), deadline=10, what="the command to die with its worker")
     cluster.spane("cancel", execution_id)
+
+
+def test_past_the_stop_grace_the_node_is_dropped_and_runs_again(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "graced.pid"
+    command = f"echo $$ > {pid_file}; exec sleep 600"
+    execution_id = cluster.submit(
+        flow("graced", f"  long: {{type: shell, config: {{run: '{command}'}}}}\n")
+    )
+    fast = {"SPANE_STOP_GRACE": "1", "SPANE_CANCEL_CHECK_EVERY": "0.2"}
+    worker = cluster.start_worker(env=fast)
+    poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
+    first_run = int(pid_file.read_text())
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0  # it did not wait out the 600 s command
+    assert not alive(first_run)
+    pid_file.unlink()
+    # Another worker takes the node over (after the heartbeat TTL, the stopped one is gone).
+    cluster.start_worker(env={**fast, "SPANE_HEARTBEAT_TTL": "2", "SPANE_HEARTBEAT_EVERY": "0.5"})
+    poll(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the second run")
+    cluster.spane("cancel", execution_id)
