@@ -74,7 +74,6 @@ def claim_nodes(tx: Tx, wanted: Sequence[tuple[str, str, int]], worker: str) -> 
     # only read its deadline, so they do not queue behind its completions.
     starting = [e for e in by_execution if e not in tx.caches.seen_running]
     tx.lock_executions(starting)
-    tx.read_deadlines(by_execution)
     taken: dict[tuple[str, str], ClaimedNode] = {}
     for execution_id, nodes in by_execution.items():
         info = tx.caches.infos.get(execution_id)
@@ -100,10 +99,14 @@ def _claim_in_execution(
             " WHERE execution_id = ? AND attempt = ? AND status = 'queued'"
             f" AND node_id IN ({sql.placeholders(len(node_ids))})"
             " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
-            " AND status IN ('pending', 'running')) RETURNING node_id",
-            (tx.now, worker, execution_id, attempt, *node_ids, execution_id),
+            " AND status IN ('pending', 'running'))"
+            # The deadline comes back with the claim: no statement of its own.
+            " RETURNING node_id, (SELECT timeout_at FROM execution WHERE id = ?)",
+            (tx.now, worker, execution_id, attempt, *node_ids, execution_id, execution_id),
         ).fetchall()
         taken += [(row[0], attempt) for row in rows]
+        if rows:
+            tx.deadlines.setdefault(execution_id, rows[0][1])
     if not taken:
         return []
     tx.run(

@@ -95,17 +95,19 @@ def claim_item(
     info = tx.info(execution_id)
     if info is None:
         return None
-    tx.read_deadlines([execution_id])  # an item's claim changes no execution row
     version = tx.version(info.version_id)
+    # An item's claim changes no execution row: its deadline comes back with the claim.
     taken = tx.run(
         "UPDATE node_item SET status = 'running', started_at = ?, worker = ?"
         + _ITEM_KEY
         + " AND status = 'queued' AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
-        " AND status IN ('pending', 'running')) RETURNING value",
-        (tx.now, worker, execution_id, node_id, index, attempt, execution_id),
+        " AND status IN ('pending', 'running'))"
+        " RETURNING value, (SELECT timeout_at FROM execution WHERE id = ?)",
+        (tx.now, worker, execution_id, node_id, index, attempt, execution_id, execution_id),
     ).fetchone()
     if taken is None:
         return None
+    tx.deadlines.setdefault(execution_id, taken[1])
     tx.run(
         "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item = ?",
         (execution_id, node_id, index),

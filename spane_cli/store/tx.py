@@ -16,11 +16,11 @@ the order cannot matter). Every transaction that changes a node and its executio
 3. then its `node_item` rows.
 
 One exception, on purpose: a claim in an execution that is already running takes no
-execution lock (`read_deadlines`). It moves node rows out of `queued` only, and the only
-transaction that waits for such a row while holding an execution lock is a cancel, which
-waits for the claim to commit and then cancels the claimed node; the claim itself never
-waits for a lock a cancel holds. Claims would otherwise queue behind every completion of
-their execution (a 10k fan-out ran 35% slower).
+execution lock (it reads the deadline in its own UPDATE's RETURNING). It moves node rows
+out of `queued` only, and the only transaction that waits for such a row while holding an
+execution lock is a cancel, which waits for the claim to commit and then cancels the
+claimed node; the claim itself never waits for a lock a cancel holds. Claims would
+otherwise queue behind every completion of their execution (a 10k fan-out ran 35% slower).
 
 A sub-workflow that ends reports to its parent node in the same transaction: the parent
 execution is locked after the child's. No transaction that starts from a parent takes a
@@ -135,12 +135,6 @@ class Tx:
         lock (SQLite's write transaction already excludes every other writer, so there it is
         a plain read)."""
         self._read_executions(execution_ids, lock=True)
-
-    def read_deadlines(self, execution_ids: Iterable[str]) -> None:
-        """The deadlines of executions whose rows this transaction does not change: a claim
-        of nodes in a running execution (it moves node rows from queued only, which no
-        transaction holding an execution lock waits for, except cancel, which takes it)."""
-        self._read_executions(execution_ids, lock=False)
 
     def _read_executions(self, execution_ids: Iterable[str], *, lock: bool) -> None:
         wanted = {e for e in execution_ids if e not in self.deadlines}
