@@ -22,7 +22,7 @@ def alive(pid: int) -> bool:
 def started_command(cluster: Cluster, tmp_path: Path, name: str) -> tuple[str, Path]:
     pid_file = tmp_path / f"{name}.pid"
     # A command with a child of its own: the grandchild is what a plain kill would miss.
-    command = f"sleep 600 & echo $! > {pid_file}; wait"
+    command = f"sleep 600 & echo $! >> {pid_file}; wait"  # one line per run
     execution_id = cluster.submit(
         flow(name, f"  long: {{type: shell, config: {{run: '{command}'}}}}\n")
     )
@@ -35,7 +35,7 @@ def test_killing_a_supervised_worker_kills_its_node_commands(
     execution_id, pid_file = started_command(cluster, tmp_path, "orphan-supervised")
     cluster.start_worker("--concurrency", "2", "--name", "sup")
     poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
-    grandchild = int(pid_file.read_text())
+    grandchild = int(pid_file.read_text().split()[0])
     worker = cluster.query(
         "SELECT h.pid FROM worker_heartbeat h JOIN node_run n ON n.worker = h.name"
         " WHERE n.execution_id = %s AND n.status = 'running'",
@@ -43,7 +43,12 @@ def test_killing_a_supervised_worker_kills_its_node_commands(
     )[0][0]
     os.kill(int(worker), signal.SIGKILL)
     poll(lambda: not alive(grandchild), deadline=10, what="the orphaned command to be killed")
+    # The node ran again on the other child; cancelling it ends that run too, before the
+    # test's teardown kills the whole group (which would orphan it for good).
+    poll(lambda: len(pid_file.read_text().split()) == 2, what="the second run")
     cluster.spane("cancel", execution_id)
+    second = int(pid_file.read_text().split()[1])
+    poll(lambda: not alive(second), deadline=10, what="the cancelled run to be killed")
 
 
 def test_killing_a_lone_worker_kills_the_command_it_started(
