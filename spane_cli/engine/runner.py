@@ -98,7 +98,9 @@ def run_claimed(
             item_scope = {**scope, "item": claim.item_value, "index": claim.item}
             result = _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
             return _report_of(result, secrets)
-        with time_limit(TEMPLATE_SECONDS):
+        # Only a node with `when` or `foreach` renders here: no limit to arm for the others.
+        templates = node.when is not None or node.foreach is not None
+        with time_limit(TEMPLATE_SECONDS if templates else None):
             if node.when is not None and not evaluate(bare_expression(node.when), scope):
                 return Report(OutcomeKind.SKIPPED)
             if node.foreach is not None:

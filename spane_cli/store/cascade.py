@@ -16,18 +16,14 @@ from spane_cli.store.records import Dispatch, ExecutionInfo
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
 
-_SETTLED_EVENT = {
-    NodeStatus.SKIPPED: events.NODE_SKIPPED,
-    NodeStatus.UPSTREAM_FAILED: events.NODE_UPSTREAM_FAILED,
-}
 
-
-class _NodeRows:
+class NodeRows:
     """The scheduler's `CascadeStore` on the `node_run` rows of one execution."""
 
-    def __init__(self, tx: Tx, execution_id: str) -> None:
+    def __init__(self, tx: Tx, execution_id: str, why: dict[str, Any] | None = None) -> None:
         self.tx = tx
         self.execution_id = execution_id
+        self.why = why  # extra event data (a repair says so)
 
     def count_down(self, decrements: Mapping[str, int]) -> list[str]:
         unblocked: list[str] = []
@@ -71,7 +67,7 @@ class _NodeRows:
             )
         settled = [n for n in node_ids if n in changed]
         for node_id in settled:
-            self.tx.event(self.execution_id, node_id, _SETTLED_EVENT[status])
+            self.tx.event(self.execution_id, node_id, events.SETTLED_EVENT[status], self.why)
         return settled
 
 
@@ -83,7 +79,7 @@ def after_terminal(
     finished_outputs: Mapping[str, Any] | None = None,
 ) -> None:
     """Apply the cascade that follows `finished` (nodes that just became terminal)."""
-    result = scheduler.cascade(version.workflow, version.children, finished, _NodeRows(tx, info.id))
+    result = scheduler.cascade(version.workflow, version.children, finished, NodeRows(tx, info.id))
     row = tx.run(
         "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?"
         " RETURNING remaining_nodes, status",
@@ -91,12 +87,12 @@ def after_terminal(
     ).fetchone()
     remaining, execution_status = (int(row[0]), row[1]) if row else (1, None)
     if result.ready:
-        _queue_ready(tx, info, version, result.ready, execution_status, finished_outputs)
+        queue_ready(tx, info, version, result.ready, execution_status, finished_outputs)
     if remaining <= 0:
         finish.finish_execution(tx, info.id, version)
 
 
-def _queue_ready(
+def queue_ready(
     tx: Tx,
     info: ExecutionInfo,
     version: LoadedVersion,

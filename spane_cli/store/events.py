@@ -22,3 +22,10 @@ NODE_CANCELLED = "node.cancelled"
 NODE_LOST = "node.lost"
 DEAD_LETTER_ADDED = "dead_letter.added"
 DEAD_LETTER_REPLAYED = "dead_letter.replayed"
+
+
+# The event of a node the cascade settles without running it, by its new status.
+SETTLED_EVENT = {
+    "skipped": NODE_SKIPPED,
+    "upstream_failed": NODE_UPSTREAM_FAILED,
+}

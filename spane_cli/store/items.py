@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import peewee
+
 from spane_cli import scheduler
 from spane_cli.states import OutcomeKind
 from spane_cli.store import events, sql
@@ -221,14 +223,15 @@ def item_ended(tx: Tx, claim: ClaimedNode, *, failed: bool) -> NodeReport | None
     return node_attempt, Report("succeeded", output=outputs)
 
 
-def due_item_retries(tx: Tx) -> list[tuple[str, str, int, int]]:
-    """(execution, node, item, attempt) of item retries whose wait is over."""
-    rows = tx.run(
+def due_item_retries(database: peewee.Database, now: float) -> list[tuple[str, str, int, int]]:
+    """(execution, node, item, attempt) of item retries whose wait is over (a plain read)."""
+    rows = sql.run(
+        database,
         "SELECT i.execution_id, i.node_id, i.item_index, i.attempt FROM node_item i"
         " JOIN execution e ON e.id = i.execution_id"
         " WHERE i.status = 'retrying' AND i.due_at <= ? AND e.status IN ('pending', 'running')"
         " LIMIT 500",
-        (tx.now,),
+        (now,),
     ).fetchall()
     return [(e, n, int(i), int(a)) for e, n, i, a in rows]
 
@@ -247,9 +250,13 @@ def requeue_item(tx: Tx, execution_id: str, node_id: str, index: int, attempt: i
     tx.enqueue([Dispatch(execution_id, node_id, attempt + 1, queue, index)])
 
 
-def running_items(tx: Tx, older_than: float) -> list[tuple[str, str, int, int, str, int]]:
-    """(execution, node, item, attempt, worker, lost count) of items running since before."""
-    rows = tx.run(
+def running_items(
+    database: peewee.Database, older_than: float
+) -> list[tuple[str, str, int, int, str, int]]:
+    """(execution, node, item, attempt, worker, lost count) of items running since before
+    (a plain read)."""
+    rows = sql.run(
+        database,
         "SELECT i.execution_id, i.node_id, i.item_index, i.attempt, i.worker, i.lost_count"
         " FROM node_item i JOIN execution e ON e.id = i.execution_id"
         " WHERE i.status = 'running' AND i.started_at < ? AND e.status IN ('running', 'paused')",

@@ -89,8 +89,7 @@ def recover_lost_items(
 ) -> list[Dispatch]:
     """Foreach items running since before `older_than` on a worker not in `alive` (only on
     `worker`, when given)."""
-    with transaction(caches, now) as tx:
-        running = items.running_items(tx, older_than)
+    running = items.running_items(caches.database, older_than)  # a plain read
     dispatches: list[Dispatch] = []
     for execution_id, node_id, index, attempt, owner, lost in running:
         if owner in alive or (worker is not None and owner != worker):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from spane_cli import scheduler
 from spane_cli.states import NodeStatus
-from spane_cli.store import events, finish, sql
+from spane_cli.store import cascade, finish, sql
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, Tx, transaction
 
@@ -19,10 +19,6 @@ _STALLED = (
     " AND (n.status IN ('queued', 'running', 'waiting', 'retrying') OR n.finished_at > ?))"
     " LIMIT 50"
 )
-_SETTLED_EVENT = {
-    NodeStatus.SKIPPED: events.NODE_SKIPPED,
-    NodeStatus.UPSTREAM_FAILED: events.NODE_UPSTREAM_FAILED,
-}
 
 
 def repair_stalled(caches: Caches, quiet_since: float, now: float) -> list[Dispatch]:
@@ -54,30 +50,12 @@ def _repair(tx: Tx, execution_id: str, quiet_since: float) -> None:
         if status == NodeStatus.SUCCEEDED and text is not None
     }
     decided = scheduler.plan(version.workflow, statuses, chosen)
-    settled = 0
-    for status, node_ids in (
-        (NodeStatus.SKIPPED, decided.skipped),
-        (NodeStatus.UPSTREAM_FAILED, decided.upstream_failed),
-    ):
-        for node_id in node_ids:
-            moved = tx.run(
-                "UPDATE node_run SET status = ?, finished_at = ?, waiting_on = 0"
-                " WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
-                (str(status), tx.now, execution_id, node_id),
-            ).rowcount
-            if moved == 1:
-                settled += 1
-                tx.event(execution_id, node_id, _SETTLED_EVENT[status], {"repaired": True})
-    for node_id in decided.ready:
-        moved = tx.run(
-            "UPDATE node_run SET status = 'queued', attempt = 1, queued_at = ?, waiting_on = 0"
-            " WHERE execution_id = ? AND node_id = ? AND status = 'pending'",
-            (tx.now, execution_id, node_id),
-        ).rowcount
-        if moved == 1:
-            queue = version.workflow.nodes[node_id].queue
-            tx.enqueue([Dispatch(execution_id, node_id, 1, queue)])
-            tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": 1, "repaired": True})
+    # Applied by the very code a completion applies the cascade with.
+    rows_port = cascade.NodeRows(tx, execution_id, why={"repaired": True})
+    settled = len(rows_port.settle(NodeStatus.SKIPPED, list(decided.skipped)))
+    settled += len(rows_port.settle(NodeStatus.UPSTREAM_FAILED, list(decided.upstream_failed)))
+    if decided.ready:
+        cascade.queue_ready(tx, info, version, list(decided.ready), None, None)
     remaining = tx.run(
         "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?"
         " RETURNING remaining_nodes",
