@@ -72,10 +72,16 @@ def _counts_as_skipped(status: NodeStatus) -> bool:
     return status in (NodeStatus.SKIPPED, NodeStatus.CANCELLED)
 
 
+def _counts_as_done(status: NodeStatus, continue_on_fail: bool) -> bool:
+    # one_done: the parent ran to an end of its own (an upstream_failed one never ran).
+    return status in (NodeStatus.SUCCEEDED, NodeStatus.FAILED)
+
+
 def child_readiness(trigger: TriggerRule, parents: Mapping[str, ParentView]) -> Readiness:
     """Whether a pending node may run, given its parents (all of them, keyed by id).
 
-    A node without parents is an entry node and is always READY.
+    A node without parents is an entry node and is always READY. The table of every rule
+    over its parents' states is in docs/trigger-rules.md.
     """
     views = list(parents.values())
     if any(view.status not in TERMINAL_NODE for view in views):
@@ -90,26 +96,40 @@ def child_readiness(trigger: TriggerRule, parents: Mapping[str, ParentView]) -> 
     succeeded = sum(counts_as_succeeded(v.status, v.continue_on_fail) for v in views)
     failed = sum(counts_as_failed(v.status, v.continue_on_fail) for v in views)
     skipped = sum(_counts_as_skipped(v.status) for v in views)
+    # What a rule that cannot fire leaves: upstream_failed when a parent failed, else skipped.
+    not_run = Readiness.UPSTREAM_FAILED if failed else Readiness.SKIPPED
 
     if trigger == TriggerRule.ALL_SUCCESS:
-        if succeeded == total:
-            return Readiness.READY
-        return Readiness.UPSTREAM_FAILED if failed else Readiness.SKIPPED
+        return Readiness.READY if succeeded == total else not_run
     if trigger == TriggerRule.ALL_FAILED:
         return Readiness.READY if failed == total else Readiness.SKIPPED
-    if trigger == TriggerRule.ALL_DONE:
+    if trigger in (TriggerRule.ALL_DONE, TriggerRule.ALWAYS):
         return Readiness.READY
-    if trigger == TriggerRule.ONE_SUCCESS:
-        if succeeded:
-            return Readiness.READY
-        return Readiness.UPSTREAM_FAILED if failed == total else Readiness.SKIPPED
+    if trigger in (TriggerRule.ONE_SUCCESS, TriggerRule.ALL_DONE_MIN_ONE_SUCCESS):
+        return Readiness.READY if succeeded else not_run
     if trigger == TriggerRule.ONE_FAILED:
         return Readiness.READY if failed else Readiness.SKIPPED
+    if trigger == TriggerRule.ONE_DONE:
+        done = any(_counts_as_done(v.status, v.continue_on_fail) for v in views)
+        return Readiness.READY if done else Readiness.SKIPPED
     if trigger == TriggerRule.NONE_FAILED:
         return Readiness.UPSTREAM_FAILED if failed else Readiness.READY
+    if trigger == TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS:
+        if failed:
+            return Readiness.UPSTREAM_FAILED
+        return Readiness.READY if succeeded else Readiness.SKIPPED
     if trigger == TriggerRule.NONE_SKIPPED:
         return Readiness.SKIPPED if skipped else Readiness.READY
+    if trigger == TriggerRule.ALL_SKIPPED:
+        return Readiness.READY if skipped == total else Readiness.SKIPPED
     raise ValueError(f"unknown trigger rule: {trigger!r}")
+
+
+def is_exit_entry(workflow: Workflow, node_id: str) -> bool:
+    """An exit handler that waits for the main graph itself (its `needs` are every node of the
+    main graph), rather than for other exit handlers."""
+    node = workflow.nodes[node_id]
+    return node.on_exit and not any(workflow.nodes[p].on_exit for p in node.needs)
 
 
 def node_input(
@@ -117,24 +137,27 @@ def node_input(
 ) -> Any:
     """The input a node receives (SPEC §1, data between nodes).
 
-    A parent without an output (failed with continue_on_fail, skipped, ...) gives None.
+    A parent without an output (failed with continue_on_fail, skipped, ...) gives None. An
+    exit handler that waits for the main graph receives `{leaf_id: output}` of its leaves.
     """
     needs = workflow.nodes[node_id].needs
     if not needs:
         return workflow_input
+    if is_exit_entry(workflow, node_id):
+        return default_output(workflow, outputs)
     if len(needs) == 1:
         return outputs.get(needs[0])
     return {parent_id: outputs.get(parent_id) for parent_id in needs}
 
 
-def execution_result(
-    workflow: Workflow, statuses: Mapping[str, NodeStatus]
-) -> ExecutionStatus | None:
-    """The execution's final status, or None while some node can still change.
-
-    A node missing from `statuses` counts as pending.
-    """
-    node_statuses = [(node, statuses.get(node_id)) for node_id, node in workflow.nodes.items()]
+def main_result(workflow: Workflow, statuses: Mapping[str, NodeStatus]) -> ExecutionStatus | None:
+    """What the main graph (every node but the exit handlers) decided, or None while one of
+    its nodes can still change. A node missing from `statuses` counts as pending."""
+    node_statuses = [
+        (node, statuses.get(node_id))
+        for node_id, node in workflow.nodes.items()
+        if not node.on_exit
+    ]
     if any(status not in TERMINAL_NODE for _, status in node_statuses):
         return None
     if any(
@@ -147,21 +170,103 @@ def execution_result(
     return ExecutionStatus.SUCCEEDED
 
 
+def execution_result(
+    workflow: Workflow, statuses: Mapping[str, NodeStatus]
+) -> ExecutionStatus | None:
+    """The execution's final status, or None while some node can still change.
+
+    The main graph decides it; a failed exit handler fails an execution whose main graph
+    succeeded (as in Argo). A node missing from `statuses` counts as pending.
+    """
+    result = main_result(workflow, statuses)
+    if result is None:
+        return None
+    exit_statuses = [(workflow.nodes[n], statuses.get(n)) for n in workflow.exit_nodes]
+    if any(status not in TERMINAL_NODE for _, status in exit_statuses):
+        return None
+    if result == ExecutionStatus.SUCCEEDED and any(
+        status is not None and counts_as_failed(status, node.continue_on_fail)
+        for node, status in exit_statuses
+    ):
+        return ExecutionStatus.FAILED
+    return result
+
+
+def workflow_status(workflow: Workflow, statuses: Mapping[str, NodeStatus]) -> str:
+    """`workflow.status` in templates: the main graph's result once decided (what an exit
+    handler sees), before that `failed` as soon as one of its nodes failed, else `running`."""
+    result = main_result(workflow, statuses)
+    if result is not None:
+        return str(result)
+    failed = any(
+        counts_as_failed(status, workflow.nodes[node_id].continue_on_fail)
+        for node_id, status in statuses.items()
+        if node_id in workflow.nodes and not workflow.nodes[node_id].on_exit
+    )
+    return str(ExecutionStatus.FAILED if failed else ExecutionStatus.RUNNING)
+
+
+def fail_fast_stops(workflow: Workflow, node_id: str, status: NodeStatus) -> bool:
+    """Whether `node_id` ending in `status` stops the main graph (the workflow's `fail_fast`):
+    a node of the main graph that failed for good and does not continue on failure."""
+    node = workflow.nodes[node_id]
+    return (
+        workflow.fail_fast
+        and not node.on_exit
+        and status == NodeStatus.FAILED
+        and not node.continue_on_fail
+    )
+
+
 def default_output(workflow: Workflow, outputs: Mapping[str, Any]) -> dict[str, Any]:
     """`{leaf_id: leaf_output}`; a leaf that produced nothing (skipped, failed) maps to None."""
     return {leaf_id: outputs.get(leaf_id) for leaf_id in workflow.leaf_nodes}
 
 
 def next_retry_delay(
-    node: Node, attempt_just_failed: int, rng: random.Random | None = None
+    node: Node,
+    attempt_just_failed: int,
+    rng: random.Random | None = None,
+    failure: Mapping[str, Any] | None = None,
 ) -> float | None:
-    """Seconds before the next try, or None when the failed attempt was the last one.
+    """Seconds before the next try, or None when the failed attempt was the last one, or when
+    the node's `retry.when` is false for `failure` (see `retry_scope`).
 
     `rng` only matters for a policy with jitter; pass one to make the delay reproducible.
     """
     if attempt_just_failed >= node.retry.attempts:
         return None
+    if node.retry.when is not None and not retry_wanted(node, failure or {}):
+        return None
     return node.retry.delay_before(attempt_just_failed + 1, rng)
+
+
+def retry_scope(
+    attempt: int,
+    error: str | None,
+    exit_code: int | None = None,
+    http_status: int | None = None,
+) -> dict[str, Any]:
+    """The names `retry.when` sees (docs/exit-handlers-and-retries.md)."""
+    return {
+        "attempt": attempt,
+        "error": error or "",
+        "exit_code": exit_code,
+        "status": http_status,
+    }
+
+
+def retry_wanted(node: Node, failure: Mapping[str, Any]) -> bool:
+    """`retry.when` over one failure. An expression that cannot be computed (a comparison of
+    None with a number, say) means no retry: the failure is not one the author asked for."""
+    from spane_cli.workflow.expressions import ExpressionError, evaluate
+    from spane_cli.workflow.validate import bare_expression
+
+    assert node.retry.when is not None
+    try:
+        return bool(evaluate(bare_expression(node.retry.when), failure))
+    except ExpressionError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -182,13 +287,22 @@ class Decisions:
     upstream_failed: list[str] = field(default_factory=list)
 
 
-def branch_choice(parent: Node, state: ParentState, child_id: str) -> bool | None:
-    """Whether a branch parent chose `child_id`; None when the parent is not a branch. A branch
-    that failed (and continued, with continue_on_fail) chose nothing, so its children skip."""
-    if parent.type != "branch":
+def branch_choice(
+    workflow: Workflow, parent_id: str, state: ParentState, child_id: str
+) -> bool | None:
+    """Whether a branch parent chose `child_id`; None when the parent is not a branch.
+
+    As in Airflow, a child the branch did not name still counts as chosen when it is
+    downstream of a child it named (`branch -> join` beside `branch -> left -> join`): only
+    the children off every chosen path are skipped. A branch that failed (and continued, with
+    continue_on_fail) chose nothing, so its children skip. Exit handlers are not children.
+    """
+    parent = workflow.nodes[parent_id]
+    if parent.type != "branch" or workflow.nodes[child_id].on_exit:
         return None
     if state.status == NodeStatus.SUCCEEDED:
-        return child_id in (state.chosen or ())
+        chosen = [c for c in (state.chosen or ()) if c in workflow.nodes]
+        return child_id in chosen or any(child_id in workflow.descendants(c) for c in chosen)
     return False if state.status == NodeStatus.FAILED else None
 
 
@@ -211,9 +325,7 @@ def decide_children(
                 parent_id: ParentView(
                     status=parents[parent_id].status,
                     continue_on_fail=workflow.nodes[parent_id].continue_on_fail,
-                    chose_child=branch_choice(
-                        workflow.nodes[parent_id], parents[parent_id], child_id
-                    ),
+                    chose_child=branch_choice(workflow, parent_id, parents[parent_id], child_id),
                 )
                 for parent_id in node.needs
             }
@@ -351,6 +463,11 @@ def plan(
     are ready.
     """
     current = {node_id: statuses.get(node_id, NodeStatus.PENDING) for node_id in workflow.nodes}
+    if any(fail_fast_stops(workflow, n, status) for n, status in current.items()):
+        # As the failure's own transaction does: the rest of the main graph never starts.
+        for node_id, status in current.items():
+            if status == NodeStatus.PENDING and not workflow.nodes[node_id].on_exit:
+                current[node_id] = NodeStatus.SKIPPED
     children_of: dict[str, list[str]] = {node_id: [] for node_id in workflow.nodes}
     for node in workflow.nodes.values():
         for parent_id in node.needs:
@@ -363,6 +480,7 @@ def plan(
     was_pending = {n for n in workflow.nodes if statuses.get(n, NodeStatus.PENDING) == "pending"}
     ready = {n for n in result.ready if n in was_pending}
     ready.update(n for n in was_pending if not workflow.nodes[n].needs)
+    ready = {n for n in ready if current[n] == NodeStatus.PENDING}
 
     def in_file_order(wanted: set[str]) -> tuple[str, ...]:
         return tuple(n for n in workflow.nodes if n in wanted)

@@ -9,7 +9,8 @@ from spane_cli.workflow.model import Node, Workflow
 
 def _label(node: Node) -> str:
     extras = []
-    if node.trigger != "all_success":
+    # An exit handler's implied `always` is what on_exit already says.
+    if node.trigger != "all_success" and not node.on_exit:
         extras.append(f"trigger={node.trigger}")
     if node.when:
         extras.append(f"when: {node.when}")
@@ -17,6 +18,8 @@ def _label(node: Node) -> str:
         extras.append("foreach")
     if node.continue_on_fail:
         extras.append("continue_on_fail")
+    if node.on_exit:
+        extras.append("on_exit")
     suffix = f"  [{', '.join(extras)}]" if extras else ""
     return f"{node.id} ({node.type}){suffix}"
 
@@ -28,15 +31,14 @@ def render_tree(workflow: Workflow) -> str:
     def walk(node_id: str, prefix: str, last: bool) -> None:
         node = workflow.nodes[node_id]
         connector = "└── " if last else "├── "
-        extra_parents = [p for p in node.needs if p in shown and len(node.needs) > 1]
-        note = f"  (needs {', '.join(node.needs)})" if len(node.needs) > 1 else ""
+        needs = workflow.drawn_needs(node_id)
+        note = f"  (needs {', '.join(needs)})" if len(needs) > 1 else ""
         if node_id in shown:
             lines.append(f"{prefix}{connector}{node_id} ↑ (shown above)")
             return
-        del extra_parents
         lines.append(f"{prefix}{connector}{_label(node)}{note}")
         shown.add(node_id)
-        children = workflow.children(node_id)
+        children = [c for c in workflow.children(node_id) if node_id in workflow.drawn_needs(c)]
         for index, child in enumerate(children):
             walk(child, prefix + ("    " if last else "│   "), index == len(children) - 1)
 
@@ -68,7 +70,7 @@ def render_mermaid(workflow: Workflow) -> str:
         text = f"{node.id}<br/><i>{node.type}</i>".replace('"', "'")
         lines.append(f'    {_mermaid_id(node.id)}{shape[0]}"{text}"{shape[1]}')
     for node in workflow.nodes.values():
-        for parent in node.needs:
+        for parent in workflow.drawn_needs(node.id):
             arrow = "-.->" if node.when or node.trigger != "all_success" else "-->"
             lines.append(f"    {_mermaid_id(parent)} {arrow} {_mermaid_id(node.id)}")
     return "\n".join(lines) + "\n"
@@ -81,7 +83,7 @@ def render_dot(workflow: Workflow) -> str:
         label = json.dumps(f"{node.id}\n{node.type}")
         lines.append(f"    {json.dumps(node.id)} [label={label}{shape}];")
     for node in workflow.nodes.values():
-        for parent in node.needs:
+        for parent in workflow.drawn_needs(node.id):
             style = " [style=dashed]" if node.when or node.trigger != "all_success" else ""
             lines.append(f"    {json.dumps(parent)} -> {json.dumps(node.id)}{style};")
     lines.append("}")

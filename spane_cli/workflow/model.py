@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -24,6 +25,11 @@ class TriggerRule(StrEnum):
     ONE_FAILED = "one_failed"
     NONE_FAILED = "none_failed"
     NONE_SKIPPED = "none_skipped"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    ALL_DONE_MIN_ONE_SUCCESS = "all_done_min_one_success"
+    ALL_SKIPPED = "all_skipped"
+    ONE_DONE = "one_done"
+    ALWAYS = "always"
 
 
 class Backoff(StrEnum):
@@ -39,6 +45,7 @@ class RetryPolicy:
     delay: float = 0.0
     max_delay: float | None = None
     jitter: bool = False
+    when: str | None = None  # a bare expression over the failure; false: no further try
 
     def delay_before(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before try number `attempt` (2 is the first retry)."""
@@ -83,6 +90,9 @@ class Node:
     foreach: str | list[Any] | None = None
     max_parallel: int | None = None
     description: str | None = None
+    # An exit handler: runs once every other node has ended (its `needs` are then every node
+    # of the main graph, or other exit handlers).
+    on_exit: bool = False
 
     @property
     def is_entry(self) -> bool:
@@ -99,6 +109,7 @@ class Workflow:
     timeout: float | None = None
     output: Any = None  # None: the default {leaf_id: leaf_output}
     source_file: str | None = None
+    fail_fast: bool = False  # after the first failure no new node of the main graph starts
 
     def children(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
@@ -109,8 +120,53 @@ class Workflow:
 
     @property
     def leaf_nodes(self) -> tuple[str, ...]:
-        parents = {p for n in self.nodes.values() for p in n.needs}
-        return tuple(n for n in self.nodes if n not in parents)
+        """The main graph's leaves (exit handlers are not part of the main graph)."""
+        return main_leaves(self.nodes)
+
+    def drawn_needs(self, node_id: str) -> tuple[str, ...]:
+        """The parents a picture of the graph shows: an exit handler that waits for the whole
+        main graph is drawn below its leaves, not below every node of it."""
+        node = self.nodes[node_id]
+        if node.on_exit and not any(self.nodes[p].on_exit for p in node.needs):
+            return self.leaf_nodes
+        return node.needs
+
+    @cached_property
+    def exit_nodes(self) -> frozenset[str]:
+        return frozenset(n.id for n in self.nodes.values() if n.on_exit)
+
+    def descendants(self, node_id: str) -> frozenset[str]:
+        """Every node reachable from `node_id` through `needs`, itself excluded."""
+        known = self._descendants
+        if node_id not in known:
+            children: dict[str, list[str]] = self._children_of
+            found: set[str] = set()
+            stack = list(children[node_id])
+            while stack:
+                child = stack.pop()
+                if child not in found:
+                    found.add(child)
+                    stack.extend(children[child])
+            known[node_id] = frozenset(found)
+        return known[node_id]
+
+    @cached_property
+    def _descendants(self) -> dict[str, frozenset[str]]:
+        return {}
+
+    @cached_property
+    def _children_of(self) -> dict[str, list[str]]:
+        children: dict[str, list[str]] = {node_id: [] for node_id in self.nodes}
+        for node in self.nodes.values():
+            for parent_id in node.needs:
+                children[parent_id].append(node.id)
+        return children
+
+
+def main_leaves(nodes: Mapping[str, Node]) -> tuple[str, ...]:
+    """The nodes that are not exit handlers and that no other such node needs."""
+    parents = {p for n in nodes.values() if not n.on_exit for p in n.needs}
+    return tuple(n for n, node in nodes.items() if n not in parents and not node.on_exit)
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -145,6 +201,7 @@ def _retry(data: Mapping[str, Any] | None) -> RetryPolicy:
         delay=parse_duration(data.get("delay", 0)),
         max_delay=parse_duration(data["max_delay"]) if "max_delay" in data else None,
         jitter=bool(data.get("jitter", False)),
+        when=data.get("when"),
     )
 
 
@@ -181,7 +238,9 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             foreach=raw.get("foreach"),
             max_parallel=raw.get("max_parallel"),
             description=raw.get("description"),
+            on_exit=bool(raw.get("on_exit", False)),
         )
+    _attach_exit_handlers(nodes)
     timeout = data.get("timeout")
     return Workflow(
         name=data["name"],
@@ -192,4 +251,16 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
         timeout=parse_duration(timeout) if timeout is not None else None,
         output=data.get("output"),
         source_file=source_file,
+        fail_fast=bool(data.get("fail_fast", False)),
     )
+
+
+def _attach_exit_handlers(nodes: dict[str, Node]) -> None:
+    """An exit handler that needs no other exit handler needs every node of the main graph,
+    whatever they end with: its readiness is decided by the same guarded count-down and
+    cascade as any node's. (Every node, not just the leaves: with fail_fast a leaf can be
+    skipped while a node above it still runs.)"""
+    main = tuple(node_id for node_id, node in nodes.items() if not node.on_exit)
+    for node_id, node in nodes.items():
+        if node.on_exit and not node.needs:
+            nodes[node_id] = replace(node, needs=main, trigger=TriggerRule.ALWAYS)

@@ -23,7 +23,14 @@ TRIGGER_RULES = (
     "one_failed",
     "none_failed",
     "none_skipped",
+    "none_failed_min_one_success",
+    "all_done_min_one_success",
+    "all_skipped",
+    "one_done",
+    "always",
 )
+# The names a `retry.when` expression may use (scheduler.retry_scope gives their values).
+RETRY_WHEN_NAMES = ("error", "exit_code", "status", "attempt")
 BACKOFF_KINDS = ("fixed", "linear", "exponential")
 
 
@@ -62,6 +69,11 @@ def _defs() -> dict[str, JsonSchema]:
                 "jitter": {
                     "type": "boolean",
                     "description": "Randomize each wait by up to ±50% to spread retries.",
+                },
+                "when": {
+                    "type": "string",
+                    "description": "A bare expression over the failure (error, exit_code, "
+                    "status of an http response, attempt); false: fail now, no further try.",
                 },
             },
             "additionalProperties": False,
@@ -146,6 +158,11 @@ def _node_schema() -> JsonSchema:
                 "minimum": 1,
                 "description": "How many foreach items run at once.",
             },
+            "on_exit": {
+                "type": "boolean",
+                "description": "An exit handler: runs once every other node has ended, with "
+                "workflow.status and workflow.failures in scope.",
+            },
         },
         "required": ["type"],
         "additionalProperties": False,
@@ -203,6 +220,11 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             },
             "output": {
                 "description": "The execution's output (templates); default {leaf_id: output}.",
+            },
+            "fail_fast": {
+                "type": "boolean",
+                "description": "After the first node that fails for good, no new node starts "
+                "(running ones finish, the others are skipped); exit handlers still run.",
             },
             "nodes": {
                 "type": "object",

@@ -120,7 +120,7 @@ TRIGGER_CASES: list[tuple[TriggerRule, tuple[str, ...], Readiness]] = [
     (TriggerRule.ONE_SUCCESS, ("S", "SK", "UF"), READY),
     (TriggerRule.ONE_SUCCESS, ("F", "UF"), UPSTREAM_FAILED),
     (TriggerRule.ONE_SUCCESS, ("F",), UPSTREAM_FAILED),
-    (TriggerRule.ONE_SUCCESS, ("F", "SK"), SKIPPED),
+    (TriggerRule.ONE_SUCCESS, ("F", "SK"), UPSTREAM_FAILED),
     (TriggerRule.ONE_SUCCESS, ("SK", "C"), SKIPPED),
     # one_failed
     (TriggerRule.ONE_FAILED, ("S", "F"), READY),

@@ -98,7 +98,8 @@ def check_is_a_fixed_point(
                 status=applied[parent],
                 continue_on_fail=wf.nodes[parent].continue_on_fail,
                 chose_child=branch_choice(
-                    wf.nodes[parent],
+                    wf,
+                    parent,
                     ParentState(applied[parent], tuple(chosen.get(parent, ()))),
                     node_id,
                 ),
