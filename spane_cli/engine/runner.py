@@ -16,13 +16,14 @@ from typing import Any
 from spane_cli import scheduler
 from spane_cli.engine.time_limit import TimeLimitExceeded, time_limit
 from spane_cli.nodes.base import NodeContext, NodeResult
-from spane_cli.states import OutcomeKind
+from spane_cli.states import NodeStatus, OutcomeKind
 from spane_cli.store import queries
 from spane_cli.store.records import ClaimedNode, Report
 from spane_cli.text import mask_in_value, mask_secrets
+from spane_cli.timeutil import iso
 from spane_cli.workflow.durations import format_duration
 from spane_cli.workflow.expressions import ExpressionError, evaluate, is_template, render_value
-from spane_cli.workflow.model import Node, thaw
+from spane_cli.workflow.model import Node, Workflow, thaw
 from spane_cli.workflow.validate import bare_expression
 
 SECRET_PREFIX = "SPANE_SECRET_"
@@ -70,6 +71,51 @@ class LazyNodes(Mapping[str, Any]):
         return len(self._node_ids)
 
 
+class LazyWorkflow(Mapping[str, Any]):
+    """`workflow.*` for templates: `name`, and `status` and `failures`, read from the
+    execution's node rows only when a template touches them (an exit handler does)."""
+
+    _KEYS = ("name", "status", "failures")
+
+    def __init__(self, execution_id: str, workflow: Workflow) -> None:
+        self._execution_id = execution_id
+        self._workflow = workflow
+        self._values: dict[str, Any] = {"name": workflow.name}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._KEYS:
+            raise KeyError(key)
+        if key not in self._values:
+            self._read()
+        return self._values[key]
+
+    def _read(self) -> None:
+        workflow = self._workflow
+        outcomes = [o for o in queries.node_outcomes(self._execution_id) if o[0] in workflow.nodes]
+        statuses = {node_id: NodeStatus(status) for node_id, status, *_ in outcomes}
+        self._values["status"] = scheduler.workflow_status(workflow, statuses)
+        self._values["failures"] = [
+            {
+                "node": node_id,
+                "status": status,
+                "error": error,
+                "attempts": attempt,
+                "finished_at": iso(finished_at),
+                "exit_handler": workflow.nodes[node_id].on_exit,
+            }
+            for node_id, status, error, attempt, finished_at in sorted(
+                outcomes, key=lambda o: (o[4] or 0.0, o[0])
+            )
+            if status == NodeStatus.FAILED and not workflow.nodes[node_id].continue_on_fail
+        ]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
 def _mask(text: str | None, secrets: Mapping[str, str]) -> str | None:
     return None if text is None else mask_secrets(text, secrets.values())
 
@@ -89,8 +135,9 @@ def run_claimed(
         "parents": node_input,
         "nodes": LazyNodes(claim.execution_id, workflow.nodes.keys()),
         "execution": {"id": claim.execution_id},
-        "workflow": {"name": workflow.name},
+        "workflow": LazyWorkflow(claim.execution_id, workflow),
         "secrets": dict(secrets),
+        "attempt": claim.attempt,
     }
     try:
         if claim.item is not None:
@@ -130,6 +177,8 @@ def _report_of(result: NodeResult, secrets: Mapping[str, str]) -> Report:
         chosen=result.chosen,
         child_reference=result.child.reference if result.child else None,
         child_input=mask_in_value(result.child.input, values) if result.child else None,
+        exit_code=result.exit_code,
+        http_status=result.http_status,
     )
 
 

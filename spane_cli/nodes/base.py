@@ -35,14 +35,32 @@ class NodeResult:
     wait_until: float | None = None
     child: ChildRequest | None = None
     chosen: list[str] | None = None  # branch: the children it chose
+    # A failure's facts for `retry.when`: a command's exit code, an http response's status.
+    exit_code: int | None = None
+    http_status: int | None = None
 
     @classmethod
     def ok(cls, output: Any = None, logs: str = "") -> NodeResult:
         return cls(OutcomeKind.SUCCEEDED, output=output, logs=logs)
 
     @classmethod
-    def failed(cls, error: str, logs: str = "", output: Any = None) -> NodeResult:
-        return cls(OutcomeKind.FAILED, output=output, error=error, logs=logs)
+    def failed(
+        cls,
+        error: str,
+        logs: str = "",
+        output: Any = None,
+        *,
+        exit_code: int | None = None,
+        http_status: int | None = None,
+    ) -> NodeResult:
+        return cls(
+            OutcomeKind.FAILED,
+            output=output,
+            error=error,
+            logs=logs,
+            exit_code=exit_code,
+            http_status=http_status,
+        )
 
 
 @dataclass

@@ -151,7 +151,11 @@ class HttpNode:
         if not ok:
             body = context.mask(response.text[:ERROR_BODY_CHARS]).strip()
             error = f"HTTP {response.status_code} from {target}"
-            return NodeResult.failed(f"{error}\n{body}" if body else error, context.mask(logs))
+            return NodeResult.failed(
+                f"{error}\n{body}" if body else error,
+                context.mask(logs),
+                http_status=response.status_code,
+            )
 
         output = {
             "status": response.status_code,

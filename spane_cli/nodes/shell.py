@@ -259,7 +259,9 @@ class ShellNode:
                 else (f"exit code {exit_code}")
             )
             reason = _last_line(stderr)
-            return NodeResult.failed(f"{error}: {reason}" if reason else error, logs)
+            return NodeResult.failed(
+                f"{error}: {reason}" if reason else error, logs, exit_code=exit_code
+            )
 
         output: dict[str, Any] = {"exit_code": exit_code, "stdout": stdout, "stderr": stderr}
         if config.get("parse") == "json":

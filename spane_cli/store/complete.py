@@ -14,7 +14,7 @@ from typing import Any
 
 from spane_cli import scheduler
 from spane_cli.states import NodeStatus, OutcomeKind
-from spane_cli.store import cascade, events, items, sql, subworkflows
+from spane_cli.store import cascade, events, fail_fast, items, sql, subworkflows
 from spane_cli.store.models import DeadLetter, NodeRun
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
 from spane_cli.store.tx import Tx
@@ -235,7 +235,10 @@ def _record_failure(
         or 0
     )
     budget_used = attempt - int(offset)
-    next_delay = scheduler.next_retry_delay(node, budget_used) if use_attempt else None
+    failure = scheduler.retry_scope(attempt, report.error, report.exit_code, report.http_status)
+    next_delay = (
+        scheduler.next_retry_delay(node, budget_used, failure=failure) if use_attempt else None
+    )
     if next_delay is not None:
         if not _moved(
             guard,
@@ -295,7 +298,10 @@ def _record_failure(
             created_at=tx.now,
         )
         tx.event(execution_id, node_id, events.DEAD_LETTER_ADDED, {"dead_letter": letter.id})
-    cascade.after_terminal(tx, info, version, {node_id: scheduler.ParentState(NodeStatus.FAILED)})
+    ended = {node_id: scheduler.ParentState(NodeStatus.FAILED)}
+    if scheduler.fail_fast_stops(version.workflow, node_id, NodeStatus.FAILED):
+        ended.update(fail_fast.stop_main_graph(tx, execution_id, version, node_id))
+    cascade.after_terminal(tx, info, version, ended)
     return True
 
 

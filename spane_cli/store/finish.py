@@ -72,15 +72,18 @@ def note_ended_child(
 
 
 def _failure(version: LoadedVersion, rows: list[NodeRun]) -> str:
+    nodes = version.workflow.nodes
     failed = [
         row
         for row in rows
-        if row.status == NodeStatus.FAILED
-        and not version.workflow.nodes[row.node_id].continue_on_fail
+        if row.status == NodeStatus.FAILED and not nodes[row.node_id].continue_on_fail
     ]
     if not failed:
         return "nodes were not run because their parents failed"
-    error = f"node {failed[0].node_id!r} failed: {first_line(failed[0].error)}"
+    # The main graph's failure first: an exit handler's is named only when it is the cause.
+    failed.sort(key=lambda row: nodes[row.node_id].on_exit)
+    what = "exit handler" if nodes[failed[0].node_id].on_exit else "node"
+    error = f"{what} {failed[0].node_id!r} failed: {first_line(failed[0].error)}"
     if len(failed) > 1:
         error += f" (and {len(failed) - 1} more failed nodes)"
     return error

@@ -141,7 +141,10 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
             (sql.dumps(report.output), tx.now, *key),
         ).rowcount
         return item_ended(tx, claim, failed=False) if changed == 1 else None
-    delay = scheduler.next_retry_delay(node, claim.attempt)
+    failure = scheduler.retry_scope(
+        claim.attempt, report.error, report.exit_code, report.http_status
+    )
+    delay = scheduler.next_retry_delay(node, claim.attempt, failure=failure)
     if delay is not None:
         changed = tx.run(
             "UPDATE node_item SET status = ?, error = ?, due_at = ?, finished_at = ?,"

@@ -36,6 +36,17 @@ def node_state(execution_id: str, node_id: str) -> dict[str, object] | None:
     return {"status": row.status, "output": row.output, "error": row.error}
 
 
+def node_outcomes(execution_id: str) -> list[tuple[str, str, str | None, int, float | None]]:
+    """`(node_id, status, error, attempt, finished_at)` of every node of an execution, for
+    `workflow.status` and `workflow.failures` in templates."""
+    rows = NodeRun.select(
+        NodeRun.node_id, NodeRun.status, NodeRun.error, NodeRun.attempt, NodeRun.finished_at
+    ).where(NodeRun.execution == execution_id)
+    return [
+        (row.node_id, row.status, row.error, int(row.attempt or 0), row.finished_at) for row in rows
+    ]
+
+
 def pending_dispatches(older_than: float, limit: int = 1000) -> list[Dispatch]:
     """Outbox rows older than `older_than` (epoch): dispatch intent not yet claimed."""
     rows = (

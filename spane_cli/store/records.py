@@ -54,6 +54,10 @@ class Report:
     chosen: list[str] | None = None
     child_reference: str | None = None
     child_input: Any = None
+    # What `retry.when` looks at besides the error (never stored): a shell command's exit
+    # code, an http response's status.
+    exit_code: int | None = None
+    http_status: int | None = None
 
 
 @dataclass(frozen=True)

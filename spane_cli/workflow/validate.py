@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2.meta
 import jinja2.nodes
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -19,7 +20,7 @@ from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, loa
 from spane_cli.workflow.model import Workflow, build_workflow
 from spane_cli.workflow.node_configs import JsonSchema
 from spane_cli.workflow.problems import Path, Problem, format_path
-from spane_cli.workflow.schema import workflow_schema
+from spane_cli.workflow.schema import RETRY_WHEN_NAMES, workflow_schema
 from spane_cli.workflow.schema_problems import (
     describe,
     did_you_mean,
@@ -131,6 +132,7 @@ class _Checker:
                 "cycle in needs: " + " -> ".join(cycle),
                 key=True,
             )
+        self._check_exit_handlers(nodes, needs)
         for node_id, node in nodes.items():
             if isinstance(node, dict) and node.get("type") == "branch":
                 self._check_branch(node_id, node, needs)
@@ -138,6 +140,53 @@ class _Checker:
                 self.add(
                     ("nodes", node_id, "max_parallel"),
                     f"node {node_id!r}: max_parallel needs foreach",
+                    key=True,
+                )
+
+    def _check_exit_handlers(
+        self, nodes: Mapping[str, Any], needs: Mapping[str, list[str]]
+    ) -> None:
+        """Exit handlers form a graph of their own that starts once the main graph has ended:
+        no edge may cross between the two except that implied start."""
+
+        def is_exit(node_id: str) -> bool:
+            node = nodes.get(node_id)
+            return isinstance(node, dict) and node.get("on_exit") is True
+
+        exits = [node_id for node_id in nodes if is_exit(node_id)]
+        if not exits:
+            return
+        if len(exits) == len(nodes):
+            self.add(
+                ("nodes", exits[0], "on_exit"),
+                "every node is an exit handler: the main graph needs at least one node",
+            )
+        for node_id, parents in needs.items():
+            for index, parent in enumerate(parents):
+                if parent not in nodes or is_exit(parent) == is_exit(node_id):
+                    continue
+                path = ("nodes", node_id, "needs", index)
+                if is_exit(node_id):
+                    self.add(
+                        path,
+                        f"exit handler {node_id!r} needs {parent!r}, which is not an exit "
+                        "handler: an exit handler without needs runs once every other node "
+                        "has ended",
+                    )
+                else:
+                    self.add(
+                        path,
+                        f"node {node_id!r} needs exit handler {parent!r}: exit handlers run "
+                        "after every other node has ended",
+                    )
+        for node_id in exits:
+            node = nodes[node_id]
+            if "trigger" in node and not needs.get(node_id):
+                self.add(
+                    ("nodes", node_id, "trigger"),
+                    f"exit handler {node_id!r} has no needs: it runs whatever the main graph "
+                    "did, so there is no trigger rule to apply (use when: over "
+                    "workflow.status)",
                     key=True,
                 )
 
@@ -174,6 +223,9 @@ class _Checker:
     def check_expressions(self, data: Mapping[str, Any]) -> None:
         node_ids = set(data["nodes"]) if isinstance(data.get("nodes"), dict) else set()
         self._walk_templates(data.get("output"), ("output",), node_ids)
+        defaults = data.get("defaults")
+        if isinstance(defaults, dict):
+            self._check_retry_when(defaults.get("retry"), ("defaults", "retry", "when"))
         nodes = data.get("nodes")
         if not isinstance(nodes, dict):
             return
@@ -181,6 +233,7 @@ class _Checker:
             if not isinstance(node, dict):
                 continue
             base: Path = ("nodes", node_id)
+            self._check_retry_when(node.get("retry"), (*base, "retry", "when"))
             when = node.get("when")
             if isinstance(when, str):
                 self._check_bare(when, (*base, "when"), node_ids)
@@ -202,6 +255,24 @@ class _Checker:
                 self._walk_templates(rest, (*base, "config"), node_ids)
             else:
                 self._walk_templates(config, (*base, "config"), node_ids)
+
+    def _check_retry_when(self, retry: Any, path: Path) -> None:
+        """`retry.when` sees the failure only: a name outside it would fail every retry."""
+        when = retry.get("when") if isinstance(retry, dict) else None
+        if not isinstance(when, str):
+            return
+        source = bare_expression(when)
+        problem = expressions.syntax_error(source, bare=True)
+        if problem:
+            self.add(path, f"{describe(path)}: {problem}")
+            return
+        tree = expressions.environment().parse(f"{{{{ {source} }}}}")
+        for name in sorted(jinja2.meta.find_undeclared_variables(tree)):
+            if name not in RETRY_WHEN_NAMES:
+                hint = did_you_mean(name, list(RETRY_WHEN_NAMES)) or (
+                    " (it can use " + ", ".join(RETRY_WHEN_NAMES) + ")"
+                )
+                self.add(path, f"{describe(path)}: unknown name {name!r}{hint}")
 
     def _check_bare(self, text: str, path: Path, node_ids: set[str]) -> None:
         source = bare_expression(text)
