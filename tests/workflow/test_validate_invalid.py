@@ -371,6 +371,68 @@ CASES: list[tuple[str, str, list[tuple[int, list[str]]]]] = [
         """,
         [(6, ["invalid duration"]), (9, ["needs unknown node 'c'"])],
     ),
+    (
+        "exit-handler-edges",
+        """\
+        version: 1
+        name: x
+        nodes:
+          a: {type: noop}
+          b: {type: noop, needs: [notify]}
+          notify: {type: noop, on_exit: true, needs: [a]}
+          report: {type: noop, on_exit: true, trigger: all_success}
+        """,
+        [
+            (5, ["node 'b' needs exit handler 'notify'", "after every other node"]),
+            (6, ["exit handler 'notify' needs 'a', which is not an exit handler"]),
+            (7, ["exit handler 'report' has no needs", "use when: over workflow.status"]),
+        ],
+    ),
+    (
+        "only-exit-handlers",
+        """\
+        version: 1
+        name: x
+        nodes:
+          notify: {type: noop, on_exit: true}
+        """,
+        [(4, ["every node is an exit handler"])],
+    ),
+    (
+        "retry-when",
+        """\
+        version: 1
+        name: x
+        defaults:
+          retry: {attempts: 3, when: "code == 503"}
+        nodes:
+          a:
+            type: http
+            config: {url: "http://localhost/"}
+            retry: {attempts: 3, when: "status =="}
+          b:
+            type: noop
+            retry: {attempts: 2, when: "stauts == 503 and nodes.a.status"}
+        """,
+        [
+            (4, ["defaults.retry.when", "unknown name 'code'", "exit_code"]),
+            (9, ["node 'a' field retry.when", "does not parse"]),
+            (12, ["unknown name 'nodes'", "it can use error, exit_code, status, attempt"]),
+            (12, ["unknown name 'stauts'", "did you mean 'status'"]),
+        ],
+    ),
+    (
+        "fail-fast-and-on-exit-types",
+        """\
+        version: 1
+        name: x
+        fail_fast: "yes"
+        nodes:
+          a: {type: noop, on_exit: 1}
+          b: {type: noop}
+        """,
+        [(3, ["fail_fast", "boolean"]), (5, ["on_exit", "boolean"])],
+    ),
 ]
 
 
