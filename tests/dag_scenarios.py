@@ -38,6 +38,7 @@ def scenarios(
     rules: Sequence[TriggerRule] = tuple(TriggerRule),
     with_failures: bool = True,
     with_branches: bool = True,
+    with_exits: bool = True,
 ) -> Scenario:
     count = draw(st.integers(min_value=1, max_value=25))
     ids = [f"n{i}" for i in range(count)]
@@ -54,6 +55,20 @@ def scenarios(
             trigger=draw(st.sampled_from(list(rules))),
             continue_on_fail=with_failures and draw(st.booleans()),
         )
+    # Exit handlers: one that waits for the whole main graph (what build_workflow makes of
+    # `on_exit: true` without needs), and one below it under a drawn rule.
+    exits = draw(st.integers(0, 2)) if with_exits else 0
+    main = tuple(ids)
+    for index in range(exits):
+        exit_id = f"x{index}"
+        nodes[exit_id] = Node(
+            id=exit_id,
+            type="noop",
+            needs=main if index == 0 else ("x0",),
+            trigger=TriggerRule.ALWAYS if index == 0 else draw(st.sampled_from(list(rules))),
+            on_exit=True,
+        )
+        ids.append(exit_id)
     # Files may declare children before their parents: shuffle the declaration order.
     file_order = draw(st.permutations(ids))
     wf = Workflow(name="random", nodes={node_id: nodes[node_id] for node_id in file_order})

@@ -376,3 +376,32 @@ def test_http_retries_on_503_and_not_on_404(
     assert nodes["gone"]["status"] == "failed"
     assert nodes["gone"]["attempts"] == 1
     assert hits == {"/flaky": 3, "/gone": 1}
+
+
+# --- the example in workflows/ ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fail_at", "status", "report"),
+    [
+        ("none", "succeeded", {"status": "succeeded", "failed": [], "reason": ""}),
+        (
+            "copy",
+            "failed",
+            {"status": "failed", "failed": ["copy"], "reason": "exit code 1: bucket is read-only"},
+        ),
+    ],
+)
+def test_the_backup_example_reports_its_outcome(
+    sqlite_url: str, fail_at: str, status: str, report: dict[str, Any]
+) -> None:
+    code, execution, _ = run_local(
+        ROOT / "workflows" / "exit-handler.yaml", "-i", f"fail_at={fail_at}", db=sqlite_url
+    )
+    assert execution["status"] == status
+    assert code == (0 if status == "succeeded" else 1)
+    nodes = execution["nodes"]
+    assert nodes["report"]["output"] == report
+    assert nodes["page_on_call"]["status"] == ("skipped" if status == "succeeded" else "succeeded")
+    if fail_at == "copy":
+        assert nodes["verify"]["status"] == "skipped"  # fail_fast: never started

@@ -31,19 +31,21 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 
 def source_of(scenario: Scenario) -> dict[str, Any]:
-    """The workflow as a file would say it."""
-    return {
-        "name": "random",
-        "nodes": {
-            node_id: {
-                "type": node.type,
-                "needs": list(node.needs),
-                "trigger": str(node.trigger),
-                "continue_on_fail": node.continue_on_fail,
-            }
-            for node_id, node in scenario.workflow.nodes.items()
-        },
-    }
+    """The workflow as a file would say it (an exit handler that waits for the whole main
+    graph says only `on_exit: true`)."""
+    nodes: dict[str, Any] = {}
+    for node_id, node in scenario.workflow.nodes.items():
+        implied = node.on_exit and "x0" not in node.needs
+        nodes[node_id] = {
+            "type": node.type,
+            "needs": [] if implied else list(node.needs),
+            "continue_on_fail": node.continue_on_fail,
+        }
+        if not implied:
+            nodes[node_id]["trigger"] = str(node.trigger)
+        if node.on_exit:
+            nodes[node_id]["on_exit"] = True
+    return {"name": "random", "nodes": nodes}
 
 
 def report_for(scenario: Scenario, node_id: str) -> Report:

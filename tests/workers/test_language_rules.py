@@ -38,9 +38,10 @@ def test_exit_handler_runs_after_fail_fast_under_workers(cluster: Cluster) -> No
     cluster.start_worker("--concurrency", "2")
     cluster.start_worker("--concurrency", "2")
     gate = cluster.gate("slow")
+    wait_for_gate = f"while [ ! -f {gate.path} ]; do sleep 0.05; done"
     execution_id = cluster.submit(
         "version: 1\nname: fast-workers\nfail_fast: true\nnodes:\n"
-        f"  slow: {{type: shell, config: {{run: 'while [ ! -f {gate.path} ]; do sleep 0.05; done'}}}}\n"
+        f"  slow: {{type: shell, config: {{run: '{wait_for_gate}'}}}}\n"
         "  after_slow: {type: noop, needs: [slow]}\n"
         "  breaks: {type: fail, config: {message: 'no'}}\n"
         "  notify:\n"
