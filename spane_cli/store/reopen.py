@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from spane_cli import scheduler
 from spane_cli.errors import NotFound, OperationFailed
-from spane_cli.states import ExecutionStatus, NodeStatus
-from spane_cli.store import events
-from spane_cli.store.models import DeadLetter, Execution, NodeRun
+from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
+from spane_cli.store import cascade, events, sql
+from spane_cli.store.models import DeadLetter, Event, Execution, NodeRun
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.dag import descendants
@@ -61,7 +62,8 @@ def _lock_chain(tx: Tx, execution_id: str) -> None:
 def _reset_upstream_failed(
     tx: Tx, execution_id: str, roots: Iterable[str], rows: dict[str, NodeRun]
 ) -> list[str]:
-    """The upstream_failed descendants of `roots` back to pending; the ones that moved."""
+    """The upstream_failed descendants of `roots` back to pending, and the exit handlers that
+    had ended (they run again once the main graph has ended again); the ones that moved."""
     workflow = tx.version(tx.info(execution_id).version_id).workflow  # type: ignore[union-attr]
     needs = {node_id: list(node.needs) for node_id, node in workflow.nodes.items()}
     roots = list(roots)
@@ -71,6 +73,7 @@ def _reset_upstream_failed(
             for root in roots
             for child in descendants(needs, root)
             if rows[child].status == NodeStatus.UPSTREAM_FAILED
+            or (workflow.nodes[child].on_exit and rows[child].status in TERMINAL_NODE)
         }
     )
     back = set(roots) | set(reset)
@@ -87,7 +90,7 @@ def _reset_upstream_failed(
             .where(
                 (NodeRun.execution == execution_id)
                 & (NodeRun.node_id == node_id)
-                & (NodeRun.status == NodeStatus.UPSTREAM_FAILED)
+                & (NodeRun.status == rows[node_id].status)
             )
             .execute()
         )
@@ -157,6 +160,10 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
     workflow = tx.version(execution.version_id).workflow
     rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == execution_id)}
     targets = [n for n in failed_nodes if rows[n].status == NodeStatus.FAILED]
+    main_targets = [n for n in targets if not workflow.nodes[n].on_exit]
+    if main_targets:
+        # Failed exit handlers wait for the main graph again (reset below), not queued now.
+        targets = main_targets
     dispatches: list[Dispatch] = []
     through_child = [
         n
@@ -203,10 +210,82 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
     if not reopened:
         return dispatches
     reopened += _reset_upstream_failed(tx, execution_id, list(reopened), rows)
+    stopped = (
+        _stopped_by_fail_fast(tx, execution_id, rows, set(reopened)) if workflow.fail_fast else []
+    )
     tx.enqueue([d for d in dispatches if d.execution_id == execution_id])
-    _reopen_row(tx, execution, reopened)
+    _reopen_row(tx, execution, reopened + stopped)
+    if stopped:
+        already = len(tx.dispatches)
+        _decide_stopped(tx, execution_id)
+        dispatches += tx.dispatches[already:]
     _wake_parent(tx, execution)
     return dispatches
+
+
+def _stopped_by_fail_fast(
+    tx: Tx, execution_id: str, rows: dict[str, NodeRun], back: set[str]
+) -> list[str]:
+    """The nodes fail_fast skipped back to pending (a retry starts them after all), each
+    waiting for its parents that are not terminal any more; the ones that moved."""
+    workflow = tx.version(tx.info(execution_id).version_id).workflow  # type: ignore[union-attr]
+    skips = Event.select(Event.node_id, Event.data).where(
+        (Event.execution_id == execution_id) & (Event.type == events.NODE_SKIPPED)
+    )
+    candidates = sorted(
+        {
+            str(event.node_id)
+            for event in skips
+            if isinstance(event.data, dict) and event.data.get("reason") == "fail_fast"
+        }
+    )
+    stopped = [n for n in candidates if rows[n].status == NodeStatus.SKIPPED and n not in back]
+    open_now = back | set(stopped)
+    moved_nodes: list[str] = []
+    for node_id in stopped:
+        moved = (
+            NodeRun.update(
+                status=NodeStatus.PENDING,
+                waiting_on=sum(1 for p in workflow.nodes[node_id].needs if p in open_now),
+                finished_at=None,
+            )
+            .where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.node_id == node_id)
+                & (NodeRun.status == NodeStatus.SKIPPED)
+            )
+            .execute()
+        )
+        if moved == 1:
+            moved_nodes.append(node_id)
+    return moved_nodes
+
+
+def _decide_stopped(tx: Tx, execution_id: str) -> None:
+    """Nodes back to pending whose parents have all ended are decided now, by the scheduler's
+    plan of the snapshot, applied as a repair applies it (the others wait for their parents)."""
+    info = tx.info(execution_id)
+    assert info is not None
+    version = tx.version(info.version_id)
+    snapshot = tx.run(
+        "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?", (execution_id,)
+    ).fetchall()
+    statuses = {node_id: NodeStatus(status) for node_id, status, _ in snapshot}
+    chosen = {
+        node_id: sql.loads(text)
+        for node_id, status, text in snapshot
+        if status == NodeStatus.SUCCEEDED and text is not None
+    }
+    decided = scheduler.plan(version.workflow, statuses, chosen)
+    rows_port = cascade.NodeRows(tx, execution_id)
+    settled = len(rows_port.settle(NodeStatus.SKIPPED, list(decided.skipped)))
+    settled += len(rows_port.settle(NodeStatus.UPSTREAM_FAILED, list(decided.upstream_failed)))
+    if decided.ready:
+        cascade.queue_ready(tx, info, version, list(decided.ready), None, None)
+    tx.run(
+        "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?",
+        (settled, execution_id),
+    )
 
 
 def _mark_letters_replayed(tx: Tx, execution_id: str, node_ids: list[str]) -> None:

@@ -178,3 +178,80 @@ def test_retry_when_decides_per_failure(store: Store) -> None:
         ("cmd", 2),
         ("web", 2),
     ]
+
+
+def test_retry_runs_the_exit_handlers_again_after_the_main_graph(store: Store) -> None:
+    vid = version(
+        store,
+        {"a": {"type": "noop"}, "b": {"type": "noop", "needs": ["a"]}, "x": EXIT},
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    a = claim_one(store, execution_id, "a", 1, "w")
+    assert a is not None
+    assert [d.node_id for d in complete_one(store, a, Report("failed", error="once"))] == ["x"]
+    x = claim_one(store, execution_id, "x", 1, "w")
+    assert x is not None
+    complete_one(store, x, Report("failed", error="hook down"))
+    assert store.require_execution(execution_id).status == ExecutionStatus.FAILED
+
+    # Both the main node and the exit handler failed: the main node runs first, alone.
+    dispatches = store.retry_execution(execution_id)
+    assert [(d.node_id, d.attempt) for d in dispatches] == [("a", 2)]
+    assert statuses(store, execution_id) == {"a": "queued", "b": "pending", "x": "pending"}
+    a = claim_one(store, execution_id, "a", 2, "w")
+    assert a is not None
+    assert [d.node_id for d in complete_one(store, a, Report("succeeded"))] == ["b"]
+    b = claim_one(store, execution_id, "b", 1, "w")
+    assert b is not None
+    assert [d.node_id for d in complete_one(store, b, Report("succeeded"))] == ["x"]
+    x = claim_one(store, execution_id, "x", 1, "w")
+    assert x is not None
+    complete_one(store, x, Report("succeeded"))
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_retry_of_a_fail_fast_execution_starts_what_fail_fast_skipped(store: Store) -> None:
+    vid = version(
+        store,
+        {
+            "a": {"type": "noop"},
+            "b": {"type": "noop"},
+            "c": {"type": "noop", "needs": ["b"]},
+            "d": {"type": "noop", "needs": ["a"]},
+            "when_false": {"type": "noop"},
+            "x": EXIT,
+        },
+        fail_fast=True,
+    )
+    execution_id, _, _ = store.create_execution(vid, None)
+    skipped_by_when = claim_one(store, execution_id, "when_false", 1, "w")
+    a = claim_one(store, execution_id, "a", 1, "w")
+    assert a is not None and skipped_by_when is not None
+    complete_one(store, skipped_by_when, Report("skipped"))
+    assert [d.node_id for d in complete_one(store, a, Report("failed", error="e"))] == ["x"]
+    x = claim_one(store, execution_id, "x", 1, "w")
+    assert x is not None
+    complete_one(store, x, Report("succeeded"))
+    assert statuses(store, execution_id) == {
+        "a": "failed",
+        "b": "skipped",
+        "c": "skipped",
+        "d": "skipped",
+        "when_false": "skipped",
+        "x": "succeeded",
+    }
+    dispatches = store.retry_execution(execution_id)
+    assert sorted(d.node_id for d in dispatches) == ["a", "b"]
+    assert statuses(store, execution_id) == {
+        "a": "queued",
+        "b": "queued",
+        "c": "pending",
+        "d": "pending",
+        "when_false": "skipped",
+        "x": "pending",
+    }
+    for node_id in ("a", "b", "c", "d", "x"):
+        claim = claim_one(store, execution_id, node_id, 2 if node_id == "a" else 1, "w")
+        assert claim is not None, node_id
+        complete_one(store, claim, Report("succeeded"))
+    assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
