@@ -105,8 +105,13 @@ def child_readiness(trigger: TriggerRule, parents: Mapping[str, ParentView]) -> 
         return Readiness.READY if failed == total else Readiness.SKIPPED
     if trigger in (TriggerRule.ALL_DONE, TriggerRule.ALWAYS):
         return Readiness.READY
-    if trigger in (TriggerRule.ONE_SUCCESS, TriggerRule.ALL_DONE_MIN_ONE_SUCCESS):
+    if trigger == TriggerRule.ONE_SUCCESS:
         return Readiness.READY if succeeded else not_run
+    if trigger == TriggerRule.ALL_DONE_MIN_ONE_SUCCESS:
+        # As Airflow: a skipped parent is not "done"; it skips the node.
+        if skipped:
+            return Readiness.SKIPPED
+        return Readiness.READY if succeeded else Readiness.UPSTREAM_FAILED
     if trigger == TriggerRule.ONE_FAILED:
         return Readiness.READY if failed else Readiness.SKIPPED
     if trigger == TriggerRule.ONE_DONE:

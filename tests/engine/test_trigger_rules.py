@@ -79,7 +79,7 @@ TABLE: dict[TriggerRule, list[Readiness]] = {
         RUN, RUN, SKIP, RUN, RUN, RUN, SKIP, RUN, SKIP, SKIP, SKIP, RUN, RUN, SKIP, SKIP, SKIP
     ],
     TriggerRule.ALL_DONE_MIN_ONE_SUCCESS: [
-        RUN, UF, SKIP, UF, RUN, RUN, RUN, UF, UF, SKIP, UF, RUN, UF, RUN, SKIP, RUN
+        RUN, UF, SKIP, UF, RUN, RUN, SKIP, UF, SKIP, SKIP, SKIP, RUN, UF, SKIP, SKIP, SKIP
     ],
     TriggerRule.ALWAYS: [RUN] * 16,
 }  # fmt: skip
