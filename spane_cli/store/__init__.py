@@ -19,6 +19,8 @@ them in SQL.
 - `cascade.py` — after a node ends: the scheduler's `cascade` run over the node rows
   (count-downs, parent states, settling skips), ready children queued, the remaining-node
   count lowered.
+- `fail_fast.py` — a workflow's `fail_fast`: the main graph's nodes that have not started are
+  skipped in the transaction of the first failure.
 - `finish.py` — an execution's end once its last node is terminal: result, output, error.
 - `subworkflows.py` — starting a child execution, and the report its end makes to its parent.
 - `items.py` — foreach items: start, claim, record, retry, loss; the node's report after the

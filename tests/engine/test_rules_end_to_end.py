@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -402,3 +403,25 @@ def test_the_backup_example_reports_its_outcome(
     assert nodes["page_on_call"]["status"] == ("skipped" if status == "succeeded" else "succeeded")
     if fail_at == "copy":
         assert nodes["verify"]["status"] == "skipped"  # fail_fast: never started
+
+
+def test_retry_when_applies_to_each_foreach_item(tmp_path: Path, sqlite_url: str) -> None:
+    flow = tmp_path / "items.yaml"
+    flow.write_text(
+        "version: 1\nname: items\nnodes:\n"
+        "  each:\n"
+        "    type: shell\n"
+        "    foreach: [75, 2]\n"
+        "    retry: {attempts: 3, when: 'exit_code == 75'}\n"
+        "    config: {run: 'test {{ attempt }} -ge 2 && exit 0; exit {{ item }}'}\n"
+    )
+    code, execution, _ = run_local(flow, db=sqlite_url)
+    assert code == 1
+    # Item 0 exits 75 and succeeds on its second try; item 1 exits 2 and is not tried again.
+    assert execution["nodes"]["each"]["status"] == "failed"
+    assert "item 1" in execution["nodes"]["each"]["error"]
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as connection:
+        items = connection.execute(
+            "SELECT item_index, status, attempt FROM node_item ORDER BY item_index"
+        ).fetchall()
+    assert items == [(0, "succeeded", 2), (1, "failed", 1)]
