@@ -143,6 +143,7 @@ def _wake_parent(tx: Tx, child: Execution) -> None:
         return
     rows = {r.node_id: r for r in NodeRun.select().where(NodeRun.execution == parent.id)}
     reset = _reset_upstream_failed(tx, str(parent.id), [node_id], rows)
+    _wait_again(tx, str(parent.id), rows, {node_id, *reset})
     tx.event(str(parent.id), node_id, events.NODE_WAITING, {"child_execution": str(child.id)})
     DeadLetter.update(replayed_at=tx.now).where(
         (DeadLetter.execution_id == parent.id)
@@ -213,6 +214,7 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
     stopped = (
         _stopped_by_fail_fast(tx, execution_id, rows, set(reopened)) if workflow.fail_fast else []
     )
+    _wait_again(tx, execution_id, rows, {*reopened, *stopped})
     tx.enqueue([d for d in dispatches if d.execution_id == execution_id])
     _reopen_row(tx, execution, reopened + stopped)
     if stopped:
@@ -221,6 +223,23 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
         dispatches += tx.dispatches[already:]
     _wake_parent(tx, execution)
     return dispatches
+
+
+def _wait_again(tx: Tx, execution_id: str, rows: dict[str, NodeRun], back: set[str]) -> None:
+    """Nodes still pending had counted the parents in `back` as ended (an exit handler
+    waiting for a node still running, say): they wait for them again, so a replay during a
+    run cannot let them start before those parents end a second time."""
+    workflow = tx.version(tx.info(execution_id).version_id).workflow  # type: ignore[union-attr]
+    for node_id, node in workflow.nodes.items():
+        if node_id in back or rows[node_id].status != NodeStatus.PENDING:
+            continue
+        again = sum(1 for parent in node.needs if parent in back)
+        if again:
+            tx.run(
+                "UPDATE node_run SET waiting_on = waiting_on + ? WHERE execution_id = ?"
+                " AND node_id = ? AND status = 'pending'",
+                (again, execution_id, node_id),
+            )
 
 
 def _stopped_by_fail_fast(

@@ -255,3 +255,22 @@ def test_retry_of_a_fail_fast_execution_starts_what_fail_fast_skipped(store: Sto
         assert claim is not None, node_id
         complete_one(store, claim, Report("succeeded"))
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_a_replay_while_running_makes_the_exit_handler_wait_for_the_replayed_node(
+    store: Store,
+) -> None:
+    vid = version(store, {"a": {"type": "noop"}, "b": {"type": "noop"}, "x": EXIT})
+    execution_id, _, _ = store.create_execution(vid, None)
+    a = claim_one(store, execution_id, "a", 1, "w")
+    b = claim_one(store, execution_id, "b", 1, "w")
+    assert a is not None and b is not None
+    complete_one(store, a, Report("failed", error="once"))
+    letter = DeadLetter.get(DeadLetter.execution_id == execution_id)
+    assert [(d.node_id, d.attempt) for d in store.replay_dead_letter(int(letter.id))] == [("a", 2)]
+    # b ends while the replayed a is queued: the exit handler keeps waiting for a.
+    assert complete_one(store, b, Report("succeeded")) == []
+    assert statuses(store, execution_id)["x"] == "pending"
+    a = claim_one(store, execution_id, "a", 2, "w")
+    assert a is not None
+    assert [d.node_id for d in complete_one(store, a, Report("succeeded"))] == ["x"]
