@@ -468,7 +468,9 @@ def plan(
     are ready.
     """
     current = {node_id: statuses.get(node_id, NodeStatus.PENDING) for node_id in workflow.nodes}
-    if any(fail_fast_stops(workflow, n, status) for n, status in current.items()):
+    if workflow.fail_fast and any(
+        fail_fast_stops(workflow, n, status) for n, status in current.items()
+    ):
         # As the failure's own transaction does: the rest of the main graph never starts.
         for node_id, status in current.items():
             if status == NodeStatus.PENDING and not workflow.nodes[node_id].on_exit:
