@@ -71,30 +71,30 @@ class LazyNodes(Mapping[str, Any]):
         return len(self._node_ids)
 
 
-class LazyWorkflow(Mapping[str, Any]):
+class LazyWorkflow(dict[str, Any]):
     """`workflow.*` for templates: `name`, and `status` and `failures`, read from the
-    execution's node rows only when a template touches them (an exit handler does)."""
+    execution's node rows only when a template touches them (an exit handler does). A dict,
+    so that a template that returns it whole (`{{ workflow }}`) stores plain data."""
 
-    _KEYS = ("name", "status", "failures")
+    _LAZY = ("status", "failures")
 
     def __init__(self, execution_id: str, workflow: Workflow) -> None:
+        super().__init__(name=workflow.name)
         self._execution_id = execution_id
         self._workflow = workflow
-        self._values: dict[str, Any] = {"name": workflow.name}
 
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._KEYS:
+    def __missing__(self, key: str) -> Any:
+        if key not in self._LAZY:
             raise KeyError(key)
-        if key not in self._values:
-            self._read()
-        return self._values[key]
+        self._read()
+        return self[key]
 
     def _read(self) -> None:
         workflow = self._workflow
         outcomes = [o for o in queries.node_outcomes(self._execution_id) if o[0] in workflow.nodes]
         statuses = {node_id: NodeStatus(status) for node_id, status, *_ in outcomes}
-        self._values["status"] = scheduler.workflow_status(workflow, statuses)
-        self._values["failures"] = [
+        self["status"] = scheduler.workflow_status(workflow, statuses)
+        self["failures"] = [
             {
                 "node": node_id,
                 "status": status,
@@ -108,12 +108,6 @@ class LazyWorkflow(Mapping[str, Any]):
             )
             if status == NodeStatus.FAILED and not workflow.nodes[node_id].continue_on_fail
         ]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._KEYS)
-
-    def __len__(self) -> int:
-        return len(self._KEYS)
 
 
 def _mask(text: str | None, secrets: Mapping[str, str]) -> str | None:

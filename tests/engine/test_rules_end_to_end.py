@@ -282,6 +282,7 @@ def test_attempt_is_the_try_number_in_every_node(tmp_path: Path, db: str) -> Non
         "    foreach: [a, b]\n"
         "    config: {output: '{{ item }}{{ attempt }}'}\n"
         "  first: {type: transform, config: {output: '{{ attempt }}'}}\n"
+        "  whole: {type: transform, config: {output: '{{ workflow }}'}}\n"
     )
     code, execution, _ = run_local(flow, db=db)
     assert code == 0, execution
@@ -290,6 +291,7 @@ def test_attempt_is_the_try_number_in_every_node(tmp_path: Path, db: str) -> Non
     assert nodes["flaky"]["output"]["stdout"] == "try 3\n"
     assert nodes["each"]["output"] == ["a1", "b1"]
     assert nodes["first"]["output"] == 1
+    assert nodes["whole"]["output"] == {"name": "attempt"}  # plain data, not an object
 
 
 def test_retry_when_false_fails_at_once(tmp_path: Path, db: str) -> None:
