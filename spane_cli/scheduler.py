@@ -9,9 +9,9 @@ reconciler's repair of a stalled execution (store/repair.py). The property tests
 store's production path to `plan` on random graphs.
 
 Trigger rules follow Airflow's meaning (SPEC §1), with two deliberate simplifications:
-- a node is only decided once every parent is terminal (Airflow fires `one_success` and
-  `one_failed` early); a node's input is built from all its parents' outputs, so it cannot
-  start before they are known anyway;
+- a node is only decided once every parent is terminal (Airflow fires `one_success`,
+  `one_failed`, `one_done` and `always` early); a node's input is built from all its
+  parents' outputs, so it cannot start before they are known anyway;
 - a parent that failed with `continue_on_fail` counts as succeeded everywhere, and a
   cancelled parent counts as skipped.
 """
@@ -72,7 +72,7 @@ def _counts_as_skipped(status: NodeStatus) -> bool:
     return status in (NodeStatus.SKIPPED, NodeStatus.CANCELLED)
 
 
-def _counts_as_done(status: NodeStatus, continue_on_fail: bool) -> bool:
+def _ran_to_an_end(status: NodeStatus) -> bool:
     # one_done: the parent ran to an end of its own (an upstream_failed one never ran).
     return status in (NodeStatus.SUCCEEDED, NodeStatus.FAILED)
 
@@ -115,7 +115,7 @@ def child_readiness(trigger: TriggerRule, parents: Mapping[str, ParentView]) -> 
     if trigger == TriggerRule.ONE_FAILED:
         return Readiness.READY if failed else Readiness.SKIPPED
     if trigger == TriggerRule.ONE_DONE:
-        done = any(_counts_as_done(v.status, v.continue_on_fail) for v in views)
+        done = any(_ran_to_an_end(v.status) for v in views)
         return Readiness.READY if done else Readiness.SKIPPED
     if trigger == TriggerRule.NONE_FAILED:
         return Readiness.UPSTREAM_FAILED if failed else Readiness.READY
