@@ -35,7 +35,7 @@ def finish_execution(tx: Tx, execution_id: str, version: LoadedVersion) -> None:
         from spane_cli.workflow.expressions import ExpressionError
 
         try:
-            output = _execution_output(version, execution.input, rows)
+            output = _execution_output(version, execution.input, rows, result)
         except ExpressionError as exc:
             result, error = ExecutionStatus.FAILED, f"output: {exc}"
     changed = (
@@ -89,7 +89,9 @@ def _failure(version: LoadedVersion, rows: list[NodeRun]) -> str:
     return error
 
 
-def _execution_output(version: LoadedVersion, workflow_input: Any, rows: list[NodeRun]) -> Any:
+def _execution_output(
+    version: LoadedVersion, workflow_input: Any, rows: list[NodeRun], result: ExecutionStatus
+) -> Any:
     workflow = version.workflow
     if workflow.output is None:
         return scheduler.default_output(workflow, {row.node_id: row.output for row in rows})
@@ -99,7 +101,8 @@ def _execution_output(version: LoadedVersion, workflow_input: Any, rows: list[No
             row.node_id: {"output": row.output, "status": row.status, "error": row.error}
             for row in rows
         },
-        "workflow": {"name": workflow.name},
+        # As nodes see it; an output is only rendered for an execution that did not fail.
+        "workflow": {"name": workflow.name, "status": str(result), "failures": []},
     }
     from spane_cli.workflow.expressions import render_value
 
