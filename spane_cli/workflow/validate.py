@@ -13,7 +13,7 @@ import jinja2.nodes
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from spane_cli.workflow import expressions
+from spane_cli.workflow import expressions, inputs
 from spane_cli.workflow.dag import find_cycle
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
@@ -291,9 +291,43 @@ class _Checker:
                 self.add(path, f"sub-workflow {ref!r} is invalid ({count} {noun})")
                 self.problems.extend(child.problems)
             elif child.workflow is not None:
+                self._check_child_input(node_id, ref, config or {}, child.workflow)
                 self.subworkflows[target] = child.workflow
                 self.subworkflows.update(child.subworkflows)
                 self.documents.update(child.documents)
+
+    def _check_child_input(
+        self, node_id: str, ref: str, config: Mapping[str, Any], child: Workflow
+    ) -> None:
+        """The parts of `input:` written out (not templates) against the child's `inputs`:
+        its keys for missing and unknown inputs, each plain value for its type. Templated
+        values are checked when the child starts."""
+        given = config.get("input")
+        if given is not None and not isinstance(given, dict):
+            return  # the config schema reports it
+        given = given or {}
+        base: Path = ("nodes", node_id, "config")
+        prefix = f"node {node_id!r}: sub-workflow {ref!r}: "
+        for problem in inputs.missing_inputs(child.inputs, list(given)):
+            self.add((*base, "input") if "input" in config else base, prefix + problem, key=True)
+        for name, problem in inputs.unknown_inputs(child.inputs, list(given)):
+            self.add((*base, "input", name), prefix + problem, key=True)
+        for spec in child.inputs:
+            value = given.get(spec.name)
+            if spec.name not in given or _holds_template(value):
+                continue
+            for problem in inputs.value_problems(spec, value):
+                self.add((*base, "input", spec.name), prefix + problem)
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return expressions.is_template(value)
+    if isinstance(value, dict):
+        return any(_holds_template(k) or _holds_template(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_template(v) for v in value)
+    return False
 
 
 def is_file_reference(ref: str) -> bool:
