@@ -16,12 +16,23 @@ from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, transaction
 
+# Nodes and items that had started when their execution was stopped.
+_IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.RETRYING)
+
 
 def end_execution(
-    caches: Caches, execution_id: str, status: ExecutionStatus, error: str | None, now: float
+    caches: Caches,
+    execution_id: str,
+    status: ExecutionStatus,
+    error: str | None,
+    now: float,
+    node_error: str | None = None,
 ) -> bool:
-    """Open -> `status` with every unfinished node cancelled; then its open sub-workflow
-    executions, one transaction each. False when it had already ended."""
+    """Open -> `status`; then its open sub-workflow executions, one transaction each. False
+    when it had already ended. Unfinished nodes are cancelled; with `node_error` (a timeout),
+    those that had started (running, waiting, retrying) fail with it instead, as Argo fails
+    the steps of a workflow past its deadline, and only those that never started are
+    cancelled."""
     with transaction(caches, now) as tx:
         tx.lock_executions([execution_id])
         changed = (
@@ -32,22 +43,43 @@ def end_execution(
         if changed != 1:
             return False
         open_nodes = [
-            row.node_id
-            for row in NodeRun.select(NodeRun.node_id).where(
+            (row.node_id, NodeStatus(row.status), row.attempt)
+            for row in NodeRun.select(NodeRun.node_id, NodeRun.status, NodeRun.attempt).where(
                 (NodeRun.execution == execution_id)
                 & (NodeRun.status.not_in([str(s) for s in TERMINAL_NODE]))
             )
         ]
-        NodeRun.update(status=NodeStatus.CANCELLED, finished_at=now).where(
-            (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(open_nodes))
+        failing = [n for n, st, _ in open_nodes if node_error is not None and st in _IN_PROGRESS]
+        cancelling = [n for n, _, _ in open_nodes if n not in failing]
+        NodeRun.update(status=NodeStatus.CANCELLED, finished_at=now, due_at=None).where(
+            (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(cancelling))
         ).execute()
+        if failing:
+            NodeRun.update(
+                status=NodeStatus.FAILED, error=node_error, finished_at=now, due_at=None
+            ).where((NodeRun.execution == execution_id) & (NodeRun.node_id.in_(failing))).execute()
+            tx.run(
+                "UPDATE node_item SET status = 'failed', error = ?, finished_at = ?,"
+                " due_at = NULL WHERE execution_id = ?"
+                " AND status IN ('running', 'waiting', 'retrying')",
+                (node_error, now, execution_id),
+            )
         Outbox.delete().where(Outbox.execution_id == execution_id).execute()
         tx.run(
-            "UPDATE node_item SET status = 'cancelled', finished_at = ? WHERE execution_id = ?"
-            " AND status IN ('pending', 'queued', 'running', 'retrying')",
+            "UPDATE node_item SET status = 'cancelled', finished_at = ?, due_at = NULL"
+            " WHERE execution_id = ?"
+            " AND status IN ('pending', 'queued', 'running', 'waiting', 'retrying')",
             (now, execution_id),
         )
-        for node_id in open_nodes:
+        attempts = {n: attempt for n, _, attempt in open_nodes}
+        for node_id in failing:
+            tx.event(
+                execution_id,
+                node_id,
+                events.NODE_FAILED,
+                {"attempt": attempts[node_id], "error": node_error},
+            )
+        for node_id in cancelling:
             tx.event(execution_id, node_id, events.NODE_CANCELLED)
         event_type = (
             events.EXECUTION_CANCELLED
@@ -66,7 +98,7 @@ def end_execution(
         finish.note_ended_child(tx, Execution.get_by_id(execution_id), status, None, error)
         complete.report_ended_children(tx)
     for child_id in children:
-        end_execution(caches, child_id, status, error, now)
+        end_execution(caches, child_id, status, error, now, node_error)
     return True
 
 

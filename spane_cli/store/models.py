@@ -113,7 +113,9 @@ class NodeItem(BaseModel):
     output = JSONField(null=True)
     error = peewee.TextField(null=True)
     worker = peewee.CharField(max_length=128, null=True)
-    due_at = peewee.DoubleField(null=True)
+    # A `workflow` item: the sub-workflow execution it waits for.
+    child_execution_id = peewee.CharField(max_length=36, null=True)
+    due_at = peewee.DoubleField(null=True)  # retrying/waiting (a delay item): when to act again
     queued_at = peewee.DoubleField(null=True)
     started_at = peewee.DoubleField(null=True)
     finished_at = peewee.DoubleField(null=True)

@@ -36,6 +36,13 @@ def _defs() -> dict[str, JsonSchema]:
                 {"type": "string", "pattern": DURATION_PATTERN},
             ],
         },
+        "duration_or_template": {
+            "description": "A duration, or a template that renders to one when the node runs.",
+            "anyOf": [
+                {"$ref": "#/$defs/duration"},
+                {"type": "string", "pattern": r"\{\{"},
+            ],
+        },
         "retry": {
             "type": "object",
             "description": "How often and how fast a failing node is tried again.",
