@@ -25,6 +25,10 @@ from spane_cli.store.records import Dispatch
 
 JOB_FUNCTION = "spane_cli.engine.jobs.run_node"
 ENQUEUE_BATCH = 500
+# A list idle workers block on beside their queues: a token there means "a retry or a delay
+# may be due soon, look at the database's next due time". One token is enough (any one idle
+# worker keeps the time), so the list never holds more.
+TIMER_WAKE_KEY = "spane:timers:wake"
 
 # Pop up to ARGV[2] job ids, first queue first, reading each payload and deleting its hash, in
 # one round trip. The job hash key is derived from the id, as RQ does (Job.key_for).
@@ -168,10 +172,24 @@ class Dispatcher:
             for i in range(0, len(flat), 3)
         ]
 
-    def take_blocking(self, queue_keys: Sequence[str], timeout: int) -> TakenJob | None:
-        popped = self.connection.blpop(list(queue_keys), timeout)
+    def wake_timers(self) -> None:
+        """Tell one idle worker that a due time may have changed."""
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.lpush(TIMER_WAKE_KEY, "1")
+        pipe.ltrim(TIMER_WAKE_KEY, 0, 0)
+        pipe.execute()
+
+    def take_blocking(
+        self, queue_keys: Sequence[str], timeout: float, wake_key: str | None = None
+    ) -> TakenJob | None:
+        """A job, waiting up to `timeout` seconds for one; None when none came. When the token
+        at `wake_key` comes first, a TakenJob without args whose queue is `wake_key`."""
+        keys = [*queue_keys, wake_key] if wake_key else list(queue_keys)
+        popped = self.connection.blpop(keys, timeout)
         if not popped:
             return None
+        if wake_key and _text(popped[0]) == wake_key:
+            return TakenJob("", None, wake_key)
         identifier = _text(popped[1])
         pipe = self.connection.pipeline(transaction=False)
         pipe.hget(self._job_key_prefix + identifier, "data")

@@ -145,6 +145,8 @@ def _run_once(
 
     timeout = node.timeout
     if claim.timeout_at is not None:
+        # Stopped at the deadline, the run's own report loses to the deadline's error: the
+        # worker times the execution out before it records the report.
         left = max(claim.timeout_at - time.time(), 0.001)
         timeout = left if timeout is None else min(timeout, left)
     context = NodeContext(

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from peewee import fn
+
 from spane_cli.errors import NotFound
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
-from spane_cli.store.models import DeadLetter, Event, Execution, NodeLog, NodeRun, Outbox
+from spane_cli.store.models import (
+    DeadLetter,
+    Event,
+    Execution,
+    NodeItem,
+    NodeLog,
+    NodeRun,
+    Outbox,
+)
 from spane_cli.store.records import Dispatch
 
 
@@ -68,6 +78,29 @@ def work_left(queues: Sequence[str], due_before: float) -> bool:
         )
         .exists()
     )
+
+
+def next_due(after: float) -> float | None:
+    """The earliest time after `after` at which a retry or a delay (of a node or a foreach
+    item) is due, or an execution's deadline, or None. Rows past their time are left to the
+    pass that is due now."""
+    times = [
+        table.select(fn.MIN(table.due_at))
+        .where(
+            (table.due_at > after)
+            & table.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+            & table.child_execution_id.is_null()
+        )
+        .scalar()
+        for table in (NodeRun, NodeItem)
+    ]
+    times.append(
+        Execution.select(fn.MIN(Execution.timeout_at))
+        .where((Execution.timeout_at > after) & Execution.status.in_(list(OPEN_EXECUTION)))
+        .scalar()
+    )
+    known = [float(t) for t in times if t is not None]
+    return min(known) if known else None
 
 
 # -- executions ------------------------------------------------------------------------------
