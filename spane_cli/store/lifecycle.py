@@ -16,8 +16,8 @@ from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, transaction
 
-# Nodes and items that had started when their execution was stopped.
-_IN_PROGRESS = (NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.RETRYING)
+# Nodes and items an execution's deadline fails: all that had been dispatched.
+_DISPATCHED = (NodeStatus.QUEUED, NodeStatus.RUNNING, NodeStatus.WAITING, NodeStatus.RETRYING)
 
 
 def end_execution(
@@ -29,10 +29,10 @@ def end_execution(
     node_error: str | None = None,
 ) -> bool:
     """Open -> `status`; then its open sub-workflow executions, one transaction each. False
-    when it had already ended. Unfinished nodes are cancelled; with `node_error` (a timeout),
-    those that had started (running, waiting, retrying) fail with it instead, as Argo fails
-    the steps of a workflow past its deadline, and only those that never started are
-    cancelled."""
+    when it had already ended. Unfinished nodes are cancelled. With `node_error` (a
+    deadline), as Argo fails the steps of a workflow past its deadline, those dispatched
+    (queued, running, waiting, retrying) fail with it instead and those still pending become
+    upstream_failed: `spane retry` then runs them again like any failure."""
     with transaction(caches, now) as tx:
         tx.lock_executions([execution_id])
         changed = (
@@ -49,19 +49,29 @@ def end_execution(
                 & (NodeRun.status.not_in([str(s) for s in TERMINAL_NODE]))
             )
         ]
-        failing = [n for n, st, _ in open_nodes if node_error is not None and st in _IN_PROGRESS]
-        cancelling = [n for n, _, _ in open_nodes if n not in failing]
-        NodeRun.update(status=NodeStatus.CANCELLED, finished_at=now, due_at=None).where(
-            (NodeRun.execution == execution_id) & (NodeRun.node_id.in_(cancelling))
-        ).execute()
-        if failing:
+        ends: dict[str, NodeStatus] = {}
+        for node_id, node_status, _ in open_nodes:
+            if node_error is None:
+                ends[node_id] = NodeStatus.CANCELLED
+            elif node_status in _DISPATCHED:
+                ends[node_id] = NodeStatus.FAILED
+            else:
+                ends[node_id] = NodeStatus.UPSTREAM_FAILED
+        for end in set(ends.values()):
             NodeRun.update(
-                status=NodeStatus.FAILED, error=node_error, finished_at=now, due_at=None
-            ).where((NodeRun.execution == execution_id) & (NodeRun.node_id.in_(failing))).execute()
+                status=end,
+                finished_at=now,
+                due_at=None,
+                **({"error": node_error} if end == NodeStatus.FAILED else {}),
+            ).where(
+                (NodeRun.execution == execution_id)
+                & (NodeRun.node_id.in_([n for n, e in ends.items() if e == end]))
+            ).execute()
+        if node_error is not None:
             tx.run(
                 "UPDATE node_item SET status = 'failed', error = ?, finished_at = ?,"
                 " due_at = NULL WHERE execution_id = ?"
-                " AND status IN ('running', 'waiting', 'retrying')",
+                " AND status IN ('queued', 'running', 'waiting', 'retrying')",
                 (node_error, now, execution_id),
             )
         Outbox.delete().where(Outbox.execution_id == execution_id).execute()
@@ -72,15 +82,14 @@ def end_execution(
             (now, execution_id),
         )
         attempts = {n: attempt for n, _, attempt in open_nodes}
-        for node_id in failing:
-            tx.event(
-                execution_id,
-                node_id,
-                events.NODE_FAILED,
-                {"attempt": attempts[node_id], "error": node_error},
-            )
-        for node_id in cancelling:
-            tx.event(execution_id, node_id, events.NODE_CANCELLED)
+        for node_id, end in ends.items():
+            if end == NodeStatus.FAILED:
+                data = {"attempt": attempts[node_id], "error": node_error}
+                tx.event(execution_id, node_id, events.NODE_FAILED, data)
+            elif end == NodeStatus.UPSTREAM_FAILED:
+                tx.event(execution_id, node_id, events.NODE_UPSTREAM_FAILED)
+            else:
+                tx.event(execution_id, node_id, events.NODE_CANCELLED)
         event_type = (
             events.EXECUTION_CANCELLED
             if status == ExecutionStatus.CANCELLED

@@ -128,4 +128,4 @@ def test_an_execution_timeout_fails_its_running_node_with_the_deadline(tmp_path:
         node = execution["nodes"][node_id]
         assert node["status"] == "failed"
         assert node["error"] == "the execution timed out after 500ms: exceeded its deadline"
-    assert execution["nodes"]["after"]["status"] == "cancelled"
+    assert execution["nodes"]["after"]["status"] == "upstream_failed"

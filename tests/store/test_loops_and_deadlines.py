@@ -158,7 +158,7 @@ def test_delay_items_wait_each_its_own_time(store: Store) -> None:
     assert queries.next_due(after=110.0) is None
 
 
-def test_a_deadline_fails_the_running_nodes_and_cancels_those_not_started(store: Store) -> None:
+def test_a_deadline_fails_the_dispatched_nodes_and_their_pending_dependents(store: Store) -> None:
     nodes = {
         "busy": {"type": "shell", "config": {"run": "sleep 9"}},
         "nap": {"type": "delay", "config": {"duration": "1h"}},
@@ -185,5 +185,11 @@ def test_a_deadline_fails_the_running_nodes_and_cancels_those_not_started(store:
         row = node(execution_id, node_id)
         assert row.status == NodeStatus.FAILED, node_id
         assert row.error == "the execution timed out after 10s: exceeded its deadline"
-    assert node(execution_id, "later").status == NodeStatus.CANCELLED
-    assert [row.status for row in items(execution_id)] == ["failed", "cancelled"]
+    assert node(execution_id, "later").status == NodeStatus.UPSTREAM_FAILED
+    assert [row.status for row in items(execution_id)] == ["failed", "failed"]
+
+    # `spane retry` runs what the deadline stopped, and what waited for it, once more.
+    store.retry_execution(execution_id, now=execution.timeout_at + 1)
+    assert node(execution_id, "busy").status == NodeStatus.QUEUED
+    assert node(execution_id, "later").status == NodeStatus.PENDING
+    assert Execution.get_by_id(execution_id).status == ExecutionStatus.RUNNING

@@ -206,7 +206,7 @@ def test_an_execution_timeout_fails_the_running_node_at_its_deadline(cluster: Cl
     busy = execution["nodes"]["busy"]
     assert busy["status"] == "failed"
     assert busy["error"] == "the execution timed out after 1s: exceeded its deadline"
-    assert execution["nodes"]["after"]["status"] == "cancelled"
+    assert execution["nodes"]["after"]["status"] == "upstream_failed"
     created, finished = cluster.query(
         "SELECT created_at, finished_at FROM execution WHERE id = %s", (execution_id,)
     )[0]
