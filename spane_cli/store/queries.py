@@ -59,9 +59,9 @@ def pending_dispatches(older_than: float, limit: int = 1000) -> list[Dispatch]:
 
 
 def work_left(queues: Sequence[str], due_before: float) -> bool:
-    """Whether a node on `queues` of an active execution is queued, or is a retry or delay
-    due before `due_before`."""
-    return bool(
+    """Whether a node (or a foreach item) on `queues` of an active execution is queued, or
+    is a retry or delay due before `due_before`."""
+    nodes = (
         NodeRun.select()
         .join(Execution)
         .where(
@@ -76,8 +76,31 @@ def work_left(queues: Sequence[str], due_before: float) -> bool:
                 )
             )
         )
-        .exists()
     )
+    if nodes.exists():
+        return True
+    found_items = (
+        NodeItem.select()
+        .join(
+            NodeRun,
+            on=(NodeRun.execution == NodeItem.execution_id) & (NodeRun.node_id == NodeItem.node_id),
+        )
+        .join(Execution)
+        .where(
+            (Execution.status.in_(list(ACTIVE_EXECUTION)))
+            & (NodeRun.queue.in_(list(queues)))
+            & (NodeRun.status == NodeStatus.WAITING)
+            & (
+                (NodeItem.status == NodeStatus.QUEUED)
+                | (
+                    NodeItem.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+                    & (NodeItem.due_at <= due_before)
+                    & NodeItem.child_execution_id.is_null()
+                )
+            )
+        )
+    )
+    return bool(found_items.exists())
 
 
 def next_due(after: float) -> float | None:

@@ -212,3 +212,21 @@ def test_an_execution_timeout_fails_the_running_node_at_its_deadline(cluster: Cl
     )[0]
     assert abs(finished - created - 1.0) <= TOLERANCE
     gate.open()
+
+
+def test_a_burst_worker_stays_for_items_that_wait_and_then_exits(cluster: Cluster) -> None:
+    write_child(cluster, wait="true")
+    execution_id = cluster.submit(
+        flow(
+            "burst-items",
+            "  naps: {type: delay, foreach: [300ms, 600ms], config: {duration: '{{ item }}'}}\n"
+            "  calls:\n"
+            "    type: workflow\n"
+            "    needs: [naps]\n"
+            "    foreach: [1, 2]\n"
+            "    config: {workflow: ./child.yaml, input: {n: '{{ item }}'}}\n",
+        )
+    )
+    worker = cluster.spane("worker", "--burst", timeout=60)
+    assert worker.returncode == 0, worker.stderr
+    assert cluster.status(execution_id) == "succeeded"
