@@ -5,12 +5,22 @@ the child starts otherwise."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from spane_cli.workflow.model import InputSpec, thaw
+
+
+def as_declared(spec: InputSpec, value: Any) -> Any:
+    """A number or a boolean given for a `string` input becomes its JSON text (`5` -> "5",
+    true -> "true"), as a template that renders `{{ item.id }}` into a string field would
+    expect; nothing else is converted."""
+    if spec.schema.get("type") == "string" and isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return value
 
 
 def value_problems(spec: InputSpec, value: Any) -> list[str]:
@@ -42,9 +52,8 @@ def unknown_inputs(specs: Sequence[InputSpec], names: Sequence[str]) -> list[tup
 
 
 def apply_inputs(specs: Sequence[InputSpec], given: Any) -> tuple[dict[str, Any], list[str]]:
-    """(the input with defaults filled in, the problems found). The values are not converted:
-    a sub-workflow receives exactly what its parent rendered, so "abc" for an integer input
-    is a problem, not a guess."""
+    """(the input with defaults filled in, the problems found). Apart from `as_declared`,
+    values are not converted: "abc" for an integer input is a problem, not a guess."""
     if given is None:
         given = {}
     if not isinstance(given, Mapping):
@@ -54,6 +63,7 @@ def apply_inputs(specs: Sequence[InputSpec], given: Any) -> tuple[dict[str, Any]
     problems += [problem for _, problem in unknown_inputs(specs, list(resolved))]
     for spec in specs:
         if spec.name in resolved:
+            resolved[spec.name] = as_declared(spec, resolved[spec.name])
             problems += value_problems(spec, resolved[spec.name])
         elif spec.has_default:
             resolved[spec.name] = thaw(spec.default)

@@ -316,7 +316,7 @@ class _Checker:
             value = given.get(spec.name)
             if spec.name not in given or _holds_template(value):
                 continue
-            for problem in inputs.value_problems(spec, value):
+            for problem in inputs.value_problems(spec, inputs.as_declared(spec, value)):
                 self.add((*base, "input", spec.name), prefix + problem)
 
 
