@@ -307,7 +307,8 @@ def item_ended(
             (execution_id, node_id),
         ).fetchall()
     ]
-    return node_attempt, Report("succeeded", output=outputs)
+    chosen = scheduler.foreach_choice(node, outputs)
+    return node_attempt, Report("succeeded", output=outputs, chosen=chosen)
 
 
 def due_items(database: peewee.Database, now: float) -> list[tuple[str, str, int, int, str]]:

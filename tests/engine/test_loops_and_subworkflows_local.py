@@ -129,3 +129,27 @@ def test_an_execution_timeout_fails_its_running_node_with_the_deadline(tmp_path:
         assert node["status"] == "failed"
         assert node["error"] == "the execution timed out after 500ms: exceeded its deadline"
     assert execution["nodes"]["after"]["status"] == "upstream_failed"
+
+
+def test_a_foreach_branch_runs_the_children_its_items_chose(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "route.yaml",
+        "version: 1\nname: route\nnodes:\n"
+        "  route:\n"
+        "    type: branch\n"
+        "    foreach: [1, 5]\n"
+        "    config: {cases: [{when: 'item > 3', next: [big]}], default: [small]}\n"
+        "  big: {type: noop, needs: [route]}\n"
+        "  small: {type: noop, needs: [route]}\n"
+        "  never: {type: noop, needs: [route]}\n",
+    )
+    result = run_spane("run", "--local", "--wait", "-o", "json", str(path))
+    assert result.exit_code == 0, result.output
+    nodes = final_document(result.stdout)["nodes"]
+    assert nodes["route"]["output"] == [{"chosen": ["small"]}, {"chosen": ["big"]}]
+    assert {n: nodes[n]["status"] for n in ("big", "small", "never")} == {
+        "big": "succeeded",
+        "small": "succeeded",
+        "never": "skipped",
+    }
