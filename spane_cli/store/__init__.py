@@ -20,11 +20,12 @@ them in SQL.
   (count-downs, parent states, settling skips), ready children queued, the remaining-node
   count lowered.
 - `finish.py` — an execution's end once its last node is terminal: result, output, error.
-- `subworkflows.py` — starting a child execution, and the report its end makes to its parent.
-- `items.py` — foreach items: start, claim, record, retry, loss; the node's report after the
-  last item.
-- `timers.py` — what time makes due: finished delays, due retries, execution timeouts, outbox
-  rows to send again.
+- `subworkflows.py` — starting a child execution (for a node, or for one foreach item) with
+  its declared inputs defaulted and checked, and what its end means for whoever waits.
+- `items.py` — foreach items: start, claim, record, wait (a delay, a child execution),
+  retry, loss; the node's report after the last item.
+- `timers.py` — what time makes due: finished delays, due retries (of nodes and items),
+  execution deadlines (which fail the nodes they stop), outbox rows to send again.
 - `recovery.py` — nodes and items of workers that stopped beating, or whose supervisor saw
   them die.
 - `repair.py` — an execution left with pending nodes and nothing in flight: the scheduler's
