@@ -9,6 +9,7 @@ in seconds, and none of it is needed when the database decides what runs.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -101,6 +103,8 @@ class Dispatcher:
         self._fields: dict[str, dict[Any, Any]] = {}
         self._take = connection.register_script(_TAKE_SCRIPT)
         self._job_key_prefix = Job.redis_job_namespace_prefix
+        # Redis before 6.0 takes whole seconds only for a blocking pop's timeout.
+        self._whole_second_timeouts = False
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:
@@ -179,13 +183,22 @@ class Dispatcher:
         pipe.ltrim(TIMER_WAKE_KEY, 0, 0)
         pipe.execute()
 
+    def _timeout(self, seconds: float) -> int | float:
+        return max(1, math.ceil(seconds)) if self._whole_second_timeouts else seconds
+
     def take_blocking(
         self, queue_keys: Sequence[str], timeout: float, wake_key: str | None = None
     ) -> TakenJob | None:
         """A job, waiting up to `timeout` seconds for one; None when none came. When the token
         at `wake_key` comes first, a TakenJob without args whose queue is `wake_key`."""
         keys = [*queue_keys, wake_key] if wake_key else list(queue_keys)
-        popped = self.connection.blpop(keys, timeout)
+        try:
+            popped = self.connection.blpop(keys, self._timeout(timeout))
+        except ResponseError as exc:
+            if self._whole_second_timeouts or "timeout" not in str(exc):
+                raise
+            self._whole_second_timeouts = True
+            popped = self.connection.blpop(keys, self._timeout(timeout))
         if not popped:
             return None
         if wake_key and _text(popped[0]) == wake_key:
