@@ -141,8 +141,11 @@ class Store:
         self, claimed: ClaimedNode, report: Report, now: float | None = None
     ) -> list[Dispatch]:
         def run() -> list[Dispatch]:
-            with transaction(self.caches, now) as tx:
-                complete.complete_item(tx, claimed, report)
+            try:
+                with transaction(self.caches, now) as tx:
+                    complete.complete_item(tx, claimed, report)
+            except StaleReport:
+                return []  # a sub-workflow item reported twice: its child was rolled back
             return tx.dispatches
 
         return self._retrying(run)

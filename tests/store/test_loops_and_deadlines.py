@@ -193,3 +193,12 @@ def test_a_deadline_fails_the_dispatched_nodes_and_their_pending_dependents(stor
     assert node(execution_id, "busy").status == NodeStatus.QUEUED
     assert node(execution_id, "later").status == NodeStatus.PENDING
     assert Execution.get_by_id(execution_id).status == ExecutionStatus.RUNNING
+
+
+def test_a_sub_workflow_item_reported_twice_starts_one_child(store: Store) -> None:
+    parent_id = child_loop(store, max_parallel=2)
+    claim = claim_item(store, parent_id, 0)
+    report = Report("child", child_reference="child", child_input={"n": 1})
+    store.complete_item(claim, report)
+    assert store.complete_item(claim, report) == []
+    assert Execution.select().where(Execution.parent_id == parent_id).count() == 1
