@@ -44,6 +44,7 @@ OUTAGE_BACKOFF_MAX_SECONDS = 5.0
 # how close to a due time an idle worker stops listening to Redis and waits on its own clock.
 REDIS_LATENESS = 0.12
 TIMER_PRECISE_SECONDS = 0.15
+DEADLINE_SLACK_SECONDS = 0.05
 _SERVICE_ERRORS = (RedisError, OSError, peewee.OperationalError, peewee.InterfaceError)
 
 
@@ -322,8 +323,9 @@ class NodeWorker:
         the deadline's error on its nodes (this run's own report then changes nothing). No
         idle worker may have been there to keep the time."""
         now = time.time()
-        if claim.timeout_at is not None and now >= claim.timeout_at:
-            self.store.expire_timeouts(now)
+        # A run its time limit stopped at the deadline may end a hair before it.
+        if claim.timeout_at is not None and now >= claim.timeout_at - DEADLINE_SLACK_SECONDS:
+            self.store.expire_timeouts(max(now, claim.timeout_at))
 
     def _may_take_next(self) -> bool:
         return not self._stopping() and not self._max_jobs_reached()

@@ -194,7 +194,9 @@ def test_sub_second_retry_delays_are_honoured(cluster: Cluster) -> None:
 
 def test_an_execution_timeout_fails_the_running_node_at_its_deadline(cluster: Cluster) -> None:
     gate = cluster.gate("deadline")
-    cluster.start_worker()
+    # One worker runs the node, the other one (idle) keeps the time.
+    cluster.start_worker("--concurrency", "2")
+    poll(lambda: len(cluster.live_workers()) == 2, what="two workers")
     execution_id = cluster.submit(
         "version: 1\nname: deadline\ntimeout: 1s\nnodes:\n"
         f"  busy: {{type: shell, config: {{run: '{gate.wait}'}}}}\n"
