@@ -306,6 +306,8 @@ class _Checker:
         if given is not None and not isinstance(given, dict):
             return  # the config schema reports it
         given = given or {}
+        if any(_holds_template(name) for name in given):
+            return  # the names themselves are known only when the child starts
         base: Path = ("nodes", node_id, "config")
         prefix = f"node {node_id!r}: sub-workflow {ref!r}: "
         for problem in inputs.missing_inputs(child.inputs, list(given)):
