@@ -14,8 +14,9 @@ HELP = (
     "Run node jobs from the given queues. --burst exits when there is nothing left to do. "
     "SIGTERM lets the running node finish, for up to SPANE_STOP_GRACE seconds (default 60), "
     "and exits 0; past the grace, or on a second SIGTERM or a SIGINT, the node's commands are "
-    "killed and it runs again on another worker. Every worker also reconciles: it re-sends "
-    "what the database says is due (lost jobs, retries, delays)."
+    "killed, it runs again on another worker, and the worker exits 1. If the worker itself is "
+    "killed (kill -9), a small keeper process it started kills its commands. Every worker "
+    "also reconciles: it re-sends what the database says is due (lost jobs, retries, delays)."
 )
 
 
@@ -40,6 +41,7 @@ def worker(
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
     from spane_cli.engine.worker_settings import WorkerTimings
+    from spane_cli.errors import ExitCode
 
     settings = settings_of(ctx)
     # Read before a supervisor starts children: a bad value is one usage error, not children
@@ -71,4 +73,13 @@ def worker(
         handle_signals=True,
         timings=timings,
     )
-    NodeWorker(store, connection, options).run()
+    from spane_cli import keeper
+
+    keeper.start()  # ends this worker's commands if it dies without ending them itself
+    worker = NodeWorker(store, connection, options)
+    try:
+        worker.run()
+    finally:
+        keeper.stop()
+    if worker.forced:
+        raise typer.Exit(ExitCode.FAILED)

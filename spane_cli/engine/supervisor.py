@@ -103,10 +103,12 @@ def supervise(
     for index in range(concurrency):
         start(index)
     forwarded = 0
+    forced = False
     next_orphan_check = 0.0
     while children:
         if len(requests) > forwarded:
             hard = forwarded >= 1 or signal.SIGINT in requests[forwarded:]
+            forced = forced or hard
             for child in children.values():
                 if child.poll() is None:
                     child.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
@@ -131,4 +133,4 @@ def supervise(
             next_orphan_check = time.monotonic() + 1.0
         time.sleep(0.1)
     _end_orphans(set())
-    return 0
+    return 1 if forced else 0  # as a single worker: a forced stop is not a clean one

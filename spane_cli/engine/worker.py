@@ -88,6 +88,12 @@ class NodeWorker:
             self._stopped_at = time.monotonic()
         self._stop_requested.set()
 
+    @property
+    def forced(self) -> bool:
+        """The worker was stopped without letting its running node finish (a second signal,
+        SIGINT, or the end of the stop grace): its exit status says so."""
+        return self._abort_requested.is_set()
+
     def _grace_over(self) -> bool:
         """A SIGTERM's grace for the running node has run out: it is dropped, not awaited."""
         if self._stopped_at is None:
