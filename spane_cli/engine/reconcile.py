@@ -16,7 +16,7 @@ from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.store.records import Dispatch
 from spane_cli.store.store import Store
 from spane_cli.store.timers import restart_grace
-from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, live_workers
+from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, forget_silent, live_workers
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
@@ -29,6 +29,10 @@ RESEND_ANYWAY_AFTER_SECONDS = 900.0
 # Outbox rows checked against Redis per tick before looking further; see _lost.
 LOST_CHECK_SAMPLE = 50
 _LOCK_KEY = 726532
+# How long the heartbeat row of a worker that stopped beating stays: the longer of so many
+# TTLs and a minimum, in seconds.
+SILENT_WORKER_KEPT_TTLS = 10
+SILENT_WORKER_KEPT_MIN = 60.0
 
 
 @contextmanager
@@ -61,6 +65,9 @@ def tick(
         alive = {w.name for w in live_workers(now, heartbeat_ttl)}
         dispatches += store.recover_lost(alive, now - heartbeat_ttl, now)
         dispatches += store.repair_stalled(now=now)
+        # After recovery has seen them: a dead life's heartbeat row is kept a while for
+        # `spane health` to show, then removed.
+        forget_silent(now - max(SILENT_WORKER_KEPT_TTLS * heartbeat_ttl, SILENT_WORKER_KEPT_MIN))
         lost = _lost(store, dispatcher, now)
         lost_keys = {(d.execution_id, d.node_id, d.item) for d in lost}
         stale = [

@@ -23,6 +23,7 @@ from spane_cli.store import (
     reopen,
     repair,
     timers,
+    workers,
 )
 from spane_cli.store.models import database_proxy
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report, StaleReport
@@ -182,7 +183,9 @@ class Store:
         later = now + 1.0  # whatever it started, up to now
         nodes = partial(recovery.recover_lost_nodes, self.caches, (), later, now, worker)
         found_items = partial(recovery.recover_lost_items, self.caches, (), later, now, worker)
-        return self._retrying(nodes) + self._retrying(found_items)
+        released = self._retrying(nodes) + self._retrying(found_items)
+        workers.forget(worker)  # that life is over: its heartbeat row would stay for ever
+        return released
 
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
         return queries.pending_dispatches(older_than, limit)

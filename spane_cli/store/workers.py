@@ -29,6 +29,13 @@ def forget(name: str) -> None:
     WorkerHeartbeat.delete().where(WorkerHeartbeat.name == name).execute()
 
 
+def forget_silent(before: float) -> int:
+    """Remove the heartbeats of workers silent since before `before` (their process lives
+    ended: each life has an identity of its own, so nothing would ever update them again).
+    Returns how many went."""
+    return int(WorkerHeartbeat.delete().where(WorkerHeartbeat.last_seen < before).execute())
+
+
 def live_workers(
     now: float | None = None, ttl: float = HEARTBEAT_TTL_SECONDS
 ) -> list[WorkerHeartbeat]:

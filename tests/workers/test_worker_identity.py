@@ -44,6 +44,8 @@ def test_a_killed_child_is_released_at_once_and_its_successor_is_a_new_worker(
 
     second = poll(taken_over, deadline=15, what="the node to run again")
     assert time.monotonic() - killed_at < 4.0, "released by the TTL, not by the supervisor"
+    beating = "SELECT name FROM worker_heartbeat WHERE name = %s"
+    assert cluster.query(beating, (first,)) == []  # that life's row went with it
     hold.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 30, "the execution to end")
     assert second != first
@@ -54,3 +56,34 @@ def test_a_killed_child_is_released_at_once_and_its_successor_is_a_new_worker(
     assert attempts == [(1, 0)]  # no attempt used; the success clears the loss count
     lost = [e for e in cluster.events(execution_id) if e["type"] == "node.lost"]
     assert lost and lost[0]["data"]["worker"] == first
+
+
+def test_a_child_that_keeps_dying_at_start_is_restarted_with_a_growing_delay(
+    cluster: Cluster,
+) -> None:
+    import psutil
+
+    supervisor = cluster.start_worker("--concurrency", "2", "--name", "crashy")
+
+    def child_zero() -> int | None:
+        for child in psutil.Process(supervisor.pid).children():
+            try:
+                if "crashy-0" in child.cmdline():
+                    return int(child.pid)
+            except psutil.Error:  # the one just killed, not reaped yet
+                continue
+        return None
+
+    gaps = []
+    previous = None
+    for _ in range(4):
+        pid = poll(lambda: (p := child_zero()) is not None and p != previous and p, 20, "child")
+        if previous is not None:
+            gaps.append(time.monotonic() - killed_at)
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        previous = pid
+    poll(lambda: (p := child_zero()) is not None and p != previous, 20, "the last restart")
+    gaps.append(time.monotonic() - killed_at)
+    assert gaps[0] < 1.0, gaps  # the first death: restarted at once
+    assert gaps[-1] >= 3.5, gaps  # the fourth in a row: after 4 s
