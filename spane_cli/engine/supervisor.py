@@ -70,8 +70,9 @@ def _end_orphans(workers: set[int]) -> None:
 
 def _restart_delay(index: int, lived: float, quick_deaths: dict[int, int]) -> float:
     """A child that keeps dying right after its start (a bad setting, a broken node type
-    import) is restarted at once, then after 1, 2, 4 ... up to RESTART_BACKOFF_MAX seconds, not in a loop
-    that floods the log and the database; one that lived a while is restarted at once."""
+    import) is restarted at once, then after 1, 2, 4 ... up to RESTART_BACKOFF_MAX seconds,
+    not in a loop that floods the log and the database; one that lived a while is restarted
+    at once."""
     if lived >= QUICK_DEATH_SECONDS:
         quick_deaths[index] = 0
         return 0.0

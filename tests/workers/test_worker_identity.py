@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from functools import partial
 
 from cluster_support import Cluster, flow, poll
 
@@ -74,16 +75,16 @@ def test_a_child_that_keeps_dying_at_start_is_restarted_with_a_growing_delay(
                 continue
         return None
 
+    def replaced(previous: int | None) -> int | None:
+        pid = child_zero()
+        return pid if pid is not None and pid != previous else None
+
     gaps = []
-    previous = None
+    previous = poll(lambda: replaced(None), 20, "the first child")
     for _ in range(4):
-        pid = poll(lambda: (p := child_zero()) is not None and p != previous and p, 20, "child")
-        if previous is not None:
-            gaps.append(time.monotonic() - killed_at)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(previous, signal.SIGKILL)
         killed_at = time.monotonic()
-        previous = pid
-    poll(lambda: (p := child_zero()) is not None and p != previous, 20, "the last restart")
-    gaps.append(time.monotonic() - killed_at)
+        previous = poll(partial(replaced, previous), 20, "the child to be replaced")
+        gaps.append(time.monotonic() - killed_at)
     assert gaps[0] < 1.0, gaps  # the first death: restarted at once
     assert gaps[-1] >= 3.5, gaps  # the fourth in a row: after 4 s
