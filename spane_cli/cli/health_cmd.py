@@ -60,7 +60,10 @@ def health(ctx: typer.Context) -> None:
         from spane_cli.store.workers import live_workers
         from spane_cli.timeutil import iso
 
-        workers = live_workers()
+        from spane_cli.engine.worker_settings import WorkerTimings
+
+        # The TTL the workers are told to use (SPANE_HEARTBEAT_TTL), not the default one.
+        workers = live_workers(ttl=WorkerTimings.from_environment().heartbeat_ttl)
         report["workers"] = [
             {
                 "name": w.name,
@@ -74,8 +77,19 @@ def health(ctx: typer.Context) -> None:
         if not workers:
             report["problems"].append("no live worker: start `spane worker`")
         if connection is not None:
-            queues = sorted({q for w in workers for q in w.queues} | {"default"})
+            served = {q for w in workers for q in w.queues}
+            waiting = {
+                key.decode().removeprefix("rq:queue:")
+                for key in connection.scan_iter(match="rq:queue:*", count=1000)
+            }
+            queues = sorted(served | waiting | {"default"})
             report["queues"] = {q: int(connection.llen(f"rq:queue:{q}")) for q in queues}
+            for queue in queues:
+                depth = report["queues"][queue]
+                if depth and queue not in served:
+                    report["problems"].append(
+                        f"queue {queue} has {depth} waiting jobs and no live worker serves it"
+                    )
     if unreachable:
         report["status"] = "unreachable"
     elif report["problems"]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
-from cluster_support import ROOT, Cluster, poll
+from cluster_support import ROOT, Cluster, flow, poll
 
 
 def guarded_flow(marker: Path) -> str:
@@ -111,49 +113,25 @@ def test_health_exit_codes(cluster: Cluster) -> None:
     assert "Redis unreachable" in down.stderr
 
 
-def test_tables_fit_a_pinned_width(cluster: Cluster) -> None:
-    execution_id = cluster.submit(
-        "version: 1\nname: tabled\nnodes:\n"
-        "  fetch_the_rows: {type: noop}\n"
-        "  report: {type: fail, needs: [fetch_the_rows], config: {message: 'disk full'}}\n"
-    )
-    cluster.start_worker()
-    poll(lambda: cluster.status(execution_id) == "failed", what="the failure")
-    cluster.env["COLUMNS"] = "120"
-    table = cluster.spane("get", execution_id).stdout
-    assert "fetch_the_rows" in table and "succeeded" in table
-    assert "disk full" in table and "failed" in table
-    assert max(len(line) for line in table.splitlines()) <= 120
-    listed = cluster.spane("list").stdout
-    assert execution_id in listed and "tabled" in listed
-    assert max(len(line) for line in listed.splitlines()) <= 120
+def test_health_names_a_queue_that_has_jobs_and_no_worker(cluster: Cluster) -> None:
+    cluster.start_worker()  # serves `default` only
+    cluster.submit(flow("unserved", "  a: {type: noop, queue: gpu}\n"))
+    poll(lambda: cluster.spane("health").returncode == 1, what="a degraded report")
+    report = json.loads(cluster.spane("health", "-o", "json").stdout)
+    assert report["queues"]["gpu"] == 1
+    assert "queue gpu has 1 waiting jobs and no live worker serves it" in report["problems"]
+    cluster.start_worker("--queue", "gpu")
+    poll(lambda: cluster.spane("health").returncode == 0, what="the queue to be served")
 
 
-def test_events_follow_streams_until_the_execution_ends(cluster: Cluster) -> None:
-    import subprocess
-    import sys
-
-    execution_id = cluster.submit(
-        "version: 1\nname: followed\nnodes:\n"
-        "  one: {type: shell, config: {run: 'sleep 0.5'}}\n"
-        "  two: {type: noop, needs: [one]}\n"
-    )
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "spane_cli", "events", execution_id, "--follow", "-o", "json"],
-        env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def test_health_judges_workers_by_the_ttl_they_are_given(cluster: Cluster) -> None:
+    cluster.start_worker()  # beats every 1.5 s
+    poll(lambda: cluster.spane("health").returncode == 0, what="a healthy report")
+    # Workers told to count a worker gone after 1 ms without a beat: health counts the same.
+    strict = subprocess.run(
+        [sys.executable, "-m", "spane_cli", "health", "-o", "json"],
+        env={**cluster.env, "SPANE_HEARTBEAT_TTL": "0.001", "SPANE_HEARTBEAT_EVERY": "0.0005"},
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    cluster.start_worker()
-    out, err = follower.communicate(timeout=60)
-    assert follower.returncode == 0, err
-    types = [json.loads(line)["type"] for line in out.splitlines()]
-    assert types[0] == "execution.created"
-    assert types[-1] == "execution.succeeded"
-    assert types.count("node.succeeded") == 2
-
-
-def test_worker_max_jobs_stops_after_that_many(cluster: Cluster) -> None:
-    first = cluster.submit("version: 1\nname: one\nnodes:\n  a: {type: noop}\n")
-    second = cluster.submit("version: 1\nname: two\nnodes:\n  a: {type: noop}\n")
-    worker = cluster.start_worker("--max-jobs", "1")
-    assert worker.wait(timeout=30) == 0
-    assert sorted([cluster.status(first), cluster.status(second)]) == ["pending", "succeeded"]
+    assert strict.returncode == 1
+    assert "no live worker: start `spane worker`" in json.loads(strict.stdout)["problems"]
