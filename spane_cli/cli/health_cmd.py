@@ -57,10 +57,9 @@ def health(ctx: typer.Context) -> None:
         }
         report["problems"].append(exc.message)
     if store is not None and report["database"]["schema_version"] > 0:
+        from spane_cli.engine.worker_settings import WorkerTimings
         from spane_cli.store.workers import live_workers
         from spane_cli.timeutil import iso
-
-        from spane_cli.engine.worker_settings import WorkerTimings
 
         # The TTL the workers are told to use (SPANE_HEARTBEAT_TTL), not the default one.
         workers = live_workers(ttl=WorkerTimings.from_environment().heartbeat_ttl)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from spane_cli.errors import ExitCode, UsageError
-from spane_cli.states import ExecutionStatus
+from spane_cli.states import TERMINAL_EXECUTION, ExecutionStatus
 from spane_cli.text import first_line
 
 if TYPE_CHECKING:
@@ -179,10 +179,18 @@ def _run_remote(
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 
-        return follow_execution(store, execution_id)
+        status = follow_execution(store, execution_id, wait_limit or None)
+        if status not in {s.value for s in TERMINAL_EXECUTION}:
+            _gave_up(execution_id, status)
+        return status
     if not wait:
         return None
     return _wait_and_report(execution_id, wait_limit, settings)
+
+
+def _gave_up(execution_id: str, status: str) -> NoReturn:
+    sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
+    raise typer.Exit(int(ExitCode.TIMED_OUT))
 
 
 def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Settings) -> str:
@@ -191,9 +199,7 @@ def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Sett
 
     # `--timeout 0` waits without a limit here (unlike `--local`): kept as it always was.
     if not wait_for_end([execution_id], within=wait_limit or None):
-        status = queries.execution_status(execution_id)
-        sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
-        raise typer.Exit(int(ExitCode.TIMED_OUT))
+        _gave_up(execution_id, str(queries.execution_status(execution_id)))
     return report_end(execution_id, settings)
 
 

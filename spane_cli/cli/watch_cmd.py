@@ -40,10 +40,11 @@ def watch(
     raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
 
-def follow_execution(store: Store, execution_id: str) -> str:
-    """Show one execution until it ends; returns its final status."""
+def follow_execution(store: Store, execution_id: str, within: float | None = None) -> str:
+    """Show one execution until it ends, or for `within` seconds at most; returns its status
+    (an open one when the time ran out)."""
     if not sys.stdout.isatty():
-        return _plain_lines(execution_id)
+        return _plain_lines(execution_id, within)
     from rich.live import Live
 
     from spane_cli.cli.tables import console
@@ -67,12 +68,13 @@ def follow_execution(store: Store, execution_id: str) -> str:
                 view = execution_view(queries.require_execution(execution_id))
             live.update(execution_panel(view, types))
 
-        wait_for_end([execution_id], pace=Pace(REFRESH_SECONDS, REFRESH_SECONDS), on_poll=redraw)
+        pace = Pace(REFRESH_SECONDS, REFRESH_SECONDS)
+        wait_for_end([execution_id], within=within, pace=pace, on_poll=redraw)
         redraw(always=True)  # it may have ended after the last redraw: show the end itself
     return str(view["status"])
 
 
-def _plain_lines(execution_id: str) -> str:
+def _plain_lines(execution_id: str, within: float | None) -> str:
     from spane_cli.cli.history_cmds import format_event
     from spane_cli.engine.waiting import follow_rows
     from spane_cli.store import queries
@@ -81,7 +83,7 @@ def _plain_lines(execution_id: str) -> str:
     def fetch(after: int) -> list[Any]:
         return queries.events_after(execution_id, after)
 
-    for row in follow_rows(execution_id, fetch, follow=True):
+    for row in follow_rows(execution_id, fetch, follow=True, within=within):
         sys.stdout.write(format_event(event_view(row)) + "\n")
         sys.stdout.flush()
     return str(queries.execution_status(execution_id))

@@ -135,3 +135,11 @@ def test_health_judges_workers_by_the_ttl_they_are_given(cluster: Cluster) -> No
     )  # fmt: skip
     assert strict.returncode == 1
     assert "no live worker: start `spane worker`" in json.loads(strict.stdout)["problems"]
+
+
+def test_run_watch_gives_up_after_its_timeout(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "never.yaml"
+    path.write_text(flow("never-served", "  a: {type: noop}\n"))  # no worker runs it
+    watched = cluster.spane("run", "--watch", "--timeout", "1s", str(path), timeout=30)
+    assert watched.returncode == 124, watched.stderr
+    assert "gave up waiting for" in watched.stderr and "(still pending)" in watched.stderr
