@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spane_cli.states import OutcomeKind
+from spane_cli.text import storable
 from spane_cli.store.versions import LoadedVersion
 
 MAX_DEPTH = 10  # sub-workflows nest at most this deep
@@ -54,6 +55,13 @@ class Report:
     chosen: list[str] | None = None
     child_reference: str | None = None
     child_input: Any = None
+
+    def __post_init__(self) -> None:
+        # Every report's text is written as is (outputs and inputs go through JSON, which
+        # escapes NUL): made storable here, whoever built the report.
+        self.logs = storable(self.logs)
+        if self.error is not None:
+            self.error = storable(self.error)
 
 
 @dataclass(frozen=True)
