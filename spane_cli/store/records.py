@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spane_cli.states import OutcomeKind
-from spane_cli.text import storable
 from spane_cli.store.versions import LoadedVersion
+from spane_cli.text import storable
 
 MAX_DEPTH = 10  # sub-workflows nest at most this deep
 MAX_LOST = 3  # a node whose worker died this many times in a row fails with `worker lost`
