@@ -159,9 +159,9 @@ def test_bash_completion_offers_commands_and_choices(tmp_path: Path) -> None:
         ["spane", "run", "--idem"],
     ) == [
         "validate",
-        "table json yaml",
+        "table wide name json yaml",
         "mermaid",
-        "table json yaml",
+        "table wide name json yaml",
         "--db --debug",
         "--idempotency-key",
     ]

@@ -71,7 +71,11 @@ def main_options(
     ] = None,
     output: Annotated[
         OutputFormat | None,
-        typer.Option("-o", "--output", help="Output format: table, json or yaml."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output format: table, wide (more columns), name (bare ids), json or yaml.",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only what scripts need.")] = (
         False

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
 import typer
 
-from spane_cli.cli.services import store_and_dispatcher, store_only
-
-ExecId = Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")]
+from spane_cli.cli.services import ExecId, store_and_dispatcher, store_only
 
 
 def _say(quiet: bool, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -112,11 +113,23 @@ def _read_input_file(path: str) -> dict[str, Any]:
     return data
 
 
-def announce(execution_id: str, created: bool, settings: Settings) -> None:
+def announce(
+    execution_id: str, created: bool, settings: Settings, document_follows: bool = False
+) -> None:
+    """Print the new execution's id at once. When the command ends by printing the whole
+    execution as JSON or YAML (`--wait`, `--local`, `--watch`), stdout keeps that one
+    document and the id goes to stderr."""
     from spane_cli.config import OutputFormat
 
-    if settings.output is OutputFormat.JSON:
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
+    if machine and document_follows:
+        if not settings.quiet:
+            sys.stderr.write(f"spane: execution {execution_id}\n")
+            sys.stderr.flush()
+    elif settings.output is OutputFormat.JSON:
         sys.stdout.write(json.dumps({"id": execution_id, "created": created}) + "\n")
+    elif settings.output is OutputFormat.YAML:
+        sys.stdout.write(f"id: {execution_id}\ncreated: {str(created).lower()}\n")
     else:
         sys.stdout.write(execution_id + "\n")
     sys.stdout.flush()
@@ -134,10 +147,13 @@ def _run_local(
     watch: bool,
 ) -> str:
     from spane_cli.cli.watch_cmd import follow_execution
+    from spane_cli.config import OutputFormat
     from spane_cli.engine.local import run_local
 
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
+
     def on_submitted(execution_id: str, created: bool) -> None:
-        announce(execution_id, created, settings)
+        announce(execution_id, created, settings, document_follows=True)
 
     ran = run_local(
         settings,
@@ -147,11 +163,11 @@ def _run_local(
         wait_limit=wait_limit,
         concurrency=concurrency,
         on_submitted=on_submitted,
-        follow=follow_execution if watch else None,
+        follow=partial(follow_execution, to_stderr=machine) if watch else None,
     )
     if ran.timed_out:
-        raise typer.Exit(int(ExitCode.TIMED_OUT))
-    if watch:
+        _gave_up(ran.execution_id, ran.status)
+    if watch and not machine:
         return ran.status
     return report_end(ran.execution_id, settings)
 
@@ -165,23 +181,27 @@ def _run_remote(
     watch: bool,
     wait_limit: float | None,
 ) -> str | None:
+    from spane_cli.config import OutputFormat
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.dispatch import Dispatcher
     from spane_cli.engine.submit import submit_validated
 
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
     execution_id, created, dispatches = submit_validated(
         store, validated, given, idempotency_key=idempotency_key
     )
     Dispatcher(connection).enqueue(dispatches)
-    announce(execution_id, created, settings)
+    announce(execution_id, created, settings, document_follows=wait or watch)
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 
-        status = follow_execution(store, execution_id, wait_limit or None)
+        status = follow_execution(store, execution_id, wait_limit or None, to_stderr=machine)
         if status not in {s.value for s in TERMINAL_EXECUTION}:
             _gave_up(execution_id, status)
+        if machine:
+            return report_end(execution_id, settings)
         return status
     if not wait:
         return None
@@ -216,7 +236,10 @@ def report_end(execution_id: str, settings: Settings) -> str:
         sys.stdout.write(dump_json(view) + "\n")
     elif settings.output is OutputFormat.YAML:
         sys.stdout.write(dump_yaml(view))
-    elif not settings.quiet:
+    # A failure always says why on stderr, -q and -o json included: cron mails what a
+    # failing job printed there.
+    succeeded = view["status"] == ExecutionStatus.SUCCEEDED
+    if not succeeded or (settings.output is OutputFormat.TABLE and not settings.quiet):
         line = f"execution {execution_id} {view['status']}"
         if view["error"]:
             line += f": {first_line(view['error'])}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,6 +10,37 @@ if TYPE_CHECKING:
     from spane_cli.config import Settings
     from spane_cli.engine.dispatch import Dispatcher
     from spane_cli.store.store import Store
+
+
+def _full_execution_id(ctx: typer.Context, value: str | None) -> str | None:
+    """An execution id argument as the full id: a unique prefix is accepted (queries)."""
+    if value is None or ctx.resilient_parsing:  # shell completion runs no query
+        return value
+    from spane_cli.engine.connections import open_store
+    from spane_cli.store import queries
+
+    open_store(settings(ctx))
+    return queries.resolve_execution_id(value)
+
+
+ExecId = Annotated[
+    str,
+    typer.Argument(
+        help="The execution id, or a unique prefix of it (at least 4 characters).",
+        metavar="EXEC_ID",
+        callback=_full_execution_id,
+    ),
+]
+
+
+OptionalExecId = Annotated[
+    str | None,
+    typer.Argument(
+        help="The execution id or a unique prefix; none for every active one.",
+        metavar="EXEC_ID",
+        callback=_full_execution_id,
+    ),
+]
 
 
 def settings(ctx: typer.Context) -> Settings:

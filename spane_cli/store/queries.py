@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from spane_cli.errors import NotFound
+from spane_cli.errors import NotFound, UsageError
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
 from spane_cli.store.models import DeadLetter, Event, Execution, NodeLog, NodeRun, Outbox
 from spane_cli.store.records import Dispatch
@@ -16,6 +16,34 @@ def require_execution(execution_id: str) -> Execution:
     if execution is None:
         raise NotFound(f"no execution {execution_id!r}")
     return execution
+
+
+MIN_ID_PREFIX = 4
+_SHOWN_CANDIDATES = 10
+
+
+def resolve_execution_id(text: str) -> str:
+    """The full id of the execution `text` names: the id itself, or a unique prefix of at
+    least MIN_ID_PREFIX characters. An ambiguous prefix is a usage error that lists the
+    candidates; no match is NotFound."""
+    if Execution.select(Execution.id).where(Execution.id == text).exists():
+        return text
+    if len(text) < MIN_ID_PREFIX or not all(c.isalnum() or c == "-" for c in text):
+        raise NotFound(f"no execution {text!r}")
+    found = [
+        str(row.id)
+        for row in Execution.select(Execution.id)
+        .where(Execution.id.startswith(text))
+        .order_by(Execution.id)
+        .limit(_SHOWN_CANDIDATES + 1)
+    ]
+    if not found:
+        raise NotFound(f"no execution {text!r}")
+    if len(found) > 1:
+        shown = ", ".join(found[:_SHOWN_CANDIDATES])
+        more = ", ..." if len(found) > _SHOWN_CANDIDATES else ""
+        raise UsageError(f"{text!r} is the start of several executions: {shown}{more}")
+    return found[0]
 
 
 def execution_status(execution_id: str) -> str | None:

@@ -60,12 +60,26 @@ def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def _readable_times(data: Any) -> Any:
+    """Event data with its moments (`*_at`, `until`), stored as epoch seconds, in ISO 8601."""
+    if not isinstance(data, dict):
+        return data
+    return {
+        key: iso(value)
+        if (key.endswith("_at") or key == "until")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        else value
+        for key, value in data.items()
+    }
+
+
 def event_view(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "execution_id": event.execution_id,
         "node_id": event.node_id,
         "type": event.type,
-        "data": event.data,
+        "data": _readable_times(event.data),
         "time": iso(event.created_at),
     }
