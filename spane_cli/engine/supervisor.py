@@ -68,12 +68,12 @@ def _end_orphans(workers: set[int]) -> None:
             os.waitpid(child.pid, os.WNOHANG)  # a later look reaps it if it is not gone yet
 
 
-def _restart_delay(index: int, lived: float, quick_deaths: dict[int, int]) -> float:
-    """A child that keeps dying right after its start (a bad setting, a broken node type
-    import) is restarted at once, then after 1, 2, 4 ... up to RESTART_BACKOFF_MAX seconds,
-    not in a loop that floods the log and the database; one that lived a while is restarted
-    at once."""
-    if lived >= QUICK_DEATH_SECONDS:
+def _restart_delay(index: int, code: int, lived: float, quick_deaths: dict[int, int]) -> float:
+    """A child that keeps failing right after its start (a bad setting, a broken node type
+    import: it exits with an error code) is restarted at once, then after 1, 2, 4 ... up to
+    RESTART_BACKOFF_MAX seconds, not in a loop that floods the log and the database. One that
+    lived a while, or was killed by a signal, is restarted at once."""
+    if lived >= QUICK_DEATH_SECONDS or code < 0:
         quick_deaths[index] = 0
         return 0.0
     deaths = quick_deaths[index] = quick_deaths.get(index, 0) + 1
@@ -144,7 +144,7 @@ def supervise(
                 log.warning("could not release the nodes of %s: %s", identities[index], exc)
             if requests or burst:
                 continue
-            delay = _restart_delay(index, time.monotonic() - started_at[index], quick_deaths)
+            delay = _restart_delay(index, code, time.monotonic() - started_at[index], quick_deaths)
             log.warning("worker %s-%s exited with %s; starting a new one in %.0f s",
                         base_name, index, code, delay)  # fmt: skip
             restart_at[index] = time.monotonic() + delay
