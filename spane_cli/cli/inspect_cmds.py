@@ -10,8 +10,10 @@ import typer
 from spane_cli.cli.services import ExecId
 
 GET_HELP = (
-    "Show one execution with every node. -o json prints one object (SPEC shape); -o wide adds "
-    "each node's type, duration and items."
+    "Show one execution with every node, and what each waiting node waits for (parents, a "
+    "paused execution, a retry or delay due at T, a full max_parallel, no live worker on its "
+    "queue). -o json prints one object (SPEC shape); -o wide adds each node's type, duration "
+    "and items."
 )
 LIST_HELP = (
     "List executions, newest first. -o json prints a bare array; -o name (or -q) bare ids, "
@@ -34,7 +36,7 @@ def get(
     view = execution_view(execution)
     if print_data(view, settings.output):
         return
-    from spane_cli.cli.tables import execution_table, print_names
+    from spane_cli.cli.tables import execution_table, print_names, waits_of
     from spane_cli.config import OutputFormat
 
     if settings.output is OutputFormat.NAME:
@@ -42,7 +44,8 @@ def get(
         return
     workflow = store.versions.get(execution.version_id).workflow
     types = {node_id: node.type for node_id, node in workflow.nodes.items()}
-    execution_table(view, wide=settings.output is OutputFormat.WIDE, types=types)
+    wide = settings.output is OutputFormat.WIDE
+    execution_table(view, wide=wide, types=types, waits=waits_of(execution, workflow))
 
 
 def list_executions(

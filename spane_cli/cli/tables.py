@@ -76,7 +76,10 @@ def items_text(node: dict[str, Any]) -> str:
 
 
 def execution_table(
-    view: dict[str, Any], wide: bool = False, types: dict[str, str] | None = None
+    view: dict[str, Any],
+    wide: bool = False,
+    types: dict[str, str] | None = None,
+    waits: dict[str, str] | None = None,
 ) -> None:
     out = console()
     title = f"[bold]{view['workflow']}[/bold] v{view['version']}"
@@ -88,8 +91,10 @@ def execution_table(
     if wide:
         columns[1:1] = ["type"]
         columns[4:4] = ["duration", "items"]
+    if waits:
+        columns.append("waiting for")
     for column in columns:
-        table.add_column(column, no_wrap=column != "error")
+        table.add_column(column, no_wrap=column not in ("error", "waiting for"))
     for node_id, node in view["nodes"].items():
         cells = {
             "node": node_id,
@@ -101,9 +106,22 @@ def execution_table(
             "started": node["started_at"] or "",
             "finished": node["finished_at"] or "",
             "error": first_line(node["error"])[:60],
+            "waiting for": (waits or {}).get(node_id, ""),
         }
         table.add_row(*(cells[column] for column in columns))
     out.print(table)
+
+
+def waits_of(execution: Any, workflow: Any) -> dict[str, str]:
+    """What each waiting node of `execution` waits for (store/waits.py), judged with the
+    heartbeat TTL the workers are given."""
+    from spane_cli.engine.worker_settings import WorkerTimings
+    from spane_cli.store.waits import waiting_reasons
+    from spane_cli.store.workers import live_workers
+
+    ttl = WorkerTimings.from_environment().heartbeat_ttl
+    queues = {queue for worker in live_workers(ttl=ttl) for queue in worker.queues}
+    return waiting_reasons(execution, workflow, queues)
 
 
 def executions_table(views: list[dict[str, Any]], wide: bool = False) -> None:

@@ -48,7 +48,7 @@ def follow_execution(
         return _plain_lines(execution_id, within, stream)
     from rich.live import Live
 
-    from spane_cli.cli.tables import console
+    from spane_cli.cli.tables import console, waits_of
     from spane_cli.cli.watch_view import execution_panel
     from spane_cli.engine.waiting import Pace, wait_for_end
     from spane_cli.store import queries
@@ -57,22 +57,20 @@ def follow_execution(
     execution = queries.require_execution(execution_id)
     workflow = store.versions.get(execution.version_id).workflow
     types = {node_id: node.type for node_id, node in workflow.nodes.items()}
-    last_event = -1
     view = execution_view(execution)
     screen = console(stderr=to_stderr)
     with Live(execution_panel(view, types), console=screen, refresh_per_second=4) as live:
 
-        def redraw(always: bool = False) -> None:
-            nonlocal last_event, view
-            newest = queries.newest_event_id(execution_id)
-            if always or newest != last_event:
-                last_event = newest
-                view = execution_view(queries.require_execution(execution_id))
-            live.update(execution_panel(view, types))
+        def redraw() -> None:
+            # Every time, not only on a new event: foreach items and waits change without one.
+            nonlocal view
+            current = queries.require_execution(execution_id)
+            view = execution_view(current)
+            live.update(execution_panel(view, types, waits_of(current, workflow)))
 
         pace = Pace(REFRESH_SECONDS, REFRESH_SECONDS)
         wait_for_end([execution_id], within=within, pace=pace, on_poll=redraw)
-        redraw(always=True)  # it may have ended after the last redraw: show the end itself
+        redraw()  # it may have ended after the last redraw: show the end itself
     return str(view["status"])
 
 

@@ -16,7 +16,10 @@ from spane_cli.text import first_line
 
 
 def execution_panel(
-    view: dict[str, Any], node_types: dict[str, str], now: float | None = None
+    view: dict[str, Any],
+    node_types: dict[str, str],
+    waits: dict[str, str] | None = None,
+    now: float | None = None,
 ) -> RenderableType:
     now = time.time() if now is None else now
     nodes = view["nodes"]
@@ -34,8 +37,13 @@ def execution_panel(
         f"{done}/{len(nodes)} nodes",
     )
     table = Table(show_edge=False, expand=False)
-    for column in ("node", "type", "status", "attempts", "duration", "started", "error"):
-        table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
+    columns = ["node", "type", "status", "attempts", "duration", "started", "error"]
+    if waits:
+        columns.append("waiting for")
+    for column in columns:
+        table.add_column(
+            column, no_wrap=column not in ("error", "waiting for"), overflow="ellipsis"
+        )
     for node_id, node in nodes.items():
         status = node["status"]
         items = node.get("items")
@@ -54,6 +62,7 @@ def execution_panel(
             duration_text(node["started_at"], node["finished_at"], now),
             (node["started_at"] or "")[11:23],
             Text(error[:80], style="red"),
+            *([Text((waits or {}).get(node_id, ""), style="dim")] if waits else []),
         )
     parts: list[RenderableType] = [header, progress, table]
     if view.get("error"):
