@@ -11,6 +11,7 @@ import typer
 from spane_cli import __version__
 from spane_cli.cli import (
     bench_cmd,
+    gc_cmd,
     graph_cmd,
     health_cmd,
     history_cmds,
@@ -108,6 +109,7 @@ app.command("retry")(lifecycle_cmds.retry)
 app.command("resubmit")(lifecycle_cmds.resubmit)
 app.add_typer(dlq_app, name="dlq")
 app.command("health")(health_cmd.health)
+app.command("gc", help=gc_cmd.HELP)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
 app.command("bench", help=bench_cmd.HELP)(bench_cmd.bench)
 

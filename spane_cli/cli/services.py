@@ -66,7 +66,7 @@ def store_only(ctx: typer.Context) -> tuple[Settings, Store]:
     return current, open_store(current)
 
 
-def since_cutoff(since: str | None) -> float | None:
+def since_cutoff(since: str | None, option: str = "--since") -> float | None:
     """`--since 1d` as the epoch time it starts at; a bad duration is a usage error."""
     if not since:
         return None
@@ -78,4 +78,4 @@ def since_cutoff(since: str | None) -> float | None:
     try:
         return time.time() - parse_duration(since)
     except DurationError as exc:
-        raise UsageError(f"--since: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None

@@ -40,13 +40,14 @@ def worker(
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
-    from spane_cli.engine.worker_settings import WorkerTimings
+    from spane_cli.engine.worker_settings import WorkerTimings, retention_from_environment
     from spane_cli.errors import ExitCode
 
     settings = settings_of(ctx)
     # Read before a supervisor starts children: a bad value is one usage error, not children
     # failing and being replaced forever.
     timings = WorkerTimings.from_environment()
+    retention_from_environment()
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

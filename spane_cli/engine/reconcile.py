@@ -14,6 +14,7 @@ import peewee
 
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.store.records import Dispatch
+from spane_cli.store.retention import Selection
 from spane_cli.store.store import Store
 from spane_cli.store.timers import restart_grace
 from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, forget_silent, live_workers
@@ -33,6 +34,8 @@ _LOCK_KEY = 726532
 # TTLs and a minimum, in seconds.
 SILENT_WORKER_KEPT_TTLS = 10
 SILENT_WORKER_KEPT_MIN = 60.0
+# Executions a worker deletes per tick under SPANE_RETENTION: small, beside its real work.
+RETENTION_BATCH = 50
 
 
 @contextmanager
@@ -53,6 +56,7 @@ def tick(
     dispatcher: Dispatcher,
     now: float | None = None,
     heartbeat_ttl: float = HEARTBEAT_TTL_SECONDS,
+    retention: float | None = None,
 ) -> list[Dispatch]:
     """One pass; returns what it (re-)enqueued, or nothing when another worker holds the tick.
     A worker whose heartbeat is older than `heartbeat_ttl` counts as gone."""
@@ -79,6 +83,8 @@ def tick(
         restart_grace(again, now)
         dispatches += again
         dispatcher.enqueue(dispatches)
+        if retention is not None:
+            store.gc_batch(Selection(now - retention), limit=RETENTION_BATCH)
         return dispatches
 
 

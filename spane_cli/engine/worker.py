@@ -25,7 +25,12 @@ from rq import Queue
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
-from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
+from spane_cli.engine.worker_settings import (
+    LIFE_ENV,
+    WorkerTimings,
+    retention_from_environment,
+    worker_identity,
+)
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
@@ -52,6 +57,7 @@ class WorkerOptions:
     poll_seconds: int = 1
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
+    retention: float | None = field(default_factory=retention_from_environment)
 
 
 class NodeWorker:
@@ -158,7 +164,13 @@ class NodeWorker:
         if now >= self._next_reconcile:
             timings = self.options.timings
             self._next_reconcile = now + timings.reconcile_every
-            reconcile.tick(self.store, self.dispatcher, now, heartbeat_ttl=timings.heartbeat_ttl)
+            reconcile.tick(
+                self.store,
+                self.dispatcher,
+                now,
+                heartbeat_ttl=timings.heartbeat_ttl,
+                retention=self.options.retention,
+            )
         first = next(iter(self.dispatcher.take(self.queue_keys)), None)
         if first is None:
             if self.options.burst and not self._work_left():

@@ -5,6 +5,7 @@ owns the transition (see the map in __init__.py); nothing is decided here."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from spane_cli.store import (
     recovery,
     reopen,
     repair,
+    retention,
     timers,
     workers,
 )
@@ -189,6 +191,19 @@ class Store:
 
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
         return queries.pending_dispatches(older_than, limit)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def gc_count(self, selection: retention.Selection) -> Counter[str]:
+        return retention.count_rows(self.caches, selection)
+
+    def gc_batch(
+        self, selection: retention.Selection, limit: int = retention.BATCH_LIMIT
+    ) -> Counter[str]:
+        """Delete the oldest `limit` executions `selection` matches; rows deleted per table
+        (nothing left: an empty count)."""
+        ids = retention.candidates(self.caches, selection, limit)
+        return self._retrying(partial(retention.delete_batch, self.caches, ids, time.time()))
 
     # -- what operators do -------------------------------------------------------------------
 

@@ -110,3 +110,16 @@ def test_event_times_are_readable(tmp_path: Path) -> None:
     events = run_spane("events", json.loads(stdout)["id"], "-o", "json").stdout.splitlines()
     retried = [json.loads(line) for line in events if '"node.retrying"' in line]
     assert retried and retried[0]["data"]["next_attempt_at"].endswith("Z")
+
+
+def test_gc_removes_old_finished_runs_and_says_what_it_did(tmp_path: Path) -> None:
+    ids = ids_of_runs(tmp_path, 2)
+    dry = run_spane("gc", "--older-than", "0s", "--dry-run", "-o", "json")
+    assert dry.exit_code == 0, dry.stderr
+    assert json.loads(dry.stdout)["would_delete"]["execution"] == 2
+    assert run_spane("list", "-q").stdout.split() == list(reversed(ids))  # dry: nothing went
+    done = run_spane("gc", "--older-than", "0s")
+    assert done.exit_code == 0 and "deleted: 2 execution" in done.stdout
+    assert run_spane("list", "-q").stdout == ""
+    assert run_spane("gc", "--older-than", "soon").exit_code == 2
+    assert run_spane("gc", "--older-than", "1d", "--status", "running").exit_code == 2

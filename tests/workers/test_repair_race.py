@@ -42,3 +42,11 @@ def test_repair_called_nonstop_beside_live_workers_changes_nothing(cluster: Clus
     assert sum(repaired) == 0
     assert [e for e in cluster.events(execution_id) if (e["data"] or {}).get("repaired")] == []
     assert Counter(log.read_text().split()) == Counter(f"c{i}" for i in range(8))
+
+
+def test_workers_under_a_retention_setting_delete_old_finished_runs(cluster: Cluster) -> None:
+    done = cluster.submit(flow("retained", "  a: {type: noop}\n"))
+    cluster.start_worker(env={"SPANE_RETENTION": "1s"})
+    poll(lambda: cluster.query("SELECT id FROM execution WHERE id = %s", (done,)) == [],
+         20, "the finished run to be deleted")  # fmt: skip
+    assert cluster.query("SELECT count(*) FROM node_run WHERE execution_id = %s", (done,)) == [(0,)]
