@@ -232,7 +232,10 @@ class FaultRun:
         busy_children = [pid for pid in children if pid in busy]
         victim = self.random.choice(busy_children or children)
         names = database.rows("SELECT name FROM worker_heartbeat WHERE pid = %s", (victim,))
-        os.kill(victim, signal.SIGKILL)
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:  # it ended meanwhile (an adopted command, a child)
+            return None
         killed_at = time.time()
         if not names:
             return None
