@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from spane_cli.cli.log_format import TEXT_FORMAT, JsonLogFormatter, LogFormat
+
 HELP = (
     "Run node jobs from the given queues. --burst exits when there is nothing left to do. "
     "SIGTERM lets the running node finish, for up to SPANE_STOP_GRACE seconds (default 60), "
@@ -36,6 +38,10 @@ def worker(
     name: Annotated[
         str | None, typer.Option("--name", help="Worker name (default host.pid).")
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="text, or json: one object a line for log shippers."),
+    ] = LogFormat.TEXT,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
@@ -48,11 +54,11 @@ def worker(
     # failing and being replaced forever.
     timings = WorkerTimings.from_environment()
     retention_from_environment()
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter() if log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
     )
+    logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO, handlers=[handler])
     logging.getLogger("rq").setLevel(logging.WARNING)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
@@ -63,7 +69,12 @@ def worker(
         dispatcher = Dispatcher(connection)
 
         def release(identity: str) -> None:
-            dispatcher.enqueue(store.release_worker(identity))
+            released = store.release_worker(identity)
+            dispatcher.enqueue(released)
+            if released:
+                logging.getLogger("spane.supervisor").warning(
+                    "released %d nodes of %s to run again", len(released), identity
+                )
 
         raise typer.Exit(supervise(concurrency, sys.argv, name, release))
     options = WorkerOptions(

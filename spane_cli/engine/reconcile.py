@@ -6,6 +6,7 @@ one worker at a time on PostgreSQL (an advisory lock); the others skip that tick
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from spane_cli.store.retention import Selection
 from spane_cli.store.store import Store
 from spane_cli.store.timers import restart_grace
 from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, forget_silent, live_workers
+
+log = logging.getLogger("spane.reconciler")
 
 # An outbox row younger than this is left alone: its job is probably on its way.
 DISPATCH_GRACE_SECONDS = 2.0
@@ -36,6 +39,11 @@ SILENT_WORKER_KEPT_TTLS = 10
 SILENT_WORKER_KEPT_MIN = 60.0
 # Executions a worker deletes per tick under SPANE_RETENTION: small, beside its real work.
 RETENTION_BATCH = 50
+
+
+def _named(dispatches: list[Dispatch], shown: int = 5) -> str:
+    names = [f"{d.execution_id[:8]}/{d.node_id}" for d in dispatches[:shown]]
+    return ", ".join(names) + (" ..." if len(dispatches) > shown else "")
 
 
 @contextmanager
@@ -67,7 +75,11 @@ def tick(
         dispatches = store.wake_due(now)
         store.expire_timeouts(now)
         alive = {w.name for w in live_workers(now, heartbeat_ttl)}
-        dispatches += store.recover_lost(alive, now - heartbeat_ttl, now)
+        recovered = store.recover_lost(alive, now - heartbeat_ttl, now)
+        if recovered:
+            log.warning("recovered %d nodes of lost workers: %s", len(recovered),
+                        _named(recovered))  # fmt: skip
+        dispatches += recovered
         dispatches += store.repair_stalled(now=now)
         # After recovery has seen them: a dead life's heartbeat row is kept a while for
         # `spane health` to show, then removed.

@@ -84,10 +84,13 @@ class NodeWorker:
         self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
         self.identity = worker_identity(options.name, os.environ.get(LIFE_ENV))
         self._stopped_at: float | None = None  # monotonic time of the first stop signal
+        self._signals_received: list[int] = []
+        self._signals_logged = 0
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals_received.append(signum)  # logged by the loop, not in the handler
         if signum == signal.SIGINT or self._stop_requested.is_set():
             self._abort_requested.set()
         if self._stopped_at is None:
@@ -110,7 +113,20 @@ class NodeWorker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def _log_signals(self) -> None:
+        while self._signals_logged < len(self._signals_received):
+            signum = self._signals_received[self._signals_logged]
+            self._signals_logged += 1
+            name = signal.Signals(signum).name
+            if self._abort_requested.is_set():
+                log.warning("received %s: stopping now; the running node runs again elsewhere",
+                            name)  # fmt: skip
+            else:
+                log.info("received %s: finishing the running node (up to %.0f s), then stopping",
+                         name, self.options.timings.stop_grace)  # fmt: skip
+
     def _stopping(self) -> bool:
+        self._log_signals()
         if self._supervisor_pid is not None and os.getppid() != self._supervisor_pid:
             if not self._stop_requested.is_set():
                 log.warning("supervisor %s is gone; stopping after the running node",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,16 @@ def test_run_watch_gives_up_after_its_timeout(cluster: Cluster) -> None:
     watched = cluster.spane("run", "--watch", "--timeout", "1s", str(path), timeout=30)
     assert watched.returncode == 124, watched.stderr
     assert "gave up waiting for" in watched.stderr and "(still pending)" in watched.stderr
+
+
+def test_worker_logs_its_life_as_json_lines(cluster: Cluster) -> None:
+    worker = cluster.start_worker("--log-format", "json", "--name", "shipped")
+    poll(lambda: cluster.live_workers(), what="the worker to beat")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in cluster.logs().splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("worker shipped~") and "serving default" in m for m in messages)
+    assert any(m.startswith("received SIGTERM: finishing the running node") for m in messages)
+    assert any(m.startswith("worker shipped~") and "stopped after 0 jobs" in m for m in messages)
+    assert {"time", "level", "logger", "message", "pid"} <= set(lines[0])
