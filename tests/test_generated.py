@@ -188,3 +188,21 @@ def test_zsh_and_fish_get_completions_from_spane(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(expected)
+
+
+def test_bash_completion_offers_ids_statuses_and_workflow_names(tmp_path: Path) -> None:
+    from helpers import run_spane
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("version: 1\nname: tabbed\nnodes:\n  a: {type: noop}\n")
+    made = run_spane("run", "--local", "-q", str(flow))
+    assert made.exit_code == 0, made.stderr
+    execution_id = made.stdout.strip()
+    offered = bash_completions(
+        tmp_path,
+        ["spane", "get", execution_id[:4]],
+        ["spane", "list", "--status", "fa"],
+        ["spane", "list", "--workflow", "tab"],
+    )
+    assert execution_id in offered[0].split()
+    assert offered[1:] == ["failed", "tabbed"]

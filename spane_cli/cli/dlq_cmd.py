@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from spane_cli.cli import completers
 from spane_cli.cli.services import since_cutoff, store_and_dispatcher, store_only
 
 dlq_app = typer.Typer(
@@ -20,7 +21,13 @@ dlq_app = typer.Typer(
 def list_letters(
     ctx: typer.Context,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Only this workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Created within, e.g. 1d.", metavar="DUR")
@@ -115,7 +122,13 @@ def replay(
         bool, typer.Option("--all", help="Every dead letter not yet replayed.")
     ] = False,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Those of one workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Those of one workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
 ) -> None:
     """Reopen the failed node with fresh attempts, reset what it blocked, and continue the

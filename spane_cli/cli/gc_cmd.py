@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from spane_cli.cli import completers
+
 HELP = (
     "Delete finished executions created longer ago than --older-than, with their nodes, "
     "items, events, logs and dead letters, a batch at a time (an open execution is never "
@@ -24,10 +26,21 @@ def gc(
     ],
     statuses: Annotated[
         list[str] | None,
-        typer.Option("--status", help="Only this status (repeatable).", metavar="S"),
+        typer.Option(
+            "--status",
+            help="Only this status (repeatable).",
+            metavar="S",
+            autocompletion=completers.execution_statuses,
+        ),
     ] = None,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Only this workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from spane_cli.cli import completers
 from spane_cli.cli.services import ExecId
 
 GET_HELP = (
@@ -51,10 +52,22 @@ def get(
 def list_executions(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="Only this status.", metavar="S")
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only this status.",
+            metavar="S",
+            autocompletion=completers.execution_statuses,
+        ),
     ] = None,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Only this workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
     since: Annotated[
         str | None,

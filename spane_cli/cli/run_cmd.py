@@ -15,6 +15,7 @@ from spane_cli.text import first_line
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
+    from spane_cli.store.store import Store
     from spane_cli.workflow.validate import ValidationResult
 
 HELP = (
@@ -181,12 +182,10 @@ def _run_remote(
     watch: bool,
     wait_limit: float | None,
 ) -> str | None:
-    from spane_cli.config import OutputFormat
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.dispatch import Dispatcher
     from spane_cli.engine.submit import submit_validated
 
-    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
     execution_id, created, dispatches = submit_validated(
@@ -194,6 +193,22 @@ def _run_remote(
     )
     Dispatcher(connection).enqueue(dispatches)
     announce(execution_id, created, settings, document_follows=wait or watch)
+    return follow_submitted(store, execution_id, settings, wait, watch, wait_limit)
+
+
+def follow_submitted(
+    store: Store,
+    execution_id: str,
+    settings: Settings,
+    wait: bool,
+    watch: bool,
+    wait_limit: float | None,
+) -> str | None:
+    """After an announced submission: watch it or wait for it (the final status), or nothing
+    to do (None)."""
+    from spane_cli.config import OutputFormat
+
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from spane_cli.cli import completers
+
 if TYPE_CHECKING:
     from spane_cli.config import Settings
     from spane_cli.engine.dispatch import Dispatcher
@@ -29,6 +31,7 @@ ExecId = Annotated[
         help="The execution id, or a unique prefix of it (at least 4 characters).",
         metavar="EXEC_ID",
         callback=_full_execution_id,
+        autocompletion=completers.execution_ids,
     ),
 ]
 
@@ -39,6 +42,7 @@ OptionalExecId = Annotated[
         help="The execution id or a unique prefix; none for every active one.",
         metavar="EXEC_ID",
         callback=_full_execution_id,
+        autocompletion=completers.execution_ids,
     ),
 ]
 

@@ -7,7 +7,15 @@ from collections.abc import Collection, Sequence
 
 from spane_cli.errors import NotFound, UsageError
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
-from spane_cli.store.models import DeadLetter, Event, Execution, NodeLog, NodeRun, Outbox
+from spane_cli.store.models import (
+    DeadLetter,
+    Event,
+    Execution,
+    NodeLog,
+    NodeRun,
+    Outbox,
+    WorkflowVersion,
+)
 from spane_cli.store.records import Dispatch
 
 
@@ -44,6 +52,23 @@ def resolve_execution_id(text: str) -> str:
         more = ", ..." if len(found) > _SHOWN_CANDIDATES else ""
         raise UsageError(f"{text!r} is the start of several executions: {shown}{more}")
     return found[0]
+
+
+def execution_ids_starting(prefix: str, limit: int) -> list[str]:
+    """Ids of the newest executions that start with `prefix` (shell completion)."""
+    rows = (
+        Execution.select(Execution.id)
+        .where(Execution.id.startswith(prefix))
+        .order_by(Execution.created_at.desc())
+        .limit(limit)
+    )
+    return [str(row.id) for row in rows]
+
+
+def workflow_names() -> list[str]:
+    """Every workflow name that has a registered version, sorted."""
+    rows = WorkflowVersion.select(WorkflowVersion.name).distinct().order_by(WorkflowVersion.name)
+    return [str(row.name) for row in rows]
 
 
 def execution_status(execution_id: str) -> str | None:

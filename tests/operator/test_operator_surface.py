@@ -157,3 +157,23 @@ def test_worker_logs_its_life_as_json_lines(cluster: Cluster) -> None:
     assert any(m.startswith("received SIGTERM: finishing the running node") for m in messages)
     assert any(m.startswith("worker shipped~") and "stopped after 0 jobs" in m for m in messages)
     assert {"time", "level", "logger", "message", "pid"} <= set(lines[0])
+
+
+def test_resubmit_with_input_overrides_waits_and_exits_as_run_does(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "greet.yaml"
+    path.write_text(
+        "version: 1\nname: greet-again\n"
+        "inputs:\n  who: {type: string, default: world}\n  times: {type: integer, default: 1}\n"
+        "nodes:\n  say: {type: transform, config: {output: 'hello {{ input.who }}'}}\n"
+    )
+    first = cluster.spane("run", "-q", str(path), "-i", "who=ops")
+    cluster.start_worker()
+    again = cluster.spane(
+        "resubmit", first.stdout.strip()[:8], "-i", "times=3", "--wait", "-o", "json"
+    )
+    assert again.returncode == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert document["input"] == {"who": "ops", "times": 3}
+    assert document["id"] != first.stdout.strip()
+    bad = cluster.spane("resubmit", first.stdout.strip(), "-i", "times=many")
+    assert bad.returncode == 2 and "input 'times'" in bad.stderr
