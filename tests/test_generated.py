@@ -206,3 +206,20 @@ def test_bash_completion_offers_ids_statuses_and_workflow_names(tmp_path: Path) 
     )
     assert execution_id in offered[0].split()
     assert offered[1:] == ["failed", "tabbed"]
+
+
+def test_every_command_has_examples_that_parse() -> None:
+    import shlex
+
+    from spane_cli.cli.examples import EXAMPLES
+
+    paths = {" ".join(path) for path in command_paths()}
+    assert sorted(paths - set(EXAMPLES)) == []  # a command without examples
+    assert sorted(set(EXAMPLES) - paths) == []  # examples of a command that is gone
+    for path, examples in EXAMPLES.items():
+        for _, command in examples:
+            first = shlex.split(command.split("|")[0].split("&&")[0])
+            assert first[0] == "spane", command
+            # The command's own words, in order, among the words that are not options.
+            words = [w for w in first[1:] if not w.startswith("-")]
+            assert words[: len(path.split())] == path.split() or not path, (path, command)
