@@ -42,6 +42,10 @@ def list_executions(
         str | None,
         typer.Option("--since", help="Created within this duration, e.g. 1h.", metavar="DUR"),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Only what this schedule fired.", metavar="NAME"),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
 ) -> None:
     from spane_cli.cli.app import settings_of
@@ -60,7 +64,11 @@ def list_executions(
         )
     open_store(settings)
     rows = queries.recent_executions(
-        status=status, workflow=workflow, created_since=since_cutoff(since), limit=limit
+        status=status,
+        workflow=workflow,
+        created_since=since_cutoff(since),
+        schedule=schedule,
+        limit=limit,
     )
     views = [execution_view(row) for row in rows]
     if print_data(views, settings.output):

@@ -26,6 +26,7 @@ from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
+from spane_cli.errors import SpaneError
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
@@ -117,6 +118,19 @@ class NodeWorker:
                 log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
 
+    def _schedule_loop(self) -> None:
+        store = Store(self.store.database)
+        timings = self.options.timings
+        while not self._heartbeat_stop.wait(timings.reconcile_every):
+            try:
+                reconcile.fire_schedules(
+                    store, self.dispatcher, heartbeat_every=timings.heartbeat_every
+                )
+            except (*_SERVICE_ERRORS, peewee.DatabaseError, SpaneError) as exc:
+                # The fire rolled back whole; the next tick tries again.
+                log.warning("firing schedules failed: %s", error_line(exc))
+                _reset_connection(store)
+
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -125,6 +139,10 @@ class NodeWorker:
         beat(self.identity, socket.gethostname(), os.getpid(), self.options.queues)
         heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         heart.start()
+        # Schedules fire from a thread of their own: a node that runs for an hour must not
+        # hold every fire of that hour back. Its own Store: the caches are not thread-safe.
+        ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
+        ticker.start()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
@@ -141,6 +159,7 @@ class NodeWorker:
         finally:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
+            ticker.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.identity)

@@ -39,3 +39,11 @@ def live_workers(
         .where(WorkerHeartbeat.last_seen >= now - ttl)
         .order_by(WorkerHeartbeat.name)
     )
+
+
+def worker_spans(slack: float) -> list[tuple[float, float]]:
+    """(started, last seen + `slack`) of every worker that has a heartbeat row: the times a
+    worker was running, as far as the table still tells. `slack` covers the wait until a
+    live worker's next beat."""
+    rows = WorkerHeartbeat.select(WorkerHeartbeat.started_at, WorkerHeartbeat.last_seen)
+    return [(float(r.started_at), float(r.last_seen) + slack) for r in rows]
