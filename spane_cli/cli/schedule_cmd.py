@@ -77,7 +77,8 @@ def add(
         bool, typer.Option("--replace", help="Update the schedule if it exists.")
     ] = False,
 ) -> None:
-    """Add a schedule. Its first fire is the first fire time from now on."""
+    """Add a schedule. Its first fire is the first fire time from now on. Without --cron and
+    --every, the schedule FILE declares is taken (the one called NAME, or its only one)."""
     import re
 
     from spane_cli.engine.scheduling import add_schedule

@@ -11,6 +11,7 @@ workflow instead, each fire runs the newest registered version of that name at f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Mapping
@@ -98,9 +99,27 @@ def _save(
 
 
 def add_schedule(store: Store, spec: ScheduleSpec, target: str, *, replace: bool = False) -> bool:
-    """`spane schedule add NAME FILE|WORKFLOW --cron ...|--every ...`; True when new."""
-    check_spec(spec)
-    return _save(store, spec, _target(store, target), "cli", replace, time.time())
+    """`spane schedule add NAME FILE|WORKFLOW --cron ...|--every ...`; True when new. With
+    neither --cron nor --every, the schedule the file declares is taken (the one called
+    NAME, or its only one), under NAME."""
+    declared = spec.cron is None and spec.every is None
+    if not declared:
+        check_spec(spec)  # before anything is registered
+    found = _target(store, target)
+    if declared:
+        spec = _declared(found[2], spec.name)
+    return _save(store, spec, found, "file" if declared else "cli", replace, time.time())
+
+
+def _declared(workflow: Workflow, name: str) -> ScheduleSpec:
+    named = [s for s in workflow.schedules if s.name == name]
+    if not named and len(workflow.schedules) == 1:
+        named = list(workflow.schedules)
+    if not named:
+        raise UsageError(
+            f"give --cron or --every: workflow {workflow.name!r} declares no schedule {name!r}"
+        )
+    return dataclasses.replace(named[0], name=name)
 
 
 def apply_file(store: Store, file: str) -> list[tuple[str, bool]]:

@@ -3,6 +3,7 @@ reads and the JSON shapes. Nothing here writes."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from spane_cli.errors import NotFound
@@ -47,8 +48,9 @@ def late_schedules(now: float, late_after: float = LATE_AFTER_SECONDS) -> list[d
     ]
 
 
-def schedule_view(row: Schedule, with_fires: int = 0) -> dict[str, Any]:
+def schedule_view(row: Schedule, with_fires: int = 0, now: float | None = None) -> dict[str, Any]:
     """The schedule; with its newest `with_fires` decisions and its backfills when > 0."""
+    now = time.time() if now is None else now
     spec = row.spec
     version: int | str = "latest"
     if row.version_id is not None:
@@ -70,6 +72,10 @@ def schedule_view(row: Schedule, with_fires: int = 0) -> dict[str, Any]:
         "max_parallel": spec.get("max_parallel"),
         "paused": bool(row.paused),
         "next_fire_time": None if row.paused else iso(row.next_fire_at),
+        # Due for over a minute and not fired: no worker is firing schedules.
+        "late": not row.paused
+        and row.next_fire_at is not None
+        and float(row.next_fire_at) < now - LATE_AFTER_SECONDS,
         "last_execution_id": row.last_execution_id,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

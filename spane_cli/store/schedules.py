@@ -10,7 +10,7 @@ killed anywhere inside leaves all of it or none of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from spane_cli.store.models import Execution, Schedule, ScheduleBackfill, Schedu
 from spane_cli.store.records import Dispatch, StaleReport
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.store.versions import latest_version_id
+from spane_cli.store.workers import worker_spans
 from spane_cli.timeutil import iso
 from spane_cli.workflow.expressions import ExpressionError
 from spane_cli.workflow.model import Workflow
@@ -153,10 +154,11 @@ def fire_schedule(
     name: str,
     now: float,
     make_input: InputMaker,
-    worker_spans: Sequence[tuple[float, float]],
+    heartbeat_slack: float,
 ) -> FireOutcome:
     """Deal with every due fire time of schedule `name`, in one transaction. Nothing when
-    another worker is firing it, or it is not due (any more)."""
+    another worker is firing it, or it is not due (any more). A worker counts as running
+    until `heartbeat_slack` seconds after its last beat."""
     with transaction(caches, now) as tx:
         row = _lock(tx, name, skip_locked=True)
         if row is None or row.paused or row.next_fire_at is None or row.next_fire_at > now:
@@ -167,7 +169,8 @@ def fire_schedule(
             _advance(tx, row, next_fire_time(spec, now))
             return FireOutcome()
         previous = _open_execution(row.last_execution_id)
-        plans = plan_fires(spec, due, now, worker_spans, previous)
+        spans = worker_spans(heartbeat_slack, since=due[0])
+        plans = plan_fires(spec, due, now, spans, previous)
         replaced = [p.replaces for p in plans if p.decision is Decision.RAN and p.replaces]
         if replaced:
             return FireOutcome(plans=plans, cancel_first=[r for r in replaced if r])

@@ -30,7 +30,6 @@ from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
 from spane_cli.store.schedules import FireOutcome, InputMaker
 from spane_cli.store.tx import Caches, retry_on_conflict, transaction
 from spane_cli.store.versions import VersionCache
-from spane_cli.store.workers import worker_spans
 from spane_cli.workflow.schedule_spec import ScheduleSpec
 
 T = TypeVar("T")
@@ -274,9 +273,8 @@ class Store:
         """Every due fire time of the schedule, decided and applied in one transaction."""
 
         def run() -> FireOutcome:
-            spans = worker_spans(heartbeat_slack)
             try:
-                return schedules.fire_schedule(self.caches, name, now, make_input, spans)
+                return schedules.fire_schedule(self.caches, name, now, make_input, heartbeat_slack)
             except StaleReport:
                 return FireOutcome()
 

@@ -41,9 +41,11 @@ def live_workers(
     )
 
 
-def worker_spans(slack: float) -> list[tuple[float, float]]:
-    """(started, last seen + `slack`) of every worker that has a heartbeat row: the times a
-    worker was running, as far as the table still tells. `slack` covers the wait until a
+def worker_spans(slack: float, since: float) -> list[tuple[float, float]]:
+    """(started, last seen + `slack`) of the workers seen alive at `since` or later: when a
+    worker was running, as far as the heartbeat rows tell. `slack` covers the wait until a
     live worker's next beat."""
-    rows = WorkerHeartbeat.select(WorkerHeartbeat.started_at, WorkerHeartbeat.last_seen)
+    rows = WorkerHeartbeat.select(WorkerHeartbeat.started_at, WorkerHeartbeat.last_seen).where(
+        WorkerHeartbeat.last_seen >= since - slack
+    )
     return [(float(r.started_at), float(r.last_seen) + slack) for r in rows]

@@ -133,6 +133,19 @@ def test_bad_schedules_are_refused_with_one_line(
     assert "Traceback" not in result.output
 
 
+def test_add_without_cron_or_every_takes_the_file_schedule(
+    sqlite_url: str, flow_file: Path
+) -> None:
+    db = ("--db", sqlite_url)
+    added = run_spane(*db, "schedule", "add", "nightly-fast", str(flow_file))
+    assert added.exit_code == 0, added.output
+    view = spane_json(*db, "schedule", "get", "nightly-fast")
+    assert isinstance(view, dict)
+    assert view["every"] == 2.0 and view["overlap"] == "forbid" and view["origin"] == "file"
+    unknown = run_spane(*db, "schedule", "add", "other", str(flow_file))
+    assert unknown.exit_code == 2 and "declares no schedule 'other'" in unknown.stderr
+
+
 def test_add_names_a_workflow_that_must_exist(sqlite_url: str) -> None:
     result = run_spane("--db", sqlite_url, "schedule", "add", "x", "no-such-flow", "--every", "1h")
     assert result.exit_code == 4
@@ -217,3 +230,5 @@ def test_health_names_a_late_schedule(sqlite_url: str, redis_url: str, tmp_path:
     report = json.loads(result.stdout)
     assert [s["name"] for s in report["late_schedules"]] == ["late"]
     assert any("schedule late is late" in p for p in report["problems"])
+    view = spane_json(*db, "schedule", "get", "late")
+    assert isinstance(view, dict) and view["late"] is True
