@@ -7,8 +7,10 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import time
 from pathlib import Path
 
+import pytest
 from cluster_support import FAST_RECOVERY, Cluster, PrivateRedis, poll
 
 from spane_cli.timeutil import parse_iso
@@ -157,3 +159,34 @@ def test_workers_run_a_backfill_max_parallel_at_a_time(cluster: Cluster) -> None
     assert most_open <= 3
     finished = "SELECT count(*) FROM schedule_backfill WHERE finished_at IS NOT NULL"
     poll(lambda: cluster.query(finished)[0][0] == 1, 10, "the backfill to be marked finished")
+
+
+@pytest.mark.parametrize("misfire", ["skip", "once"])
+def test_fires_missed_while_every_worker_was_stopped(cluster: Cluster, misfire: str) -> None:
+    path = scheduled_flow(cluster.tmp_path, "noop", every="1s")
+    added = cluster.spane("schedule", "add", "ticking", path, "--every", "1s", "--misfire", misfire)
+    assert added.returncode == 0, added.stderr
+    worker = cluster.start_worker(env=FAST_RECOVERY)
+    poll(lambda: len(fired(cluster)) >= 2, 30, "the first fires")
+    worker.send_signal(signal.SIGTERM)  # a clean stop: its heartbeat row goes with it
+    worker.wait(timeout=30)
+    stopped_at = time.time()
+    poll(lambda: time.time() > stopped_at + 4, 10, "four fire times with no worker")
+    cluster.start_worker(env=FAST_RECOVERY)
+    poll(lambda: cluster.live_workers() != [], 30, "the new worker")
+    back_at = float(cluster.query("SELECT min(started_at) FROM worker_heartbeat")[0][0])
+    poll(lambda: any(t > back_at + 1 for _, t, _ in fired(cluster)), 30, "fires after the restart")
+    assert cluster.spane("schedule", "pause", "ticking").returncode == 0
+    times = [t for _, t, _ in fired(cluster)]
+    in_outage = [t for t in times if stopped_at < t < back_at]
+    if misfire == "skip":
+        assert in_outage == []
+    else:
+        assert in_outage == [max(t for t in times if t < back_at)]  # the latest, once
+        assert len(in_outage) == 1
+    after = [t for t in times if t > back_at]
+    assert after == [after[0] + i for i in range(len(after))]  # on time again, every second
+    missed = cluster.query(
+        "SELECT detail FROM schedule_fire WHERE decision = 'missed' AND schedule = 'ticking'"
+    )
+    assert missed and f"misfire {misfire}" in str(missed[0][0])
