@@ -20,10 +20,14 @@ NameArgument = Annotated[str, typer.Argument(help="The schedule's name.", metava
 
 
 def _show(view: dict[str, Any], keys: tuple[str, ...]) -> None:
+    import json
+
     for key in keys:
         value = view.get(key)
-        if value is not None and value != {}:
-            sys.stdout.write(f"{key}: {value}\n")
+        if value is None or value == {}:
+            continue
+        text = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
+        sys.stdout.write(f"{key}: {text}\n")
 
 
 @schedule_app.command("add")
@@ -155,7 +159,9 @@ def list_schedules(ctx: typer.Context) -> None:
             view["timezone"],
             view["overlap"],
             view["misfire"],
-            "paused" if view["paused"] else str(view["next_fire_time"]),
+            "paused"
+            if view["paused"]
+            else f"{view['next_fire_time']}{' (late)' if view['late'] else ''}",
         )
     console().print(table)
 

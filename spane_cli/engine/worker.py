@@ -53,6 +53,8 @@ class WorkerOptions:
     poll_seconds: int = 1
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
+    # `run --local` turns it off: a command that runs one execution fires no schedules.
+    fire_schedules: bool = True
 
 
 class NodeWorker:
@@ -142,7 +144,8 @@ class NodeWorker:
         # Schedules fire from a thread of their own: a node that runs for an hour must not
         # hold every fire of that hour back. Its own Store: the caches are not thread-safe.
         ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
-        ticker.start()
+        if self.options.fire_schedules:
+            ticker.start()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
@@ -159,7 +162,8 @@ class NodeWorker:
         finally:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
-            ticker.join(timeout=5)
+            if ticker.is_alive():
+                ticker.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.identity)
