@@ -46,7 +46,12 @@ def list_executions(
         str | None,
         typer.Option("--schedule", help="Only what this schedule fired.", metavar="NAME"),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", help="At most this many (default 50; 1000 with --schedule).", min=1
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import print_data
@@ -68,7 +73,7 @@ def list_executions(
         workflow=workflow,
         created_since=since_cutoff(since),
         schedule=schedule,
-        limit=limit,
+        limit=limit or (1000 if schedule else 50),
     )
     views = [execution_view(row) for row in rows]
     if print_data(views, settings.output):

@@ -9,6 +9,9 @@ import typer
 
 from spane_cli.cli.services import store_and_dispatcher, store_only
 
+# fires.MAX_FIRE_TIMES, written out: importing fires (and croniter) would slow every command.
+_MAX_NEXT = 10_000
+
 schedule_app = typer.Typer(
     help="Schedules: cron or interval triggers that the workers fire themselves, exactly once "
     "per fire time. Declare them in the workflow file (`schedule:`, then `spane schedule "
@@ -213,7 +216,9 @@ def get(
 def next_fires(
     ctx: typer.Context,
     name: NameArgument,
-    count: Annotated[int, typer.Option("-n", "--count", help="How many.", min=1, max=1000)] = 5,
+    count: Annotated[
+        int, typer.Option("-n", "--count", help="How many.", min=1, max=_MAX_NEXT)
+    ] = 5,
     after: Annotated[
         str | None,
         typer.Option("--after", help="From this ISO 8601 time (default: now).", metavar="T"),

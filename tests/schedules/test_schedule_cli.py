@@ -202,6 +202,8 @@ def test_run_fires_now_and_list_shows_the_schedule(
     assert listed[0]["schedule"] == "nightly-fast"
     assert listed[0]["input"] == {"date": listed[0]["fire_time"]}
     assert spane_json(*db, "list", "--schedule", "nightly") == []
+    shown = run_spane(*db, "get", execution_id)
+    assert f"fired by schedule nightly-fast for {listed[0]['fire_time']}" in shown.stdout
     view = spane_json(*db, "schedule", "get", "nightly-fast")
     assert isinstance(view, dict)
     assert view["fires"][0]["decision"] == "ran" and view["fires"][0]["origin"] == "manual"
