@@ -234,3 +234,20 @@ def test_health_names_a_late_schedule(sqlite_url: str, redis_url: str, tmp_path:
     assert any("schedule late is late" in p for p in report["problems"])
     view = spane_json(*db, "schedule", "get", "late")
     assert isinstance(view, dict) and view["late"] is True
+
+
+def test_health_on_a_database_from_before_schedules(sqlite_url: str, redis_url: str) -> None:
+    from spane_cli.store.db import open_database
+    from spane_cli.store.migrations import migrate
+
+    database = open_database(sqlite_url)
+    migrate(database)
+    for table in ("schedule", "schedule_fire", "schedule_backfill"):
+        database.execute_sql(f"DROP TABLE {table}")
+    database.execute_sql("DELETE FROM schema_version WHERE version >= 3")
+    database.close()
+    result = run_spane("--db", sqlite_url, "--redis", redis_url, "-o", "json", "health")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["late_schedules"] == []
+    assert any("schema is behind" in p for p in report["problems"])
