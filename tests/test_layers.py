@@ -22,7 +22,7 @@ import pytest
 TIERS: tuple[tuple[str, ...], ...] = (
     ("spane_cli", "errors", "states", "text", "timeutil", "config", "processes", "keeper"),
     ("workflow",),  # the language: loading, model, validation; knows no node implementation
-    ("scheduler",),  # pure decisions over a workflow's nodes
+    ("scheduler", "fires"),  # pure decisions over a workflow's nodes; when schedules fire
     ("store", "nodes"),  # the database; the node types. Neither knows the other.
     ("engine",),  # submit, dispatch, workers, reconciliation, `run --local`
     ("bench", "faults"),  # measuring spane; injecting faults into a running spane

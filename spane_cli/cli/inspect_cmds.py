@@ -73,7 +73,16 @@ def list_executions(
         str | None,
         typer.Option("--since", help="Created within this duration, e.g. 1h.", metavar="DUR"),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Only what this schedule fired.", metavar="NAME"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", help="At most this many (default 50; 1000 with --schedule).", min=1
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import print_data
@@ -91,7 +100,11 @@ def list_executions(
         )
     open_store(settings)
     rows = queries.recent_executions(
-        status=status, workflow=workflow, created_since=since_cutoff(since), limit=limit
+        status=status,
+        workflow=workflow,
+        created_since=since_cutoff(since),
+        schedule=schedule,
+        limit=limit or (1000 if schedule else 50),
     )
     from spane_cli.config import OutputFormat
 

@@ -84,6 +84,8 @@ def execution_table(
     out = console()
     title = f"[bold]{view['workflow']}[/bold] v{view['version']}"
     out.print(f"{title}  {view['id']}  {styled(view['status'])}")
+    if view.get("schedule"):
+        out.print(f"fired by schedule {view['schedule']} for {view['fire_time']}")
     if view.get("error"):
         out.print(f"[red]{first_line(view['error'])}[/red]")
     table = Table(show_edge=False)

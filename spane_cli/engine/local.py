@@ -123,7 +123,9 @@ def _run(
         NodeWorker(
             store,
             Redis.from_url(redis_url),
-            WorkerOptions(queues=queues, name=f"local-{threading.get_ident()}"),
+            WorkerOptions(
+                queues=queues, name=f"local-{threading.get_ident()}", fire_schedules=False
+            ),
             should_stop=finished.is_set,
         ).run()
 
@@ -149,7 +151,10 @@ def _run(
         return False
 
     main_worker = NodeWorker(
-        store, connection, WorkerOptions(queues=queues, name="local-main"), main_should_stop
+        store,
+        connection,
+        WorkerOptions(queues=queues, name="local-main", fire_schedules=False),
+        main_should_stop,
     )
     if follow is not None:
         # The view takes the calling thread; the main worker runs beside the helpers.

@@ -1,24 +1,39 @@
 """The reconciler: re-dispatch what the database says is due. Runs on a tick in every worker,
 one worker at a time on PostgreSQL (an advisory lock); the others skip that tick.
 
-`tick(now)` takes the time as an argument so it is tested without sleeping.
+`fire_schedules(now)` is the schedules' part of it: every worker runs it, each second, on a
+thread of its own, so that a worker busy with a long node still fires schedules; which
+worker fires a given schedule is decided by the schedule row's lock (store/schedules.py).
+
+`tick(now)` and `fire_schedules(now)` take the time as an argument so they are tested
+without sleeping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import peewee
+from redis.exceptions import RedisError
 
 from spane_cli.engine.dispatch import Dispatcher
+from spane_cli.engine.scheduling import schedule_input
 from spane_cli.store.records import Dispatch
 from spane_cli.store.retention import Selection
+from spane_cli.store.schedules import FireOutcome
 from spane_cli.store.store import Store
 from spane_cli.store.timers import restart_grace
-from spane_cli.store.workers import HEARTBEAT_TTL_SECONDS, forget_silent, live_workers
+from spane_cli.store.workers import (
+    HEARTBEAT_EVERY_SECONDS,
+    HEARTBEAT_TTL_SECONDS,
+    forget_silent,
+    live_workers,
+)
+from spane_cli.timeutil import iso
 
 log = logging.getLogger("spane.reconciler")
 
@@ -123,3 +138,41 @@ def _stale(store: Store, dispatcher: Dispatcher, now: float) -> list[Dispatch]:
     anyway = store.pending_dispatches(now - RESEND_ANYWAY_AFTER_SECONDS)
     keys = {(d.execution_id, d.node_id, d.item) for d in anyway}
     return [d for d in rows if d.queue in empty or (d.execution_id, d.node_id, d.item) in keys]
+
+
+def fire_schedules(
+    store: Store,
+    dispatcher: Dispatcher,
+    now: float | None = None,
+    heartbeat_every: float = HEARTBEAT_EVERY_SECONDS,
+) -> list[FireOutcome]:
+    """Fire what is due: schedules whose next fire time has come, and open backfills. When
+    nothing is due this costs one query. A fire time counts as covered by a worker up to two
+    heartbeat periods after that worker's last beat (`heartbeat_every`)."""
+    now = time.time() if now is None else now
+    outcomes: list[FireOutcome] = []
+    for name, backfill_id in store.due_schedule_work(now):
+        if backfill_id is not None:
+            outcome = store.advance_backfill(backfill_id, now, schedule_input)
+        else:
+            outcome = _fire(store, name, now, 2 * heartbeat_every)
+        outcomes.append(outcome)
+        if outcome.dispatches:
+            # Redis down: the outbox rows are committed, the reconciler sends them later.
+            with contextlib.suppress(RedisError):
+                dispatcher.enqueue(outcome.dispatches)
+    return outcomes
+
+
+def _fire(store: Store, name: str, now: float, slack: float) -> FireOutcome:
+    outcome = store.fire_schedule(name, now, schedule_input, slack)
+    if not outcome.cancel_first:
+        return outcome
+    # overlap: replace. The previous execution ends first, in transactions of its own; a
+    # worker killed in between leaves it cancelled and the fire still due, done next tick.
+    fire_time = next((p.fire_time for p in outcome.plans if p.replaces), now)
+    for execution_id in outcome.cancel_first:
+        store.cancel_replaced(
+            execution_id, f"replaced by the fire of {iso(fire_time)} of schedule {name}", now
+        )
+    return store.fire_schedule(name, now, schedule_input, slack)

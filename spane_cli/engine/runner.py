@@ -17,6 +17,7 @@ from typing import Any
 
 from spane_cli import keeper, scheduler
 from spane_cli.engine.time_limit import TimeLimitExceeded, time_limit
+from spane_cli.fires import schedule_scope
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.states import OutcomeKind
 from spane_cli.store import queries
@@ -92,6 +93,7 @@ def run_claimed(
         "nodes": LazyNodes(claim.execution_id, workflow.nodes.keys()),
         "execution": {"id": claim.execution_id},
         "workflow": {"name": workflow.name},
+        "schedule": schedule_scope(claim.schedule),
         "secrets": dict(secrets),
     }
     try:

@@ -31,6 +31,7 @@ from spane_cli.engine.worker_settings import (
     retention_from_environment,
     worker_identity,
 )
+from spane_cli.errors import SpaneError
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
@@ -58,6 +59,8 @@ class WorkerOptions:
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
     retention: float | None = field(default_factory=retention_from_environment)
+    # `run --local` turns it off: a command that runs one execution fires no schedules.
+    fire_schedules: bool = True
 
 
 class NodeWorker:
@@ -145,6 +148,19 @@ class NodeWorker:
                 log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
 
+    def _schedule_loop(self) -> None:
+        store = Store(self.store.database)
+        timings = self.options.timings
+        while not self._heartbeat_stop.wait(timings.reconcile_every):
+            try:
+                reconcile.fire_schedules(
+                    store, self.dispatcher, heartbeat_every=timings.heartbeat_every
+                )
+            except (*_SERVICE_ERRORS, peewee.DatabaseError, SpaneError) as exc:
+                # The fire rolled back whole; the next tick tries again.
+                log.warning("firing schedules failed: %s", error_line(exc))
+                _reset_connection(store)
+
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -153,6 +169,11 @@ class NodeWorker:
         beat(self.identity, socket.gethostname(), os.getpid(), self.options.queues)
         heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         heart.start()
+        # Schedules fire from a thread of their own: a node that runs for an hour must not
+        # hold every fire of that hour back. Its own Store: the caches are not thread-safe.
+        ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
+        if self.options.fire_schedules:
+            ticker.start()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
@@ -169,6 +190,8 @@ class NodeWorker:
         finally:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
+            if ticker.is_alive():
+                ticker.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.identity)

@@ -148,10 +148,16 @@ def recent_executions(
     status: str | None = None,
     workflow: str | None = None,
     created_since: float | None = None,
+    schedule: str | None = None,
     limit: int = 50,
 ) -> list[Execution]:
-    """Newest first, at most `limit`; each filter applies when given."""
+    """Newest first, at most `limit`; each filter applies when given. The executions of a
+    schedule come newest fire time first."""
     query = Execution.select().order_by(Execution.created_at.desc()).limit(limit)
+    if schedule:
+        query = query.where(Execution.schedule == schedule).order_by(
+            Execution.fire_time.desc(), Execution.created_at.desc()
+        )
     if status:
         query = query.where(Execution.status == status)
     if workflow:

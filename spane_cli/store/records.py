@@ -41,6 +41,7 @@ class ClaimedNode:
     # The worker (one process life) that holds the claim: its report counts only while the
     # row still names it, so a worker that comes back after its node was taken over is ignored.
     worker: str | None = None
+    schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ExecutionInfo:
     depth: int
     parent_id: str | None
     parent_node_id: str | None
+    schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
 
 
 # (execution id, node id or None, event type, data): an event waiting to be written.

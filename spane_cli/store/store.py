@@ -24,13 +24,16 @@ from spane_cli.store import (
     reopen,
     repair,
     retention,
+    schedules,
     timers,
     workers,
 )
 from spane_cli.store.models import database_proxy
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report, StaleReport
+from spane_cli.store.schedules import FireOutcome, InputMaker
 from spane_cli.store.tx import Caches, retry_on_conflict, transaction
 from spane_cli.store.versions import VersionCache
+from spane_cli.workflow.schedule_spec import ScheduleSpec
 
 T = TypeVar("T")
 
@@ -238,3 +241,109 @@ class Store:
 
     def purge_dead_letters(self, letter_ids: list[int] | None) -> int:
         return reopen.purge_dead_letters(letter_ids)
+
+    # -- schedules (store/schedules.py) ------------------------------------------------------
+
+    def save_schedule(
+        self,
+        spec: ScheduleSpec,
+        *,
+        workflow: str,
+        version_id: int | None,
+        origin: str,
+        source_file: str | None = None,
+        replace: bool = False,
+        now: float | None = None,
+    ) -> bool:
+        """Create (or with `replace`, update) a schedule; True when it is new."""
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                schedules.save_schedule,
+                self.caches,
+                spec,
+                workflow=workflow,
+                version_id=version_id,
+                origin=origin,
+                source_file=source_file,
+                now=now,
+                replace=replace,
+            )
+        )
+
+    def remove_schedule(self, name: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._retrying(partial(schedules.remove_schedule, self.caches, name, now))
+
+    def set_schedule_paused(self, name: str, paused: bool, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(schedules.set_schedule_paused, self.caches, name, paused, now)
+        )
+
+    def due_schedule_work(self, now: float) -> list[tuple[str, int | None]]:
+        """(schedule, backfill id or None) that a tick has to look at; one query."""
+        return schedules.due_work(self.database, now)
+
+    def fire_schedule(
+        self, name: str, now: float, make_input: InputMaker, heartbeat_slack: float
+    ) -> FireOutcome:
+        """Every due fire time of the schedule, decided and applied in one transaction."""
+
+        def run() -> FireOutcome:
+            try:
+                return schedules.fire_schedule(self.caches, name, now, make_input, heartbeat_slack)
+            except StaleReport:
+                return FireOutcome()
+
+        return self._retrying(run)
+
+    def fire_schedule_now(
+        self, name: str, make_input: InputMaker, now: float | None = None
+    ) -> tuple[str, list[Dispatch]]:
+        now = time.time() if now is None else now
+        return self._retrying(partial(schedules.fire_now, self.caches, name, now, make_input))
+
+    def start_backfill(
+        self,
+        name: str,
+        from_time: float,
+        to_time: float,
+        max_parallel: int | None = None,
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                schedules.start_backfill,
+                self.caches,
+                name,
+                from_time,
+                to_time,
+                max_parallel,
+                now,
+            )
+        )
+
+    def advance_backfill(self, backfill_id: int, now: float, make_input: InputMaker) -> FireOutcome:
+        def run() -> FireOutcome:
+            try:
+                return schedules.advance_backfill(self.caches, backfill_id, now, make_input)
+            except StaleReport:
+                return FireOutcome()
+
+        return self._retrying(run)
+
+    def cancel_replaced(self, execution_id: str, reason: str, now: float | None = None) -> bool:
+        """A schedule's previous execution cancelled for the fire that replaces it."""
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                lifecycle.end_execution,
+                self.caches,
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                reason,
+                now,
+            )
+        )

@@ -37,6 +37,9 @@ def execution_view(execution: Execution, with_nodes: bool = True) -> dict[str, A
         "started_at": iso(execution.started_at),
         "finished_at": iso(execution.finished_at),
         "parent_id": execution.parent_id,
+        # The schedule and fire time that made it; null for an execution started otherwise.
+        "schedule": execution.schedule,
+        "fire_time": iso(execution.fire_time),
     }
     if with_nodes:
         order = list(version.source["workflow"]["nodes"])

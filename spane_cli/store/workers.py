@@ -46,3 +46,13 @@ def live_workers(
         .where(WorkerHeartbeat.last_seen >= now - ttl)
         .order_by(WorkerHeartbeat.name)
     )
+
+
+def worker_spans(slack: float, since: float) -> list[tuple[float, float]]:
+    """(started, last seen + `slack`) of the workers seen alive at `since` or later: when a
+    worker was running, as far as the heartbeat rows tell. `slack` covers the wait until a
+    live worker's next beat."""
+    rows = WorkerHeartbeat.select(WorkerHeartbeat.started_at, WorkerHeartbeat.last_seen).where(
+        WorkerHeartbeat.last_seen >= since - slack
+    )
+    return [(float(r.started_at), float(r.last_seen) + slack) for r in rows]
