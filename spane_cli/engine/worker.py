@@ -25,7 +25,13 @@ from rq import Queue
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import TIMER_WAKE_KEY, Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
-from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
+from spane_cli.engine.worker_settings import (
+    LIFE_ENV,
+    WorkerTimings,
+    retention_from_environment,
+    worker_identity,
+)
+from spane_cli.errors import SpaneError
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
@@ -57,6 +63,9 @@ class WorkerOptions:
     poll_seconds: int = 1
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
+    retention: float | None = field(default_factory=retention_from_environment)
+    # `run --local` turns it off: a command that runs one execution fires no schedules.
+    fire_schedules: bool = True
 
 
 class NodeWorker:
@@ -87,15 +96,24 @@ class NodeWorker:
         self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
         self.identity = worker_identity(options.name, os.environ.get(LIFE_ENV))
         self._stopped_at: float | None = None  # monotonic time of the first stop signal
+        self._signals_received: list[int] = []
+        self._signals_logged = 0
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals_received.append(signum)  # logged by the loop, not in the handler
         if signum == signal.SIGINT or self._stop_requested.is_set():
             self._abort_requested.set()
         if self._stopped_at is None:
             self._stopped_at = time.monotonic()
         self._stop_requested.set()
+
+    @property
+    def forced(self) -> bool:
+        """The worker was stopped without letting its running node finish (a second signal,
+        SIGINT, or the end of the stop grace): its exit status says so."""
+        return self._abort_requested.is_set()
 
     def _grace_over(self) -> bool:
         """A SIGTERM's grace for the running node has run out: it is dropped, not awaited."""
@@ -107,7 +125,20 @@ class NodeWorker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def _log_signals(self) -> None:
+        while self._signals_logged < len(self._signals_received):
+            signum = self._signals_received[self._signals_logged]
+            self._signals_logged += 1
+            name = signal.Signals(signum).name
+            if self._abort_requested.is_set():
+                log.warning("received %s: stopping now; the running node runs again elsewhere",
+                            name)  # fmt: skip
+            else:
+                log.info("received %s: finishing the running node (up to %.0f s), then stopping",
+                         name, self.options.timings.stop_grace)  # fmt: skip
+
     def _stopping(self) -> bool:
+        self._log_signals()
         if self._supervisor_pid is not None and os.getppid() != self._supervisor_pid:
             if not self._stop_requested.is_set():
                 log.warning("supervisor %s is gone; stopping after the running node",
@@ -126,6 +157,19 @@ class NodeWorker:
                 log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
 
+    def _schedule_loop(self) -> None:
+        store = Store(self.store.database)
+        timings = self.options.timings
+        while not self._heartbeat_stop.wait(timings.reconcile_every):
+            try:
+                reconcile.fire_schedules(
+                    store, self.dispatcher, heartbeat_every=timings.heartbeat_every
+                )
+            except (*_SERVICE_ERRORS, peewee.DatabaseError, SpaneError) as exc:
+                # The fire rolled back whole; the next tick tries again.
+                log.warning("firing schedules failed: %s", error_line(exc))
+                _reset_connection(store)
+
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -134,6 +178,11 @@ class NodeWorker:
         beat(self.identity, socket.gethostname(), os.getpid(), self.options.queues)
         heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         heart.start()
+        # Schedules fire from a thread of their own: a node that runs for an hour must not
+        # hold every fire of that hour back. Its own Store: the caches are not thread-safe.
+        ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
+        if self.options.fire_schedules:
+            ticker.start()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
@@ -150,6 +199,8 @@ class NodeWorker:
         finally:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
+            if ticker.is_alive():
+                ticker.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.identity)
@@ -165,7 +216,13 @@ class NodeWorker:
             # moments has fired.
             timings = self.options.timings
             self._next_reconcile = now + timings.reconcile_every
-            reconcile.tick(self.store, self.dispatcher, now, heartbeat_ttl=timings.heartbeat_ttl)
+            reconcile.tick(
+                self.store,
+                self.dispatcher,
+                now,
+                heartbeat_ttl=timings.heartbeat_ttl,
+                retention=self.options.retention,
+            )
             self._due_unknown = True
         first = next(iter(self.dispatcher.take(self.queue_keys)), None)
         if first is None:

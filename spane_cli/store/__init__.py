@@ -32,8 +32,13 @@ them in SQL.
   `plan` of its snapshot, applied.
 - `lifecycle.py` — cancel, pause, resume, and the forced end of a timed-out execution.
 - `reopen.py` — `spane retry` and `spane dlq replay`: failed work back on a queue.
+- `schedules.py` — schedules saved, paused, removed; a schedule's due fire times decided
+  (`spane_cli.fires`) and applied with their executions in one transaction; manual runs and
+  backfills.
 - `queries.py` — the read side the CLI and the engine use; nothing there writes.
 - `views.py` — executions, events and dead letters as the JSON shapes of the SPEC.
+- `schedule_views.py` — schedules, their last fires and backfills, late schedules: the reads
+  and shapes of `spane schedule` and `spane health`.
 - `workers.py` — worker heartbeats.
 - `versions.py` — registered workflow versions and the cache of their built models.
 - `models.py`, `migrations.py`, `db.py`, `sql.py`, `events.py` — tables, schema changes,

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spane_cli.workflow.durations import parse_duration
+from spane_cli.workflow.schedule_spec import ScheduleSpec, schedule_entries
 
 
 class TriggerRule(StrEnum):
@@ -99,6 +100,7 @@ class Workflow:
     timeout: float | None = None
     output: Any = None  # None: the default {leaf_id: leaf_output}
     source_file: str | None = None
+    schedules: tuple[ScheduleSpec, ...] = ()  # `schedule:`, applied by `spane schedule apply`
 
     def children(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
@@ -192,4 +194,8 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
         timeout=parse_duration(timeout) if timeout is not None else None,
         output=data.get("output"),
         source_file=source_file,
+        schedules=tuple(
+            ScheduleSpec.from_data(name, entry)
+            for name, entry in schedule_entries(data["name"], data.get("schedule"))
+        ),
     )

@@ -19,6 +19,7 @@ from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, loa
 from spane_cli.workflow.model import Workflow, build_workflow
 from spane_cli.workflow.node_configs import JsonSchema
 from spane_cli.workflow.problems import Path, Problem, format_path
+from spane_cli.workflow.schedule_spec import schedule_entries, schedule_problems
 from spane_cli.workflow.schema import workflow_schema
 from spane_cli.workflow.schema_problems import (
     describe,
@@ -296,6 +297,23 @@ class _Checker:
                 self.subworkflows.update(child.subworkflows)
                 self.documents.update(child.documents)
 
+    # -- schedules ---------------------------------------------------------------------------
+
+    def check_schedules(self, data: Mapping[str, Any]) -> None:
+        raw = data.get("schedule")
+        if raw is None or not isinstance(data.get("name"), str):
+            return
+        seen: set[str] = set()
+        listed = isinstance(raw, list)
+        for index, (name, entry) in enumerate(schedule_entries(data["name"], raw)):
+            base: Path = ("schedule", index) if listed else ("schedule",)
+            if name in seen:
+                self.add(base, f"schedule {name!r} is declared twice")
+            seen.add(name)
+            for key, message in schedule_problems(entry):
+                self.add((*base, key) if key else base, message)
+            self._walk_templates(entry.get("input"), (*base, "input"), set())
+
     def _check_child_input(
         self, node_id: str, ref: str, config: Mapping[str, Any], child: Workflow
     ) -> None:
@@ -376,6 +394,7 @@ def validate_document(
     checker.check_expressions({**data, "nodes": nodes})
     checker.check_inputs(data.get("inputs"))
     checker.check_subworkflows(nodes)
+    checker.check_schedules(data)
     problems = _dedupe(checker.problems)
     if problems:
         return ValidationResult(doc.file, problems)
