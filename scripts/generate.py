@@ -380,6 +380,13 @@ def man_page(cmd: Command, root: Command, version: str) -> str:
             f"The global options of {bold(PROG)}(1) are accepted before or after the command "
             f"name: {names}.",
         ]
+    from spane_cli.cli.examples import EXAMPLES
+
+    examples = EXAMPLES.get(" ".join(cmd.path), [])
+    if examples:
+        lines.append(".SH EXAMPLES")
+        for what, command in examples:
+            lines += [".PP", roff(what), ".PP", ".RS 4", bold(command), ".RE"]
     lines.append(".SH EXIT STATUS")
     for code, meaning in EXIT_STATUS:
         lines += [".TP", bold(code), roff(meaning)]

@@ -15,6 +15,8 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 class OutputFormat(StrEnum):
     TABLE = "table"
+    WIDE = "wide"  # the table with more columns
+    NAME = "name"  # bare ids, one a line, for scripts (as `kubectl -o name`)
     JSON = "json"
     YAML = "yaml"
 

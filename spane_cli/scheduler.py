@@ -501,3 +501,15 @@ def plan(
         ),
         finished=execution_result(workflow, current),
     )
+
+
+def foreach_choice(node: Node, item_outputs: Sequence[Any]) -> list[str] | None:
+    """What a `branch` node with `foreach` chose: every child one of its items chose, in the
+    order first chosen. None for any other node type."""
+    if node.type != "branch":
+        return None
+    chosen: dict[str, None] = {}
+    for output in item_outputs:
+        if isinstance(output, Mapping):
+            chosen.update(dict.fromkeys(output.get("chosen") or ()))
+    return list(chosen)

@@ -20,6 +20,16 @@ def error_line(exc: BaseException) -> str:
     return first_line(str(exc), type(exc).__name__)
 
 
+# What a NUL character of a command's output becomes in stored text: PostgreSQL text cannot
+# hold NUL, and a completion carrying one would fail on every try.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def storable(text: str) -> str:
+    """`text` as the database can hold it (NUL replaced)."""
+    return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+
+
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret value replaced by ***, the longest first (a secret that is a
     part of another must not leave the rest of it behind)."""

@@ -72,5 +72,6 @@ def spane_process(
 
 
 def final_document(stdout: str) -> dict[str, Any]:
-    """The execution `run -o json` prints after the line that announced it."""
-    return dict(json.loads(stdout[stdout.index("}") + 1 :]))
+    """The one execution document `run --local -o json` (or `--wait -o json`) prints; a
+    second document on stdout fails the parse."""
+    return dict(json.loads(stdout))

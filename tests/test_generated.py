@@ -159,9 +159,9 @@ def test_bash_completion_offers_commands_and_choices(tmp_path: Path) -> None:
         ["spane", "run", "--idem"],
     ) == [
         "validate",
-        "table json yaml",
+        "table wide name json yaml",
         "mermaid",
-        "table json yaml",
+        "table wide name json yaml",
         "--db --debug",
         "--idempotency-key",
     ]
@@ -188,3 +188,38 @@ def test_zsh_and_fish_get_completions_from_spane(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(expected)
+
+
+def test_bash_completion_offers_ids_statuses_and_workflow_names(tmp_path: Path) -> None:
+    from helpers import run_spane
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("version: 1\nname: tabbed\nnodes:\n  a: {type: noop}\n")
+    made = run_spane("run", "--local", "-q", str(flow))
+    assert made.exit_code == 0, made.stderr
+    execution_id = made.stdout.strip()
+    offered = bash_completions(
+        tmp_path,
+        ["spane", "get", execution_id[:4]],
+        ["spane", "list", "--status", "fa"],
+        ["spane", "list", "--workflow", "tab"],
+    )
+    assert execution_id in offered[0].split()
+    assert offered[1:] == ["failed", "tabbed"]
+
+
+def test_every_command_has_examples_that_parse() -> None:
+    import shlex
+
+    from spane_cli.cli.examples import EXAMPLES
+
+    paths = {" ".join(path) for path in command_paths()}
+    assert sorted(paths - set(EXAMPLES)) == []  # a command without examples
+    assert sorted(set(EXAMPLES) - paths) == []  # examples of a command that is gone
+    for path, examples in EXAMPLES.items():
+        for _, command in examples:
+            first = shlex.split(command.split("|")[0].split("&&")[0])
+            assert first[0] == "spane", command
+            # The command's own words, in order, among the words that are not options.
+            words = [w for w in first[1:] if not w.startswith("-")]
+            assert words[: len(path.split())] == path.split() or not path, (path, command)

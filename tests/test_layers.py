@@ -20,9 +20,9 @@ import pytest
 # tier are siblings and may not import each other. `spane_cli` is the package's own
 # __init__ (it holds the version only); `__main__` is the `python -m spane_cli` entry.
 TIERS: tuple[tuple[str, ...], ...] = (
-    ("spane_cli", "errors", "states", "text", "timeutil", "config", "processes"),
+    ("spane_cli", "errors", "states", "text", "timeutil", "config", "processes", "keeper"),
     ("workflow",),  # the language: loading, model, validation; knows no node implementation
-    ("scheduler",),  # pure decisions over a workflow's nodes
+    ("scheduler", "fires"),  # pure decisions over a workflow's nodes; when schedules fire
     ("store", "nodes"),  # the database; the node types. Neither knows the other.
     ("engine",),  # submit, dispatch, workers, reconciliation, `run --local`
     ("bench", "faults"),  # measuring spane; injecting faults into a running spane

@@ -11,6 +11,7 @@ import typer
 from spane_cli import __version__
 from spane_cli.cli import (
     bench_cmd,
+    gc_cmd,
     graph_cmd,
     health_cmd,
     history_cmds,
@@ -25,6 +26,7 @@ from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
 from spane_cli.cli.render import error_line
+from spane_cli.cli.schedule_cmd import schedule_app
 from spane_cli.config import OutputFormat, Settings, resolve_settings
 from spane_cli.errors import ExitCode, SpaneError
 
@@ -71,7 +73,11 @@ def main_options(
     ] = None,
     output: Annotated[
         OutputFormat | None,
-        typer.Option("-o", "--output", help="Output format: table, json or yaml."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output format: table, wide (more columns), name (bare ids), json or yaml.",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only what scripts need.")] = (
         False
@@ -103,7 +109,9 @@ app.command("resume")(lifecycle_cmds.resume)
 app.command("retry")(lifecycle_cmds.retry)
 app.command("resubmit")(lifecycle_cmds.resubmit)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")
 app.command("health")(health_cmd.health)
+app.command("gc", help=gc_cmd.HELP)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
 app.command("bench", help=bench_cmd.HELP)(bench_cmd.bench)
 

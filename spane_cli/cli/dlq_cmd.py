@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
 import typer
 
+from spane_cli.cli import completers
 from spane_cli.cli.services import since_cutoff, store_and_dispatcher, store_only
 
 dlq_app = typer.Typer(
@@ -19,18 +21,26 @@ dlq_app = typer.Typer(
 def list_letters(
     ctx: typer.Context,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Only this workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Created within, e.g. 1d.", metavar="DUR")
     ] = None,
     all_letters: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
 ) -> None:
-    """Dead letters, newest first (not yet replayed, unless --all). -o json: a bare array."""
+    """Dead letters, newest first (not yet replayed, unless --all). -o json: a bare array;
+    -o name (or -q): bare dead letter ids, one a line."""
     from rich.table import Table
 
     from spane_cli.cli.render import print_data
-    from spane_cli.cli.tables import console
+    from spane_cli.cli.tables import console, id_column, print_names
+    from spane_cli.config import OutputFormat
     from spane_cli.store import queries
     from spane_cli.store.views import dead_letter_view
     from spane_cli.text import first_line
@@ -40,10 +50,16 @@ def list_letters(
         include_replayed=all_letters, workflow=workflow, created_since=since_cutoff(since)
     )
     views = [dead_letter_view(letter) for letter in letters]
+    if current.quiet or current.output is OutputFormat.NAME:
+        print_names([str(view["id"]) for view in views])
+        return
     if print_data(views, current.output):
         return
     table = Table(show_edge=False)
-    for column in ("id", "workflow", "node", "execution", "attempts", "created", "error"):
+    for column in ("id", "workflow", "node"):
+        table.add_column(column, no_wrap=True)
+    id_column(table, "execution")
+    for column in ("attempts", "created", "error"):
         table.add_column(column)
     for view in views:
         error = first_line(view["error"])[:50]
@@ -84,9 +100,12 @@ def show(
         "created_at",
         "replayed_at",
     ):
-        sys.stdout.write(f"{key:>13}: {view[key]}\n")
-    sys.stdout.write(f"{'input':>13}: {view['input']!r}\n")
-    sys.stdout.write(f"{'error':>13}: {view['error']}\n")
+        value = view[key]
+        sys.stdout.write(f"{key:>13}: {'-' if value is None else value}\n")
+    # JSON, as the node's templates saw it: not Python's notation of it.
+    shown_input = json.dumps(view["input"], ensure_ascii=False, default=str)
+    sys.stdout.write(f"{'input':>13}: {shown_input}\n")
+    sys.stdout.write(f"{'error':>13}: {view['error'] or '-'}\n")
     if view["logs_tail"]:
         sys.stdout.write("--- logs (tail) ---\n" + view["logs_tail"])
         if not view["logs_tail"].endswith("\n"):
@@ -103,7 +122,13 @@ def replay(
         bool, typer.Option("--all", help="Every dead letter not yet replayed.")
     ] = False,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Those of one workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Those of one workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
 ) -> None:
     """Reopen the failed node with fresh attempts, reset what it blocked, and continue the

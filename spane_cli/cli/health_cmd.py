@@ -10,8 +10,9 @@ import typer
 
 
 def health(ctx: typer.Context) -> None:
-    """Redis ping, database and schema version, live workers, queue depths. Exit 0 healthy,
-    1 degraded (no live worker, pending migrations), 3 Redis or database unreachable."""
+    """Redis ping, database and schema version, live workers, queue depths, late schedules.
+    Exit 0 healthy, 1 degraded (no live worker, pending migrations, a schedule whose fire is
+    over a minute late), 3 Redis or database unreachable."""
     from spane_cli.cli.render import print_data
     from spane_cli.cli.services import settings
     from spane_cli.engine.connections import database_url, open_redis, open_store
@@ -57,10 +58,12 @@ def health(ctx: typer.Context) -> None:
         }
         report["problems"].append(exc.message)
     if store is not None and report["database"]["schema_version"] > 0:
+        from spane_cli.engine.worker_settings import WorkerTimings
         from spane_cli.store.workers import live_workers
         from spane_cli.timeutil import iso
 
-        workers = live_workers()
+        # The TTL the workers are told to use (SPANE_HEARTBEAT_TTL), not the default one.
+        workers = live_workers(ttl=WorkerTimings.from_environment().heartbeat_ttl)
         report["workers"] = [
             {
                 "name": w.name,
@@ -73,9 +76,30 @@ def health(ctx: typer.Context) -> None:
         ]
         if not workers:
             report["problems"].append("no live worker: start `spane worker`")
+        from spane_cli.store.schedule_views import late_schedules
+
+        # A database still behind migration 3 has no schedules to be late.
+        has_schedules = store.database.table_exists("schedule")
+        report["late_schedules"] = late_schedules(time.time()) if has_schedules else []
+        for late in report["late_schedules"]:
+            report["problems"].append(
+                f"schedule {late['name']} is late: its fire of {late['due']} has not happened "
+                f"after {late['late_seconds']:g}s (no worker is firing schedules)"
+            )
         if connection is not None:
-            queues = sorted({q for w in workers for q in w.queues} | {"default"})
+            served = {q for w in workers for q in w.queues}
+            waiting = {
+                key.decode().removeprefix("rq:queue:")
+                for key in connection.scan_iter(match="rq:queue:*", count=1000)
+            }
+            queues = sorted(served | waiting | {"default"})
             report["queues"] = {q: int(connection.llen(f"rq:queue:{q}")) for q in queues}
+            for queue in queues:
+                depth = report["queues"][queue]
+                if depth and queue not in served:
+                    report["problems"].append(
+                        f"queue {queue} has {depth} waiting jobs and no live worker serves it"
+                    )
     if unreachable:
         report["status"] = "unreachable"
     elif report["problems"]:
@@ -89,6 +113,8 @@ def health(ctx: typer.Context) -> None:
             sys.stdout.write(f"worker: {worker['name']} queues={','.join(worker['queues'])}\n")
         for queue, depth in report.get("queues", {}).items():
             sys.stdout.write(f"queue: {queue} depth={depth}\n")
+        for late in report.get("late_schedules", []):
+            sys.stdout.write(f"late schedule: {late['name']} due {late['due']}\n")
         for problem in report["problems"]:
             sys.stderr.write(f"spane: {problem}\n")
     if unreachable:

@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from spane_cli.cli.services import store_only
+from spane_cli.cli.services import ExecId, store_only
 from spane_cli.config import OutputFormat
 
-ExecId = Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until it ends.")]
 
 
 def events(ctx: typer.Context, execution_id: ExecId, follow: Follow = False) -> None:
-    """The events of an execution in order. -o json prints NDJSON (one object a line)."""
+    """The events of an execution in order. -o json prints NDJSON (one object a line). With
+    --follow it exits as `spane watch` does: 0 succeeded, 1 failed, 5 cancelled."""
     from spane_cli.engine.waiting import follow_rows
     from spane_cli.store import queries
     from spane_cli.store.views import event_view
@@ -38,6 +38,19 @@ def events(ctx: typer.Context, execution_id: ExecId, follow: Follow = False) -> 
         else:
             sys.stdout.write(format_event(view) + "\n")
         sys.stdout.flush()
+    if follow:
+        exit_as_watch_does(execution_id)
+
+
+def exit_as_watch_does(execution_id: str) -> None:
+    """After following an execution to its end: exit with its code, as `spane watch` does
+    (0 succeeded, 1 failed, 5 cancelled)."""
+    from spane_cli.cli.run_cmd import EXIT_BY_STATUS
+    from spane_cli.errors import ExitCode
+    from spane_cli.store import queries
+
+    status = queries.execution_status(execution_id)
+    raise typer.Exit(int(EXIT_BY_STATUS.get(status or "", ExitCode.FAILED)))
 
 
 def format_event(view: dict[str, Any]) -> str:

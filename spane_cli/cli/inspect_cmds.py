@@ -7,13 +7,24 @@ from typing import Annotated
 
 import typer
 
-GET_HELP = "Show one execution with every node. -o json prints one object (SPEC shape)."
-LIST_HELP = "List executions, newest first. -o json prints a bare array."
+from spane_cli.cli import completers
+from spane_cli.cli.services import ExecId
+
+GET_HELP = (
+    "Show one execution with every node, and what each waiting node waits for (parents, a "
+    "paused execution, a retry or delay due at T, a full max_parallel, no live worker on its "
+    "queue). -o json prints one object (SPEC shape); -o wide adds each node's type, duration "
+    "and items."
+)
+LIST_HELP = (
+    "List executions, newest first. -o json prints a bare array; -o name (or -q) bare ids, "
+    "one a line; -o wide adds duration, nodes done, attempts and items."
+)
 
 
 def get(
     ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")],
+    execution_id: ExecId,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import print_data
@@ -22,27 +33,56 @@ def get(
 
     settings = settings_of(ctx)
     store = open_store(settings)
-    view = execution_view(store.require_execution(execution_id))
+    execution = store.require_execution(execution_id)
+    view = execution_view(execution)
     if print_data(view, settings.output):
         return
-    from spane_cli.cli.tables import execution_table
+    from spane_cli.cli.tables import execution_table, print_names, waits_of
+    from spane_cli.config import OutputFormat
 
-    execution_table(view)
+    if settings.output is OutputFormat.NAME:
+        print_names([view["id"]])
+        return
+    workflow = store.versions.get(execution.version_id).workflow
+    types = {node_id: node.type for node_id, node in workflow.nodes.items()}
+    wide = settings.output is OutputFormat.WIDE
+    execution_table(view, wide=wide, types=types, waits=waits_of(execution, workflow))
 
 
 def list_executions(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="Only this status.", metavar="S")
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only this status.",
+            metavar="S",
+            autocompletion=completers.execution_statuses,
+        ),
     ] = None,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", help="Only this workflow.", metavar="W")
+        str | None,
+        typer.Option(
+            "--workflow",
+            help="Only this workflow.",
+            metavar="W",
+            autocompletion=completers.workflow_names,
+        ),
     ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Created within this duration, e.g. 1h.", metavar="DUR"),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many.", min=1)] = 50,
+    schedule: Annotated[
+        str | None,
+        typer.Option("--schedule", help="Only what this schedule fired.", metavar="NAME"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", help="At most this many (default 50; 1000 with --schedule).", min=1
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.cli.render import print_data
@@ -60,13 +100,27 @@ def list_executions(
         )
     open_store(settings)
     rows = queries.recent_executions(
-        status=status, workflow=workflow, created_since=since_cutoff(since), limit=limit
+        status=status,
+        workflow=workflow,
+        created_since=since_cutoff(since),
+        schedule=schedule,
+        limit=limit or (1000 if schedule else 50),
     )
-    views = [execution_view(row) for row in rows]
+    from spane_cli.config import OutputFormat
+
+    if settings.quiet or settings.output is OutputFormat.NAME:
+        from spane_cli.cli.tables import print_names
+
+        print_names([str(row.id) for row in rows])
+        return
+    wide = settings.output is OutputFormat.WIDE
+    views = [
+        execution_view(row, with_nodes=settings.output is not OutputFormat.TABLE) for row in rows
+    ]
     if print_data(views, settings.output):
         return
     from spane_cli.cli.tables import executions_table
 
-    executions_table(views)
+    executions_table(views, wide=wide)
     if not views:
         sys.stderr.write("no executions\n")

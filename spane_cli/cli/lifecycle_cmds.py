@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spane_cli.cli.services import store_and_dispatcher, store_only
-
-ExecId = Annotated[str, typer.Argument(help="The execution id.", metavar="EXEC_ID")]
+from spane_cli.cli.services import ExecId, store_and_dispatcher, store_only
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -54,12 +52,44 @@ def retry(ctx: typer.Context, execution_id: ExecId) -> None:
     _say(current.quiet, f"retrying {names} of {execution_id}")
 
 
-def resubmit(ctx: typer.Context, execution_id: ExecId) -> None:
-    """Start a new execution with the same workflow version and input; prints the new id."""
-    from spane_cli.cli.run_cmd import announce
+def resubmit(
+    ctx: typer.Context,
+    execution_id: ExecId,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", help="Change one input: NAME=VALUE (repeatable).", metavar="K=V"
+        ),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the new one ends.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Show its progress until the end.")] = (
+        False
+    ),
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", help="Stop waiting after this long (exit 124).", metavar="DUR"),
+    ] = None,
+) -> None:
+    """Start a new execution with the same workflow version and input (with -i overrides,
+    checked against the workflow's inputs); prints the new id. --wait and --watch exit as
+    `spane run` does."""
+    from spane_cli.cli.run_cmd import EXIT_BY_STATUS, announce, follow_submitted
+    from spane_cli.engine.submit import parse_input_pairs, resolve_inputs
+    from spane_cli.errors import ExitCode, UsageError
+    from spane_cli.workflow.durations import DurationError, parse_duration
 
+    try:
+        wait_limit = parse_duration(timeout) if timeout else None
+    except DurationError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
+    overrides = parse_input_pairs(inputs or [])
     current, store, dispatcher = store_and_dispatcher(ctx)
     old = store.require_execution(execution_id)
-    new_id, created, dispatches = store.create_execution(old.version_id, old.input)
+    given = {**(old.input or {}), **overrides}
+    given = resolve_inputs(store.versions.get(old.version_id).workflow, given)
+    new_id, created, dispatches = store.create_execution(old.version_id, given)
     dispatcher.enqueue(dispatches)
-    announce(new_id, created, current)
+    announce(new_id, created, current, document_follows=wait or watch)
+    status = follow_submitted(store, new_id, current, wait, watch, wait_limit)
+    if status is not None:
+        raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from spane_cli.errors import ExitCode, UsageError
-from spane_cli.states import ExecutionStatus
+from spane_cli.states import TERMINAL_EXECUTION, ExecutionStatus
 from spane_cli.text import first_line
 
 if TYPE_CHECKING:
     from spane_cli.config import Settings
+    from spane_cli.store.store import Store
     from spane_cli.workflow.validate import ValidationResult
 
 HELP = (
@@ -112,11 +114,23 @@ def _read_input_file(path: str) -> dict[str, Any]:
     return data
 
 
-def announce(execution_id: str, created: bool, settings: Settings) -> None:
+def announce(
+    execution_id: str, created: bool, settings: Settings, document_follows: bool = False
+) -> None:
+    """Print the new execution's id at once. When the command ends by printing the whole
+    execution as JSON or YAML (`--wait`, `--local`, `--watch`), stdout keeps that one
+    document and the id goes to stderr."""
     from spane_cli.config import OutputFormat
 
-    if settings.output is OutputFormat.JSON:
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
+    if machine and document_follows:
+        if not settings.quiet:
+            sys.stderr.write(f"spane: execution {execution_id}\n")
+            sys.stderr.flush()
+    elif settings.output is OutputFormat.JSON:
         sys.stdout.write(json.dumps({"id": execution_id, "created": created}) + "\n")
+    elif settings.output is OutputFormat.YAML:
+        sys.stdout.write(f"id: {execution_id}\ncreated: {str(created).lower()}\n")
     else:
         sys.stdout.write(execution_id + "\n")
     sys.stdout.flush()
@@ -134,10 +148,13 @@ def _run_local(
     watch: bool,
 ) -> str:
     from spane_cli.cli.watch_cmd import follow_execution
+    from spane_cli.config import OutputFormat
     from spane_cli.engine.local import run_local
 
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
+
     def on_submitted(execution_id: str, created: bool) -> None:
-        announce(execution_id, created, settings)
+        announce(execution_id, created, settings, document_follows=True)
 
     ran = run_local(
         settings,
@@ -147,11 +164,11 @@ def _run_local(
         wait_limit=wait_limit,
         concurrency=concurrency,
         on_submitted=on_submitted,
-        follow=follow_execution if watch else None,
+        follow=partial(follow_execution, to_stderr=machine) if watch else None,
     )
     if ran.timed_out:
-        raise typer.Exit(int(ExitCode.TIMED_OUT))
-    if watch:
+        _gave_up(ran.execution_id, ran.status)
+    if watch and not machine:
         return ran.status
     return report_end(ran.execution_id, settings)
 
@@ -175,14 +192,40 @@ def _run_remote(
         store, validated, given, idempotency_key=idempotency_key
     )
     Dispatcher(connection).enqueue(dispatches)
-    announce(execution_id, created, settings)
+    announce(execution_id, created, settings, document_follows=wait or watch)
+    return follow_submitted(store, execution_id, settings, wait, watch, wait_limit)
+
+
+def follow_submitted(
+    store: Store,
+    execution_id: str,
+    settings: Settings,
+    wait: bool,
+    watch: bool,
+    wait_limit: float | None,
+) -> str | None:
+    """After an announced submission: watch it or wait for it (the final status), or nothing
+    to do (None)."""
+    from spane_cli.config import OutputFormat
+
+    machine = settings.output in (OutputFormat.JSON, OutputFormat.YAML)
     if watch:
         from spane_cli.cli.watch_cmd import follow_execution
 
-        return follow_execution(store, execution_id)
+        status = follow_execution(store, execution_id, wait_limit or None, to_stderr=machine)
+        if status not in {s.value for s in TERMINAL_EXECUTION}:
+            _gave_up(execution_id, status)
+        if machine:
+            return report_end(execution_id, settings)
+        return status
     if not wait:
         return None
     return _wait_and_report(execution_id, wait_limit, settings)
+
+
+def _gave_up(execution_id: str, status: str) -> NoReturn:
+    sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
+    raise typer.Exit(int(ExitCode.TIMED_OUT))
 
 
 def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Settings) -> str:
@@ -191,9 +234,7 @@ def _wait_and_report(execution_id: str, wait_limit: float | None, settings: Sett
 
     # `--timeout 0` waits without a limit here (unlike `--local`): kept as it always was.
     if not wait_for_end([execution_id], within=wait_limit or None):
-        status = queries.execution_status(execution_id)
-        sys.stderr.write(f"spane: gave up waiting for {execution_id} (still {status})\n")
-        raise typer.Exit(int(ExitCode.TIMED_OUT))
+        _gave_up(execution_id, str(queries.execution_status(execution_id)))
     return report_end(execution_id, settings)
 
 
@@ -210,7 +251,10 @@ def report_end(execution_id: str, settings: Settings) -> str:
         sys.stdout.write(dump_json(view) + "\n")
     elif settings.output is OutputFormat.YAML:
         sys.stdout.write(dump_yaml(view))
-    elif not settings.quiet:
+    # A failure always says why on stderr, -q and -o json included: cron mails what a
+    # failing job printed there.
+    succeeded = view["status"] == ExecutionStatus.SUCCEEDED
+    if not succeeded or (settings.output is OutputFormat.TABLE and not settings.quiet):
         line = f"execution {execution_id} {view['status']}"
         if view["error"]:
             line += f": {first_line(view['error'])}"

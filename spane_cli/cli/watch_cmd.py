@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from spane_cli.cli.services import store_only
+from spane_cli.cli.services import OptionalExecId, store_only
 
 if TYPE_CHECKING:
     from spane_cli.store.store import Store
@@ -19,10 +19,7 @@ REFRESH_SECONDS = 0.5
 
 def watch(
     ctx: typer.Context,
-    execution_id: Annotated[
-        str | None,
-        typer.Argument(help="The execution id; none for every active one.", metavar="EXEC_ID"),
-    ] = None,
+    execution_id: OptionalExecId = None,
 ) -> None:
     """Live view: a header with a progress bar and a table of nodes, updated as events arrive.
     Exits when the execution ends: 0 succeeded, 1 failed, 5 cancelled. Without EXEC_ID it shows
@@ -40,13 +37,18 @@ def watch(
     raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
 
-def follow_execution(store: Store, execution_id: str) -> str:
-    """Show one execution until it ends; returns its final status."""
-    if not sys.stdout.isatty():
-        return _plain_lines(execution_id)
+def follow_execution(
+    store: Store, execution_id: str, within: float | None = None, to_stderr: bool = False
+) -> str:
+    """Show one execution until it ends, or for `within` seconds at most; returns its status
+    (an open one when the time ran out). `to_stderr` keeps stdout for a document printed
+    after it (`run --watch -o json`)."""
+    stream = sys.stderr if to_stderr else sys.stdout
+    if not stream.isatty():
+        return _plain_lines(execution_id, within, stream)
     from rich.live import Live
 
-    from spane_cli.cli.tables import console
+    from spane_cli.cli.tables import console, waits_of
     from spane_cli.cli.watch_view import execution_panel
     from spane_cli.engine.waiting import Pace, wait_for_end
     from spane_cli.store import queries
@@ -55,24 +57,24 @@ def follow_execution(store: Store, execution_id: str) -> str:
     execution = queries.require_execution(execution_id)
     workflow = store.versions.get(execution.version_id).workflow
     types = {node_id: node.type for node_id, node in workflow.nodes.items()}
-    last_event = -1
     view = execution_view(execution)
-    with Live(execution_panel(view, types), console=console(), refresh_per_second=4) as live:
+    screen = console(stderr=to_stderr)
+    with Live(execution_panel(view, types), console=screen, refresh_per_second=4) as live:
 
-        def redraw(always: bool = False) -> None:
-            nonlocal last_event, view
-            newest = queries.newest_event_id(execution_id)
-            if always or newest != last_event:
-                last_event = newest
-                view = execution_view(queries.require_execution(execution_id))
-            live.update(execution_panel(view, types))
+        def redraw() -> None:
+            # Every time, not only on a new event: foreach items and waits change without one.
+            nonlocal view
+            current = queries.require_execution(execution_id)
+            view = execution_view(current)
+            live.update(execution_panel(view, types, waits_of(current, workflow)))
 
-        wait_for_end([execution_id], pace=Pace(REFRESH_SECONDS, REFRESH_SECONDS), on_poll=redraw)
-        redraw(always=True)  # it may have ended after the last redraw: show the end itself
+        pace = Pace(REFRESH_SECONDS, REFRESH_SECONDS)
+        wait_for_end([execution_id], within=within, pace=pace, on_poll=redraw)
+        redraw()  # it may have ended after the last redraw: show the end itself
     return str(view["status"])
 
 
-def _plain_lines(execution_id: str) -> str:
+def _plain_lines(execution_id: str, within: float | None, stream: TextIO) -> str:
     from spane_cli.cli.history_cmds import format_event
     from spane_cli.engine.waiting import follow_rows
     from spane_cli.store import queries
@@ -81,9 +83,9 @@ def _plain_lines(execution_id: str) -> str:
     def fetch(after: int) -> list[Any]:
         return queries.events_after(execution_id, after)
 
-    for row in follow_rows(execution_id, fetch, follow=True):
-        sys.stdout.write(format_event(event_view(row)) + "\n")
-        sys.stdout.flush()
+    for row in follow_rows(execution_id, fetch, follow=True, within=within):
+        stream.write(format_event(event_view(row)) + "\n")
+        stream.flush()
     return str(queries.execution_status(execution_id))
 
 

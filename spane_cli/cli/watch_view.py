@@ -10,24 +10,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from spane_cli.cli.tables import STATUS_STYLE
+from spane_cli.cli.tables import STATUS_STYLE, duration_text, id_column
 from spane_cli.states import TERMINAL_NODE
 from spane_cli.text import first_line
-from spane_cli.timeutil import parse_iso
-
-
-def _duration(start: str | None, end: str | None, now: float) -> str:
-    if not start:
-        return ""
-    seconds = (parse_iso(end) if end else now) - parse_iso(start)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s"
 
 
 def execution_panel(
-    view: dict[str, Any], node_types: dict[str, str], now: float | None = None
+    view: dict[str, Any],
+    node_types: dict[str, str],
+    waits: dict[str, str] | None = None,
+    now: float | None = None,
 ) -> RenderableType:
     now = time.time() if now is None else now
     nodes = view["nodes"]
@@ -37,7 +29,7 @@ def execution_panel(
         (view["workflow"], "bold"),
         f" v{view['version']}  {view['id']}  ",
         (view["status"], style),
-        f"  elapsed {_duration(view['created_at'], view['finished_at'], now)}",
+        f"  elapsed {duration_text(view['created_at'], view['finished_at'], now)}",
     )
     progress = Table.grid(padding=(0, 1))
     progress.add_row(
@@ -45,8 +37,13 @@ def execution_panel(
         f"{done}/{len(nodes)} nodes",
     )
     table = Table(show_edge=False, expand=False)
-    for column in ("node", "type", "status", "attempts", "duration", "started", "error"):
-        table.add_column(column, no_wrap=column != "error", overflow="ellipsis")
+    columns = ["node", "type", "status", "attempts", "duration", "started", "error"]
+    if waits:
+        columns.append("waiting for")
+    for column in columns:
+        table.add_column(
+            column, no_wrap=column not in ("error", "waiting for"), overflow="ellipsis"
+        )
     for node_id, node in nodes.items():
         status = node["status"]
         items = node.get("items")
@@ -62,9 +59,10 @@ def execution_panel(
             node_types.get(node_id, ""),
             status_text,
             str(node["attempts"]),
-            _duration(node["started_at"], node["finished_at"], now),
+            duration_text(node["started_at"], node["finished_at"], now),
             (node["started_at"] or "")[11:23],
             Text(error[:80], style="red"),
+            *([Text((waits or {}).get(node_id, ""), style="dim")] if waits else []),
         )
     parts: list[RenderableType] = [header, progress, table]
     if view.get("error"):
@@ -75,7 +73,8 @@ def execution_panel(
 def executions_overview(views: list[dict[str, Any]], now: float | None = None) -> RenderableType:
     now = time.time() if now is None else now
     table = Table(title="active executions", show_edge=False)
-    for column in ("id", "workflow", "status", "progress", "elapsed"):
+    id_column(table)
+    for column in ("workflow", "status", "progress", "elapsed"):
         table.add_column(column)
     for view in views:
         nodes = view["nodes"]
@@ -85,7 +84,7 @@ def executions_overview(views: list[dict[str, Any]], now: float | None = None) -
             view["workflow"],
             Text(view["status"], style=STATUS_STYLE.get(view["status"], "")),
             f"{done}/{len(nodes)}",
-            _duration(view["created_at"], view["finished_at"], now),
+            duration_text(view["created_at"], view["finished_at"], now),
         )
     if not views:
         return Text("no active executions", style="dim")

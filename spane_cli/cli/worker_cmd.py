@@ -10,12 +10,15 @@ from typing import Annotated
 
 import typer
 
+from spane_cli.cli.log_format import TEXT_FORMAT, JsonLogFormatter, LogFormat
+
 HELP = (
     "Run node jobs from the given queues. --burst exits when there is nothing left to do. "
     "SIGTERM lets the running node finish, for up to SPANE_STOP_GRACE seconds (default 60), "
     "and exits 0; past the grace, or on a second SIGTERM or a SIGINT, the node's commands are "
-    "killed and it runs again on another worker. Every worker also reconciles: it re-sends "
-    "what the database says is due (lost jobs, retries, delays)."
+    "killed, it runs again on another worker, and the worker exits 1. If the worker itself is "
+    "killed (kill -9), a small keeper process it started kills its commands. Every worker "
+    "also reconciles: it re-sends what the database says is due (lost jobs, retries, delays)."
 )
 
 
@@ -35,21 +38,27 @@ def worker(
     name: Annotated[
         str | None, typer.Option("--name", help="Worker name (default host.pid).")
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="text, or json: one object a line for log shippers."),
+    ] = LogFormat.TEXT,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
-    from spane_cli.engine.worker_settings import WorkerTimings
+    from spane_cli.engine.worker_settings import WorkerTimings, retention_from_environment
+    from spane_cli.errors import ExitCode
 
     settings = settings_of(ctx)
     # Read before a supervisor starts children: a bad value is one usage error, not children
     # failing and being replaced forever.
     timings = WorkerTimings.from_environment()
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    retention_from_environment()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter() if log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
     )
+    logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO, handlers=[handler])
     logging.getLogger("rq").setLevel(logging.WARNING)
     connection = open_redis(settings.redis_url)
     store = open_store(settings)
@@ -60,7 +69,12 @@ def worker(
         dispatcher = Dispatcher(connection)
 
         def release(identity: str) -> None:
-            dispatcher.enqueue(store.release_worker(identity))
+            released = store.release_worker(identity)
+            dispatcher.enqueue(released)
+            if released:
+                logging.getLogger("spane.supervisor").warning(
+                    "released %d nodes of %s to run again", len(released), identity
+                )
 
         raise typer.Exit(supervise(concurrency, sys.argv, name, release))
     options = WorkerOptions(
@@ -71,4 +85,13 @@ def worker(
         handle_signals=True,
         timings=timings,
     )
-    NodeWorker(store, connection, options).run()
+    from spane_cli import keeper
+
+    keeper.start()  # ends this worker's commands if it dies without ending them itself
+    worker = NodeWorker(store, connection, options)
+    try:
+        worker.run()
+    finally:
+        keeper.stop()
+    if worker.forced:
+        raise typer.Exit(ExitCode.FAILED)

@@ -9,6 +9,7 @@ in seconds, and none of it is needed when the database decides what runs.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -25,6 +27,10 @@ from spane_cli.store.records import Dispatch
 
 JOB_FUNCTION = "spane_cli.engine.jobs.run_node"
 ENQUEUE_BATCH = 500
+# A list idle workers block on beside their queues: a token there means "a retry or a delay
+# may be due soon, look at the database's next due time". One token is enough (any one idle
+# worker keeps the time), so the list never holds more.
+TIMER_WAKE_KEY = "spane:timers:wake"
 
 # Pop up to ARGV[2] job ids, first queue first, reading each payload and deleting its hash, in
 # one round trip. The job hash key is derived from the id, as RQ does (Job.key_for).
@@ -97,6 +103,8 @@ class Dispatcher:
         self._fields: dict[str, dict[Any, Any]] = {}
         self._take = connection.register_script(_TAKE_SCRIPT)
         self._job_key_prefix = Job.redis_job_namespace_prefix
+        # Redis before 6.0 takes whole seconds only for a blocking pop's timeout.
+        self._whole_second_timeouts = False
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:
@@ -168,10 +176,33 @@ class Dispatcher:
             for i in range(0, len(flat), 3)
         ]
 
-    def take_blocking(self, queue_keys: Sequence[str], timeout: int) -> TakenJob | None:
-        popped = self.connection.blpop(list(queue_keys), timeout)
+    def wake_timers(self) -> None:
+        """Tell one idle worker that a due time may have changed."""
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.lpush(TIMER_WAKE_KEY, "1")
+        pipe.ltrim(TIMER_WAKE_KEY, 0, 0)
+        pipe.execute()
+
+    def _timeout(self, seconds: float) -> int | float:
+        return max(1, math.ceil(seconds)) if self._whole_second_timeouts else seconds
+
+    def take_blocking(
+        self, queue_keys: Sequence[str], timeout: float, wake_key: str | None = None
+    ) -> TakenJob | None:
+        """A job, waiting up to `timeout` seconds for one; None when none came. When the token
+        at `wake_key` comes first, a TakenJob without args whose queue is `wake_key`."""
+        keys = [*queue_keys, wake_key] if wake_key else list(queue_keys)
+        try:
+            popped = self.connection.blpop(keys, self._timeout(timeout))
+        except ResponseError as exc:
+            if self._whole_second_timeouts or "timeout" not in str(exc):
+                raise
+            self._whole_second_timeouts = True
+            popped = self.connection.blpop(keys, self._timeout(timeout))
         if not popped:
             return None
+        if wake_key and _text(popped[0]) == wake_key:
+            return TakenJob("", None, wake_key)
         identifier = _text(popped[1])
         pipe = self.connection.pipeline(transaction=False)
         pipe.hget(self._job_key_prefix + identifier, "data")

@@ -45,7 +45,7 @@ def run_local(
     wait_limit: float | None = None,
     concurrency: int = 2,
     on_submitted: Callable[[str, bool], None] | None = None,
-    follow: Callable[[Store, str], object] | None = None,
+    follow: Callable[[Store, str, float | None], object] | None = None,
 ) -> LocalRun:
     """Submit `validated` and run it here until it ends or `wait_limit` seconds pass.
 
@@ -97,7 +97,7 @@ def _run(
     concurrency: int,
     redis_url: str,
     on_submitted: Callable[[str, bool], None] | None,
-    follow: Callable[[Store, str], object] | None,
+    follow: Callable[[Store, str, float | None], object] | None,
 ) -> LocalRun:
     from redis import Redis
 
@@ -123,7 +123,9 @@ def _run(
         NodeWorker(
             store,
             Redis.from_url(redis_url),
-            WorkerOptions(queues=queues, name=f"local-{threading.get_ident()}"),
+            WorkerOptions(
+                queues=queues, name=f"local-{threading.get_ident()}", fire_schedules=False
+            ),
             should_stop=finished.is_set,
         ).run()
 
@@ -149,13 +151,17 @@ def _run(
         return False
 
     main_worker = NodeWorker(
-        store, connection, WorkerOptions(queues=queues, name="local-main"), main_should_stop
+        store,
+        connection,
+        WorkerOptions(queues=queues, name="local-main", fire_schedules=False),
+        main_should_stop,
     )
     if follow is not None:
         # The view takes the calling thread; the main worker runs beside the helpers.
         runner = threading.Thread(target=main_worker.run, daemon=True, name="worker-main")
         runner.start()
-        follow(store, execution_id)
+        follow(store, execution_id, wait_limit)
+        timed_out = timed_out or not end.ended()
         finished.set()
         runner.join(timeout=THREAD_JOIN_SECONDS)
     else:

@@ -6,15 +6,18 @@ store records it in one guarded transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, KeysView, Mapping
 from typing import Any
 
-from spane_cli import scheduler
+from spane_cli import keeper, scheduler
 from spane_cli.engine.time_limit import TimeLimitExceeded, time_limit
+from spane_cli.fires import schedule_scope
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.states import NodeStatus, OutcomeKind
 from spane_cli.store import queries
@@ -130,6 +133,7 @@ def run_claimed(
         "nodes": LazyNodes(claim.execution_id, workflow.nodes.keys()),
         "execution": {"id": claim.execution_id},
         "workflow": LazyWorkflow(claim.execution_id, workflow),
+        "schedule": schedule_scope(claim.schedule),
         "secrets": dict(secrets),
         "attempt": claim.attempt,
     }
@@ -188,6 +192,8 @@ def _run_once(
 
     timeout = node.timeout
     if claim.timeout_at is not None:
+        # Stopped at the deadline, the run's own report loses to the deadline's error: the
+        # worker times the execution out before it records the report.
         left = max(claim.timeout_at - time.time(), 0.001)
         timeout = left if timeout is None else min(timeout, left)
     context = NodeContext(
@@ -205,7 +211,7 @@ def _run_once(
     )
     limit = _in_process_limit(node.type, timeout)
     try:
-        with time_limit(limit):
+        with _watchdog(limit), time_limit(limit):
             return node_type(node.type).run(context)
     except TimeLimitExceeded:
         assert limit is not None
@@ -215,6 +221,19 @@ def _run_once(
     except Exception as exc:  # a bug in a node type must fail the node, not the worker
         details = context.mask(traceback.format_exc())
         return NodeResult.failed(f"{type(exc).__name__}: {exc}\n{details}")
+
+
+def _watchdog(limit: float | None) -> contextlib.AbstractContextManager[None]:
+    """In a worker, the keeper kills the process when a run overstays its limit inside one
+    C call that the signal cannot interrupt; the recovery then fails the node as timed out."""
+    watcher = keeper.current()
+    if (
+        watcher is None
+        or limit is None
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return contextlib.nullcontext()
+    return watcher.deadline(limit)
 
 
 def _in_process_limit(type_name: str, timeout: float | None) -> float | None:

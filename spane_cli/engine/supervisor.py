@@ -24,6 +24,8 @@ log = logging.getLogger("spane.supervisor")
 # Set in each child's environment: a child whose supervisor is gone (kill -9) stops by itself
 # after its running node instead of living on as an orphan.
 SUPERVISOR_ENV = "SPANE_SUPERVISOR_PID"
+QUICK_DEATH_SECONDS = 10.0
+RESTART_BACKOFF_MAX = 30
 
 
 def _child_argv(argv: list[str], index: int, base_name: str) -> list[str]:
@@ -66,6 +68,18 @@ def _end_orphans(workers: set[int]) -> None:
             os.waitpid(child.pid, os.WNOHANG)  # a later look reaps it if it is not gone yet
 
 
+def _restart_delay(index: int, code: int, lived: float, quick_deaths: dict[int, int]) -> float:
+    """A child that keeps failing right after its start (a bad setting, a broken node type
+    import: it exits with an error code) is restarted at once, then after 1, 2, 4 ... up to
+    RESTART_BACKOFF_MAX seconds, not in a loop that floods the log and the database. One that
+    lived a while, or was killed by a signal, is restarted at once."""
+    if lived >= QUICK_DEATH_SECONDS or code < 0:
+        quick_deaths[index] = 0
+        return 0.0
+    deaths = quick_deaths[index] = quick_deaths.get(index, 0) + 1
+    return 0.0 if deaths == 1 else float(min(2 ** (deaths - 2), RESTART_BACKOFF_MAX))
+
+
 def supervise(
     concurrency: int,
     argv: list[str],
@@ -91,7 +105,12 @@ def supervise(
     child_env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
     identities: dict[int, str] = {}
 
+    started_at: dict[int, float] = {}
+    quick_deaths: dict[int, int] = {}  # deaths in a row, each soon after its start
+    restart_at: dict[int, float] = {}  # children waiting out a restart backoff
+
     def start(index: int) -> None:
+        started_at[index] = time.monotonic()
         life = secrets.token_hex(4)
         identities[index] = worker_identity(f"{base_name}-{index}", life)
         children[index] = subprocess.Popen(
@@ -103,10 +122,12 @@ def supervise(
     for index in range(concurrency):
         start(index)
     forwarded = 0
+    forced = False
     next_orphan_check = 0.0
-    while children:
+    while children or (restart_at and not requests):
         if len(requests) > forwarded:
             hard = forwarded >= 1 or signal.SIGINT in requests[forwarded:]
+            forced = forced or hard
             for child in children.values():
                 if child.poll() is None:
                     child.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
@@ -123,12 +144,18 @@ def supervise(
                 log.warning("could not release the nodes of %s: %s", identities[index], exc)
             if requests or burst:
                 continue
-            log.warning("worker %s-%s exited with %s; starting a new one", base_name, index, code)
-            start(index)
+            delay = _restart_delay(index, code, time.monotonic() - started_at[index], quick_deaths)
+            log.warning("worker %s-%s exited with %s; starting a new one in %.0f s",
+                        base_name, index, code, delay)  # fmt: skip
+            restart_at[index] = time.monotonic() + delay
+        for index, when in list(restart_at.items()):
+            if time.monotonic() >= when:
+                del restart_at[index]
+                start(index)
         if time.monotonic() >= next_orphan_check:
             # Also after a death: a dead worker's commands are adopted a moment later.
             _end_orphans({c.pid for c in children.values()})
             next_orphan_check = time.monotonic() + 1.0
         time.sleep(0.1)
     _end_orphans(set())
-    return 0
+    return 1 if forced else 0  # as a single worker: a forced stop is not a clean one

@@ -84,11 +84,13 @@ def follow_rows(
     fetch: Callable[[int], Sequence[RowT]],
     follow: bool,
     pause: float = FOLLOW_PAUSE_SECONDS,
+    within: float | None = None,
 ) -> Iterator[RowT]:
     """The rows `fetch(after_id)` returns, each once, in id order. Without `follow`, what is
     there now; with it, until the execution has ended and nothing is left to read (whether
-    it ended is asked before reading, so rows written by its last moments are not lost)."""
-    watch = EndWatch([execution_id])
+    it ended is asked before reading, so rows written by its last moments are not lost), or
+    until `within` seconds have passed."""
+    watch = EndWatch([execution_id], within)
     last_id = 0
     while True:
         ended = watch.ended()
@@ -96,7 +98,7 @@ def follow_rows(
         for row in rows:
             last_id = row.id
             yield row
-        if not follow or (ended and not rows):
+        if not follow or (ended and not rows) or watch.out_of_time():
             return
         if not rows:
             time.sleep(pause)

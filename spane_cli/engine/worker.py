@@ -23,9 +23,15 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from spane_cli.engine import reconcile
-from spane_cli.engine.dispatch import Dispatcher, TakenJob
+from spane_cli.engine.dispatch import TIMER_WAKE_KEY, Dispatcher, TakenJob
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
-from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
+from spane_cli.engine.worker_settings import (
+    LIFE_ENV,
+    WorkerTimings,
+    retention_from_environment,
+    worker_identity,
+)
+from spane_cli.errors import SpaneError
 from spane_cli.nodes.registry import INSTANT_TYPES
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
@@ -40,6 +46,11 @@ log = logging.getLogger("spane.worker")
 # Instant nodes (see INSTANT_TYPES) claimed per transaction when the queue holds several.
 CLAIM_BATCH = 8
 OUTAGE_BACKOFF_MAX_SECONDS = 5.0
+# How late a BLPOP timeout may come back (the server's clock ticks ten times a second), and
+# how close to a due time an idle worker stops listening to Redis and waits on its own clock.
+REDIS_LATENESS = 0.12
+TIMER_PRECISE_SECONDS = 0.15
+DEADLINE_SLACK_SECONDS = 0.05
 _SERVICE_ERRORS = (RedisError, OSError, peewee.OperationalError, peewee.InterfaceError)
 
 
@@ -52,6 +63,9 @@ class WorkerOptions:
     poll_seconds: int = 1
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
+    retention: float | None = field(default_factory=retention_from_environment)
+    # `run --local` turns it off: a command that runs one execution fires no schedules.
+    fire_schedules: bool = True
 
 
 class NodeWorker:
@@ -71,6 +85,10 @@ class NodeWorker:
         self.secrets = secrets_from_environment()
         self.jobs_done = 0
         self._next_reconcile = 0.0
+        # The earliest retry or delay due after the last timer pass, as the database said
+        # when last asked (None: nothing due); asked again when `_due_unknown` is set.
+        self._next_due: float | None = None
+        self._due_unknown = True
         self._stop_requested = threading.Event()  # finish the running node, then exit
         self._abort_requested = threading.Event()  # stop now; the reconciler re-dispatches
         self._heartbeat_stop = threading.Event()
@@ -78,15 +96,24 @@ class NodeWorker:
         self._supervisor_pid = int(supervisor) if supervisor and supervisor.isdigit() else None
         self.identity = worker_identity(options.name, os.environ.get(LIFE_ENV))
         self._stopped_at: float | None = None  # monotonic time of the first stop signal
+        self._signals_received: list[int] = []
+        self._signals_logged = 0
 
     # -- signals: handlers only set flags ------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals_received.append(signum)  # logged by the loop, not in the handler
         if signum == signal.SIGINT or self._stop_requested.is_set():
             self._abort_requested.set()
         if self._stopped_at is None:
             self._stopped_at = time.monotonic()
         self._stop_requested.set()
+
+    @property
+    def forced(self) -> bool:
+        """The worker was stopped without letting its running node finish (a second signal,
+        SIGINT, or the end of the stop grace): its exit status says so."""
+        return self._abort_requested.is_set()
 
     def _grace_over(self) -> bool:
         """A SIGTERM's grace for the running node has run out: it is dropped, not awaited."""
@@ -98,7 +125,20 @@ class NodeWorker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def _log_signals(self) -> None:
+        while self._signals_logged < len(self._signals_received):
+            signum = self._signals_received[self._signals_logged]
+            self._signals_logged += 1
+            name = signal.Signals(signum).name
+            if self._abort_requested.is_set():
+                log.warning("received %s: stopping now; the running node runs again elsewhere",
+                            name)  # fmt: skip
+            else:
+                log.info("received %s: finishing the running node (up to %.0f s), then stopping",
+                         name, self.options.timings.stop_grace)  # fmt: skip
+
     def _stopping(self) -> bool:
+        self._log_signals()
         if self._supervisor_pid is not None and os.getppid() != self._supervisor_pid:
             if not self._stop_requested.is_set():
                 log.warning("supervisor %s is gone; stopping after the running node",
@@ -117,6 +157,19 @@ class NodeWorker:
                 log.warning("heartbeat failed: %s", error_line(exc))
                 _reset_connection(self.store)
 
+    def _schedule_loop(self) -> None:
+        store = Store(self.store.database)
+        timings = self.options.timings
+        while not self._heartbeat_stop.wait(timings.reconcile_every):
+            try:
+                reconcile.fire_schedules(
+                    store, self.dispatcher, heartbeat_every=timings.heartbeat_every
+                )
+            except (*_SERVICE_ERRORS, peewee.DatabaseError, SpaneError) as exc:
+                # The fire rolled back whole; the next tick tries again.
+                log.warning("firing schedules failed: %s", error_line(exc))
+                _reset_connection(store)
+
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -125,6 +178,11 @@ class NodeWorker:
         beat(self.identity, socket.gethostname(), os.getpid(), self.options.queues)
         heart = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         heart.start()
+        # Schedules fire from a thread of their own: a node that runs for an hour must not
+        # hold every fire of that hour back. Its own Store: the caches are not thread-safe.
+        ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
+        if self.options.fire_schedules:
+            ticker.start()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
@@ -141,6 +199,8 @@ class NodeWorker:
         finally:
             self._heartbeat_stop.set()
             heart.join(timeout=5)
+            if ticker.is_alive():
+                ticker.join(timeout=5)
             # Leave no heartbeat behind, so a node dropped by an abort is re-dispatched soon.
             with contextlib.suppress(*_SERVICE_ERRORS):
                 forget(self.identity)
@@ -149,20 +209,76 @@ class NodeWorker:
     def _step(self) -> bool:
         """One job or one wait; True when the worker should exit."""
         now = time.time()
-        if now >= self._next_reconcile:
+        if self._next_due is not None and now >= self._next_due:
+            self._fire_timers(now)
+        elif now >= self._next_reconcile and not self._due_soon(now):
+            # A tick takes a while on a busy database: it waits until a timer due within
+            # moments has fired.
             timings = self.options.timings
             self._next_reconcile = now + timings.reconcile_every
-            reconcile.tick(self.store, self.dispatcher, now, heartbeat_ttl=timings.heartbeat_ttl)
+            reconcile.tick(
+                self.store,
+                self.dispatcher,
+                now,
+                heartbeat_ttl=timings.heartbeat_ttl,
+                retention=self.options.retention,
+            )
+            self._due_unknown = True
         first = next(iter(self.dispatcher.take(self.queue_keys)), None)
         if first is None:
             if self.options.burst and not self._work_left():
                 return True
-            first = self.dispatcher.take_blocking(self.queue_keys, self.options.poll_seconds)
+            wait = self._idle_wait(now)
+            if self._due_soon(now):
+                # Redis checks blocked clients' timeouts about every 100 ms: the last stretch
+                # before a due time is waited here, to the millisecond.
+                self._stop_requested.wait(wait)
+                return False
+            first = self.dispatcher.take_blocking(self.queue_keys, wait, wake_key=TIMER_WAKE_KEY)
             if first is None:
+                return False
+            if first.queue == TIMER_WAKE_KEY:
+                self._due_unknown = True
                 return False
         self._process(first)
         self.jobs_done += 1
         return self.options.max_jobs is not None and self.jobs_done >= self.options.max_jobs
+
+    def _fire_timers(self, now: float) -> None:
+        """Retries, delays and execution deadlines that are due, at their time rather than at
+        the next tick."""
+        self._enqueue(self.store.wake_due(now))
+        self.store.expire_timeouts(now)
+        self._due_unknown = True
+        # Busy with what we just woke, we may miss the next due time: another idle worker
+        # takes the watch over.
+        with contextlib.suppress(RedisError):
+            self.dispatcher.wake_timers()
+
+    def _due_soon(self, now: float) -> bool:
+        return self._next_due is not None and self._next_due - now <= TIMER_PRECISE_SECONDS
+
+    def _note_timers(self, reports: Sequence[Report]) -> None:
+        """A failure (its retry may wait) or a delay just recorded sets a due time: one idle
+        worker (this one, when nobody else is idle) reads the next due time again."""
+        if any(r.kind in (OutcomeKind.FAILED, OutcomeKind.WAIT) for r in reports):
+            with contextlib.suppress(RedisError):
+                self.dispatcher.wake_timers()
+
+    def _idle_wait(self, now: float) -> float:
+        """How long an idle worker blocks: its poll, cut short by the next reconciler tick
+        and by the next due retry or delay (read from the database when not known)."""
+        if self._due_unknown:
+            self._next_due = queries.next_due(after=now)
+            self._due_unknown = False
+        if self._due_soon(now):
+            assert self._next_due is not None
+            return max(self._next_due - time.time(), 0.001)
+        wake_at = min(now + self.options.poll_seconds, self._next_reconcile)
+        if self._next_due is not None:
+            wake_at = min(wake_at, self._next_due - REDIS_LATENESS)
+        # BLPOP waits forever on 0: block for a moment at least.
+        return max(wake_at - time.time(), 0.005)
 
     def _work_left(self) -> bool:
         """Burst mode keeps going while a node on our queues is queued or due within a minute
@@ -189,6 +305,7 @@ class NodeWorker:
                 return  # all stay claimed by us: the reconciler re-dispatches them
         dispatches, follow = self._complete(reports, self._may_take_next())
         self._enqueue(dispatches)
+        self._note_timers([report for _, report in reports])
         if follow is not None:
             self.jobs_done += 1
             self._run(follow)
@@ -240,11 +357,13 @@ class NodeWorker:
                 return  # dropped on purpose: our heartbeat goes, the reconciler re-dispatches
             dispatches, claim = self._complete([(claim, report)], self._may_take_next())
             self._enqueue(dispatches)
+            self._note_timers([report])
             if claim is not None:
                 self.jobs_done += 1
 
     def _execute(self, claim: ClaimedNode) -> Report:
         report = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        self._expire_if_late(claim)
         if report.kind == OutcomeKind.FAILED and not self._abort_requested.is_set():
             first = first_line(report.error, "failed")
             log.warning(
@@ -256,6 +375,15 @@ class NodeWorker:
             )
         return report
 
+    def _expire_if_late(self, claim: ClaimedNode) -> None:
+        """A run that outlived its execution's deadline: the execution times out now, with
+        the deadline's error on its nodes (this run's own report then changes nothing). No
+        idle worker may have been there to keep the time."""
+        now = time.time()
+        # A run its time limit stopped at the deadline may end a hair before it.
+        if claim.timeout_at is not None and now >= claim.timeout_at - DEADLINE_SLACK_SECONDS:
+            self.store.expire_timeouts(max(now, claim.timeout_at))
+
     def _may_take_next(self) -> bool:
         return not self._stopping() and not self._max_jobs_reached()
 
@@ -266,6 +394,7 @@ class NodeWorker:
         report = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
         if self._abort_requested.is_set():
             return
+        self._expire_if_late(claim)
         if report.kind == OutcomeKind.FAILED:
             first = first_line(report.error, "failed")
             log.warning(
@@ -276,6 +405,7 @@ class NodeWorker:
         while True:
             try:
                 self._enqueue(self.store.complete_item(claim, report))
+                self._note_timers([report])
                 return
             except (peewee.OperationalError, peewee.InterfaceError) as exc:
                 if self._abort_requested.is_set():

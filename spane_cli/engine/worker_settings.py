@@ -81,3 +81,20 @@ def worker_identity(name: str, life: str | None = None) -> str:
     the same name (by a supervisor, by systemd) is a new worker: the nodes of the life that
     died are recovered instead of looking held by the fresh heartbeat of its successor."""
     return f"{name}~{life or secrets.token_hex(4)}"
+
+
+RETENTION_ENV = "SPANE_RETENTION"
+
+
+def retention_from_environment(environ: Mapping[str, str] | None = None) -> float | None:
+    """SPANE_RETENTION (a duration such as 30d): workers delete finished executions older than
+    that, a batch per reconcile tick. Unset: nothing is deleted."""
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    text = (os.environ if environ is None else environ).get(RETENTION_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{RETENTION_ENV}: {exc}") from None

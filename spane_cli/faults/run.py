@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spane_cli.faults.servers import PrivatePostgres, PrivateRedis
-from spane_cli.faults.workload import side_effect_nodes, write_workflows
+from spane_cli.faults.workload import START_SUFFIX, side_effect_nodes, write_workflows
 
 FAULT_KINDS = ("worker_kill", "redis_restart", "redis_flush", "postgres_fast", "postgres_crash")
 # Progress must resume within this long after a fault, or the fault counts as not recovered.
@@ -45,6 +45,9 @@ class FaultReport:
     duplicate_completions: int = 0  # a node recorded as succeeded more than once
     side_effects: int = 0  # side-effect nodes of the finished executions
     side_effect_reruns: int = 0  # runs beyond the first (at-least-once)
+    # Starts of the long side-effect node beyond the first: kills that landed inside a run
+    # (the rerun is expected; its side effect must still be recorded once).
+    interrupted_runs: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     recovery_seconds: dict[str, list[float]] = field(default_factory=dict)
     unrecovered: Counter[str] = field(default_factory=Counter)
@@ -62,6 +65,7 @@ class FaultReport:
             "rerun_rate": round(self.side_effect_reruns / self.side_effects, 4)
             if self.side_effects
             else 0.0,
+            "interrupted_runs": self.interrupted_runs,
             "faults": dict(self.faults),
             "recovery_seconds_max": {
                 kind: round(max(times), 2) for kind, times in self.recovery_seconds.items()
@@ -228,7 +232,10 @@ class FaultRun:
         busy_children = [pid for pid in children if pid in busy]
         victim = self.random.choice(busy_children or children)
         names = database.rows("SELECT name FROM worker_heartbeat WHERE pid = %s", (victim,))
-        os.kill(victim, signal.SIGKILL)
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:  # it ended meanwhile (an adopted command, a child)
+            return None
         killed_at = time.time()
         if not names:
             return None
@@ -311,6 +318,8 @@ class FaultRun:
                 if count == 0:
                     report.lost += 1
                 report.side_effect_reruns += max(0, count - 1)
+                starts = runs.get((execution_id, node_id + START_SUFFIX), 0)
+                report.interrupted_runs += max(0, starts - 1)
         return report
 
     def run(self) -> FaultReport:

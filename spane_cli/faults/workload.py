@@ -6,13 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 
 _RECORD = 'echo "$SPANE_FAULT_EXECUTION $SPANE_FAULT_NODE" >> {log}'
+# Appended to the node id on the line a node writes when it starts (only `slow` does).
+START_SUFFIX = ".start"
 
 
-def _shell(node_id: str, log: Path, needs: list[str], extra: str = "") -> str:
+_SLOW = (
+    'echo "$SPANE_FAULT_EXECUTION $SPANE_FAULT_NODE{start}" >> {{log}};'
+    ' sh -c "sleep 0.5; {record}" & wait'
+).format(start=START_SUFFIX, record=_RECORD.replace('"', '\\"'))
+
+
+def _shell(
+    node_id: str, log: Path, needs: list[str], extra: str = "", command: str | None = None
+) -> str:
     needs_line = f"    needs: [{', '.join(needs)}]\n" if needs else ""
+    run = command if command is not None else _RECORD.format(log=log)
     return (
         f"  {node_id}:\n    type: shell\n{needs_line}{extra}"
-        f"    config:\n      run: '{_RECORD.format(log=log)}'\n"
+        f"    config:\n      run: '{run}'\n"
         "      env:\n"
         '        SPANE_FAULT_EXECUTION: "{{ execution.id }}"\n'
         f"        SPANE_FAULT_NODE: {node_id}\n"
@@ -25,8 +36,10 @@ def write_workflows(directory: Path, log: Path) -> list[Path]:
         [
             _shell("a", log, []),
             _shell("b", log, ["a"]),
-            # A node that runs long enough to be running when a worker is killed.
-            "  slow:\n    type: shell\n    needs: [b]\n    config:\n      run: sleep 0.5\n",
+            # Long enough for kills to land inside it; it marks its start, and its side effect
+            # is written by a process of its own (a grandchild of the worker), so a kill that
+            # left that process running would show as a second record.
+            _shell("slow", log, ["b"], command=_SLOW.format(log=log)),
             _shell("c", log, ["slow"]),
         ]
     )
@@ -52,7 +65,7 @@ def write_workflows(directory: Path, log: Path) -> list[Path]:
 def side_effect_nodes(workflow_name: str) -> list[str]:
     """The nodes of a workload workflow that write to the side-effect log."""
     if workflow_name == "fault-chain":
-        return ["a", "b", "c"]
+        return ["a", "b", "slow", "c"]
     if workflow_name == "fault-fan":
         return [f"leaf{i}" for i in range(6)] + ["join"]
     return ["after"]

@@ -19,6 +19,7 @@ from typing import IO, Any, ClassVar
 
 import psutil
 
+from spane_cli import keeper
 from spane_cli.nodes.base import NodeContext, NodeResult
 from spane_cli.nodes.common import (
     OUTPUT_CAP_BYTES,
@@ -235,6 +236,10 @@ class ShellNode:
         except OSError as exc:
             return NodeResult.failed(context.mask(f"cannot start {program}: {exc.strerror}"))
 
+        # The keeper ends the group if this worker dies without doing it (kill -9).
+        watcher = keeper.current()
+        if watcher is not None:
+            watcher.watch_group(process.pid)
         capture = _Capture(process)
         stopped = _wait(process, context.timeout, context.cancel_requested)
         # Stop whatever is left of the group: everything on a timeout or cancel, and
@@ -242,6 +247,8 @@ class ShellNode:
         if stopped is not None or _group_alive(process.pid):
             _kill_group(process.pid)
         exit_code = process.wait()
+        if watcher is not None:
+            watcher.forget_group(process.pid)
         capture.finish(KILL_GRACE_SECONDS)
 
         stdout = context.mask(capture.stdout.text())

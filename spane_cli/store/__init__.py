@@ -22,19 +22,25 @@ them in SQL.
 - `fail_fast.py` — a workflow's `fail_fast`: the main graph's nodes that have not started are
   skipped in the transaction of the first failure.
 - `finish.py` — an execution's end once its last node is terminal: result, output, error.
-- `subworkflows.py` — starting a child execution, and the report its end makes to its parent.
-- `items.py` — foreach items: start, claim, record, retry, loss; the node's report after the
-  last item.
-- `timers.py` — what time makes due: finished delays, due retries, execution timeouts, outbox
-  rows to send again.
+- `subworkflows.py` — starting a child execution (for a node, or for one foreach item) with
+  its declared inputs defaulted and checked, and what its end means for whoever waits.
+- `items.py` — foreach items: start, claim, record, wait (a delay, a child execution),
+  retry, loss; the node's report after the last item.
+- `timers.py` — what time makes due: finished delays, due retries (of nodes and items),
+  execution deadlines (which fail the nodes they stop), outbox rows to send again.
 - `recovery.py` — nodes and items of workers that stopped beating, or whose supervisor saw
   them die.
 - `repair.py` — an execution left with pending nodes and nothing in flight: the scheduler's
   `plan` of its snapshot, applied.
 - `lifecycle.py` — cancel, pause, resume, and the forced end of a timed-out execution.
 - `reopen.py` — `spane retry` and `spane dlq replay`: failed work back on a queue.
+- `schedules.py` — schedules saved, paused, removed; a schedule's due fire times decided
+  (`spane_cli.fires`) and applied with their executions in one transaction; manual runs and
+  backfills.
 - `queries.py` — the read side the CLI and the engine use; nothing there writes.
 - `views.py` — executions, events and dead letters as the JSON shapes of the SPEC.
+- `schedule_views.py` — schedules, their last fires and backfills, late schedules: the reads
+  and shapes of `spane schedule` and `spane health`.
 - `workers.py` — worker heartbeats.
 - `versions.py` — registered workflow versions and the cache of their built models.
 - `models.py`, `migrations.py`, `db.py`, `sql.py`, `events.py` — tables, schema changes,

@@ -41,6 +41,7 @@ def claimed(
         item=item,
         item_value=item_value,
         worker=worker,
+        schedule=info.schedule,
     )
 
 

@@ -74,23 +74,23 @@ def complete_item(tx: Tx, claim: ClaimedNode, report: Report) -> None:
     tx.lock_executions([claim.execution_id])
     node_report = items.record_item(tx, claim, report)
     if node_report is not None:
-        attempt, final = node_report
-        # Items used the retry policy one by one; the node itself is not tried again.
-        record(
-            tx,
-            claim.execution_id,
-            claim.node_id,
-            attempt,
-            NodeStatus.WAITING,
-            final,
-            use_attempt=False,
-        )
+        record_items_report(tx, claim.execution_id, claim.node_id, node_report)
     report_ended_children(tx)
 
 
+def record_items_report(
+    tx: Tx, execution_id: str, node_id: str, node_report: items.NodeReport
+) -> None:
+    """A foreach node's own end, once its last item ended."""
+    attempt, final = node_report
+    # Items used the retry policy one by one; the node itself is not tried again.
+    record(tx, execution_id, node_id, attempt, NodeStatus.WAITING, final, use_attempt=False)
+
+
 def report_ended_children(tx: Tx) -> None:
-    """Sub-workflows that ended in this transaction complete their parent nodes, which may end
-    their own executions in turn (and so on up)."""
+    """Sub-workflows that ended in this transaction complete their parent nodes (or the
+    foreach items that started them), which may end their own executions in turn (and so on
+    up)."""
     while tx.ended_children:
         ended = tx.ended_children.pop(0)
         tx.lock_executions([ended.parent_id])
@@ -98,6 +98,10 @@ def report_ended_children(tx: Tx) -> None:
         if parent is not None:
             attempt, report = parent
             record(tx, ended.parent_id, ended.parent_node_id, attempt, NodeStatus.WAITING, report)
+            continue
+        node_report = items.child_ended(tx, ended)
+        if node_report is not None:
+            record_items_report(tx, ended.parent_id, ended.parent_node_id, node_report)
 
 
 def store_logs(tx: Tx, execution_id: str, node_id: str, attempt: int, report: Report) -> None:

@@ -13,6 +13,7 @@ from spane_cli.store import events, sql
 from spane_cli.store.models import Execution
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, Tx, transaction
+from spane_cli.timeutil import iso
 
 # A new execution's node rows; the last four always start at 0.
 _NODE_ROW_COLUMNS = (
@@ -39,8 +40,10 @@ def insert_execution(
     timeout: float | None = None,
     parent: tuple[str, str] | None = None,
     depth: int = 0,
+    schedule: tuple[str, float] | None = None,
 ) -> str:
-    """The rows of a new execution, inside `tx`; returns its id."""
+    """The rows of a new execution, inside `tx`; returns its id. `schedule`: the (name, fire
+    time) that made it; a second execution for the same pair breaks the unique index."""
     workflow = tx.version(version_id).workflow
     execution_id = str(uuid.uuid4())
     limit = timeout if timeout is not None else workflow.timeout
@@ -58,10 +61,15 @@ def insert_execution(
         parent_id=parent[0] if parent else None,
         parent_node_id=parent[1] if parent else None,
         depth=depth,
+        schedule=schedule[0] if schedule else None,
+        fire_time=schedule[1] if schedule else None,
     ).execute()
     node_rows: list[tuple[Any, ...]] = []
     entry_dispatches: list[Dispatch] = []
-    tx.event(execution_id, None, events.EXECUTION_CREATED, {"workflow": workflow.name})
+    created: dict[str, Any] = {"workflow": workflow.name}
+    if schedule:
+        created.update(schedule=schedule[0], fire_time=iso(schedule[1]))
+    tx.event(execution_id, None, events.EXECUTION_CREATED, created)
     for node in workflow.nodes.values():
         entry = not node.needs
         node_rows.append(

@@ -12,10 +12,17 @@ import peewee
 
 from spane_cli import scheduler
 from spane_cli.states import OutcomeKind
-from spane_cli.store import events, sql
+from spane_cli.store import events, sql, subworkflows
 from spane_cli.store.claim import claimed, parent_outputs
-from spane_cli.store.records import MAX_LOST, ClaimedNode, Dispatch, ExecutionInfo, Report
-from spane_cli.store.tx import Tx
+from spane_cli.store.records import (
+    MAX_LOST,
+    ClaimedNode,
+    Dispatch,
+    ExecutionInfo,
+    Report,
+    StaleReport,
+)
+from spane_cli.store.tx import EndedChild, Tx
 from spane_cli.store.versions import LoadedVersion
 from spane_cli.text import first_line
 
@@ -123,9 +130,11 @@ def claim_item(
 
 
 def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None:
-    """Record one item's report; returns the node's report when this was its last item."""
+    """Record one item's report; returns the node's report when this was its last item.
+    A delay item and a sub-workflow item wait (holding no worker) and settle later, through
+    `settle_waiting_item`."""
     execution_id, node_id, index = claim.execution_id, claim.node_id, claim.item
-    node = claim.version.workflow.nodes[node_id]
+    assert index is not None
     if report.logs:
         tx.run(
             "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
@@ -134,21 +143,81 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
         )
     guard = _ITEM_KEY + " AND status = 'running' AND worker = ?"
     key = (execution_id, node_id, index, claim.attempt, claim.worker)
+    if report.kind == OutcomeKind.WAIT:
+        wait_until = report.wait_until if report.wait_until is not None else tx.now
+        changed = tx.run(
+            "UPDATE node_item SET status = 'waiting', output = ?, due_at = ?" + guard,
+            (sql.dumps(report.output), wait_until, *key),
+        ).rowcount
+        if changed == 1:
+            tx.event(
+                execution_id, node_id, events.NODE_WAITING, {"item": index, "until": wait_until}
+            )
+        return None
+    if report.kind == OutcomeKind.CHILD:
+        info = tx.info(execution_id)
+        assert info is not None
+        child_id, failure = subworkflows.create_child(tx, info, claim.version, node_id, report)
+        if child_id is None:
+            report = Report("failed", error=failure)
+        else:
+            changed = tx.run(
+                "UPDATE node_item SET status = 'waiting', child_execution_id = ?, due_at = NULL"
+                + guard,
+                (child_id, *key),
+            ).rowcount
+            if changed != 1:
+                raise StaleReport()  # roll back the child just created
+            tx.event(
+                execution_id,
+                node_id,
+                events.NODE_WAITING,
+                {"item": index, "child_execution": child_id},
+            )
+            return None
+    return _settle_item(tx, claim.version, execution_id, node_id, index, claim.attempt, report,
+                        "running", claim.worker)  # fmt: skip
+
+
+def settle_waiting_item(
+    tx: Tx, execution_id: str, node_id: str, index: int, attempt: int, report: Report
+) -> NodeReport | None:
+    """A waiting item's delay is over, or its sub-workflow ended: it succeeds, is retried or
+    fails as a run of it would; the node's report when this was its last item."""
+    info = tx.info(execution_id)
+    if info is None:
+        return None
+    version = tx.version(info.version_id)
+    return _settle_item(tx, version, execution_id, node_id, index, attempt, report, "waiting")
+
+
+def _settle_item(
+    tx: Tx,
+    version: LoadedVersion,
+    execution_id: str,
+    node_id: str,
+    index: int,
+    attempt: int,
+    report: Report,
+    from_status: str,
+    worker: str | None = None,
+) -> NodeReport | None:
+    node = version.workflow.nodes[node_id]
+    guard = _ITEM_KEY + " AND status = ?" + (" AND worker = ?" if worker is not None else "")
+    key = (execution_id, node_id, index, attempt, from_status, *((worker,) if worker else ()))
     if report.kind == OutcomeKind.SUCCEEDED:
         changed = tx.run(
             "UPDATE node_item SET status = 'succeeded', output = ?, error = NULL,"
-            " finished_at = ?" + guard,
+            " due_at = NULL, finished_at = ?" + guard,
             (sql.dumps(report.output), tx.now, *key),
         ).rowcount
-        return item_ended(tx, claim, failed=False) if changed == 1 else None
-    failure = scheduler.retry_scope(
-        claim.attempt, report.error, report.exit_code, report.http_status
-    )
-    delay = scheduler.next_retry_delay(node, claim.attempt, failure=failure)
+        return item_ended(tx, version, execution_id, node_id, failed=False) if changed else None
+    failure = scheduler.retry_scope(attempt, report.error, report.exit_code, report.http_status)
+    delay = scheduler.next_retry_delay(node, attempt, failure=failure)
     if delay is not None:
         changed = tx.run(
             "UPDATE node_item SET status = ?, error = ?, due_at = ?, finished_at = ?,"
-            " attempt = attempt + ?, queued_at = ?" + guard,
+            " attempt = attempt + ?, queued_at = ?, child_execution_id = NULL" + guard,
             (
                 "queued" if delay <= 0 else "retrying",
                 report.error,
@@ -165,21 +234,37 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
             execution_id,
             node_id,
             events.NODE_RETRYING,
-            {"item": index, "attempt": claim.attempt, "error": first_line(report.error)},
+            {"item": index, "attempt": attempt, "error": first_line(report.error)},
         )
         if delay <= 0:
-            tx.enqueue([Dispatch(execution_id, node_id, claim.attempt + 1, node.queue, index)])
+            tx.enqueue([Dispatch(execution_id, node_id, attempt + 1, node.queue, index)])
         return None
     changed = tx.run(
-        "UPDATE node_item SET status = 'failed', error = ?, finished_at = ?" + guard,
+        "UPDATE node_item SET status = 'failed', error = ?, due_at = NULL, finished_at = ?" + guard,
         (report.error or "failed", tx.now, *key),
     ).rowcount
-    return item_ended(tx, claim, failed=True) if changed == 1 else None
+    return item_ended(tx, version, execution_id, node_id, failed=True) if changed else None
 
 
-def item_ended(tx: Tx, claim: ClaimedNode, *, failed: bool) -> NodeReport | None:
+def child_ended(tx: Tx, ended: EndedChild) -> NodeReport | None:
+    """A sub-workflow started by a foreach item ended: the item settles (None when no item
+    waits for it any more: cancelled, or the node was reopened)."""
+    row = tx.run(
+        "SELECT item_index, attempt FROM node_item WHERE execution_id = ? AND node_id = ?"
+        " AND child_execution_id = ? AND status = 'waiting'",
+        (ended.parent_id, ended.parent_node_id, ended.execution_id),
+    ).fetchone()
+    if row is None:
+        return None
+    index, attempt = int(row[0]), int(row[1])
+    report = subworkflows.child_result(ended)
+    return settle_waiting_item(tx, ended.parent_id, ended.parent_node_id, index, attempt, report)
+
+
+def item_ended(
+    tx: Tx, version: LoadedVersion, execution_id: str, node_id: str, *, failed: bool
+) -> NodeReport | None:
     """Count the item; queue the next pending one; after the last, the node's report."""
-    execution_id, node_id = claim.execution_id, claim.node_id
     row = tx.run(
         "UPDATE node_run SET items_done = items_done + 1, items_failed = items_failed + ?"
         " WHERE execution_id = ? AND node_id = ? AND status = 'waiting'"
@@ -189,7 +274,7 @@ def item_ended(tx: Tx, claim: ClaimedNode, *, failed: bool) -> NodeReport | None
     if row is None:
         return None  # the node was cancelled meanwhile
     done, total, failures, node_attempt = (int(v) for v in row)
-    node = claim.version.workflow.nodes[node_id]
+    node = version.workflow.nodes[node_id]
     following = tx.run(
         "SELECT item_index FROM node_item WHERE execution_id = ? AND node_id = ?"
         " AND status = 'pending' ORDER BY item_index LIMIT 1",
@@ -223,20 +308,38 @@ def item_ended(tx: Tx, claim: ClaimedNode, *, failed: bool) -> NodeReport | None
             (execution_id, node_id),
         ).fetchall()
     ]
-    return node_attempt, Report("succeeded", output=outputs)
+    chosen = scheduler.foreach_choice(node, outputs)
+    return node_attempt, Report("succeeded", output=outputs, chosen=chosen)
 
 
-def due_item_retries(database: peewee.Database, now: float) -> list[tuple[str, str, int, int]]:
-    """(execution, node, item, attempt) of item retries whose wait is over (a plain read)."""
+def due_items(database: peewee.Database, now: float) -> list[tuple[str, str, int, int, str]]:
+    """(execution, node, item, attempt, status) of item retries and delays whose wait is over
+    (a plain read)."""
     rows = sql.run(
         database,
-        "SELECT i.execution_id, i.node_id, i.item_index, i.attempt FROM node_item i"
+        "SELECT i.execution_id, i.node_id, i.item_index, i.attempt, i.status FROM node_item i"
         " JOIN execution e ON e.id = i.execution_id"
-        " WHERE i.status = 'retrying' AND i.due_at <= ? AND e.status IN ('pending', 'running')"
+        " WHERE i.status IN ('retrying', 'waiting') AND i.due_at <= ?"
+        " AND i.child_execution_id IS NULL AND e.status IN ('pending', 'running')"
         " LIMIT 500",
         (now,),
     ).fetchall()
-    return [(e, n, int(i), int(a)) for e, n, i, a in rows]
+    return [(e, n, int(i), int(a), str(st)) for e, n, i, a, st in rows]
+
+
+def wait_over(
+    tx: Tx, execution_id: str, node_id: str, index: int, attempt: int
+) -> NodeReport | None:
+    """A delay item whose time has come succeeds with the output it parked with."""
+    row = tx.run(
+        "SELECT output FROM node_item" + _ITEM_KEY + " AND status = 'waiting'"
+        " AND child_execution_id IS NULL",
+        (execution_id, node_id, index, attempt),
+    ).fetchone()
+    if row is None:
+        return None
+    over = Report("succeeded", output=sql.loads(row[0]))
+    return settle_waiting_item(tx, execution_id, node_id, index, attempt, over)
 
 
 def requeue_item(tx: Tx, execution_id: str, node_id: str, index: int, attempt: int) -> None:
@@ -289,8 +392,7 @@ def lose_item(
         ).rowcount
         if changed != 1:
             return None
-        claim = claimed(tx, info, version, node_id, attempt, {}, item=index)
-        return item_ended(tx, claim, failed=True)
+        return item_ended(tx, version, execution_id, node_id, failed=True)
     moved = tx.run(
         "UPDATE node_item SET status = 'queued', lost_count = lost_count + 1,"
         " queued_at = ?, worker = NULL" + _ITEM_KEY + " AND status = 'running'",

@@ -34,10 +34,39 @@ def _no_execution_id_statistics(database: peewee.Database) -> None:
         database.execute_sql(f"ALTER TABLE {table} ALTER COLUMN execution_id SET STATISTICS 0")
 
 
+def _schedules(database: peewee.Database) -> None:
+    # A database made by migration 1 from the current models has all of it already.
+    database.create_tables(
+        [models.Schedule, models.ScheduleFire, models.ScheduleBackfill], safe=True
+    )
+    columns = {column.name for column in database.get_columns("execution")}
+    if "schedule" not in columns:
+        database.execute_sql("ALTER TABLE execution ADD COLUMN schedule VARCHAR(128)")
+    if "fire_time" not in columns:
+        database.execute_sql("ALTER TABLE execution ADD COLUMN fire_time DOUBLE PRECISION")
+    database.execute_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS execution_schedule_fire_time"
+        " ON execution (schedule, fire_time)"
+    )
+
+
+def _item_child_executions(database: peewee.Database) -> None:
+    # A database made after this column joined the model has it from the initial schema.
+    if "child_execution_id" in {column.name for column in database.get_columns("node_item")}:
+        return
+    database.execute_sql("ALTER TABLE node_item ADD COLUMN child_execution_id VARCHAR(36)")
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "no planner statistics on execution ids", _no_execution_id_statistics),
+    (
+        3,
+        "schedules, their fires and backfills; executions record schedule and fire time",
+        _schedules,
+    ),
+    (4, "foreach items of workflow nodes name their child execution", _item_child_executions),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531

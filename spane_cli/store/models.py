@@ -62,6 +62,13 @@ class Execution(BaseModel):
     created_at = peewee.DoubleField(index=True)
     started_at = peewee.DoubleField(null=True)
     finished_at = peewee.DoubleField(null=True)
+    # The schedule and fire time that made it, for a scheduled execution: one execution per
+    # fire time, whichever workers fire it (the unique index).
+    schedule = peewee.CharField(max_length=128, null=True)
+    fire_time = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("schedule", "fire_time"), True),)
 
 
 class NodeRun(BaseModel):
@@ -113,7 +120,9 @@ class NodeItem(BaseModel):
     output = JSONField(null=True)
     error = peewee.TextField(null=True)
     worker = peewee.CharField(max_length=128, null=True)
-    due_at = peewee.DoubleField(null=True)
+    # A `workflow` item: the sub-workflow execution it waits for.
+    child_execution_id = peewee.CharField(max_length=36, null=True)
+    due_at = peewee.DoubleField(null=True)  # retrying/waiting (a delay item): when to act again
     queued_at = peewee.DoubleField(null=True)
     started_at = peewee.DoubleField(null=True)
     finished_at = peewee.DoubleField(null=True)
@@ -182,6 +191,56 @@ class WorkerHeartbeat(BaseModel):
     last_seen = peewee.DoubleField(index=True)
 
 
+class Schedule(BaseModel):
+    """A workflow that runs by itself: when (`spec`, see workflow/schedule_spec.py), what
+    (a registered version, or the newest version of `workflow` when `version_id` is null),
+    and the next fire time no worker has dealt with yet."""
+
+    name = peewee.CharField(primary_key=True, max_length=128)
+    workflow = peewee.CharField(max_length=64)
+    version_id = peewee.IntegerField(null=True)
+    origin = peewee.CharField(max_length=16)  # "file": `schedule:` in the file; "cli": add
+    source_file = peewee.TextField(null=True)
+    spec = JSONField()
+    paused = peewee.BooleanField(default=False)
+    next_fire_at = peewee.DoubleField(null=True, index=True)  # null: never fires again
+    last_execution_id = peewee.CharField(max_length=36, null=True)  # of a regular fire
+    created_at = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+
+
+class ScheduleFire(BaseModel):
+    """What was done with one fire time (or a run of missed ones): ran, skipped because of
+    overlap, missed, failed. The schedule's own event history; the newest few are kept."""
+
+    id = peewee.BigAutoField()
+    schedule = peewee.CharField(max_length=128)
+    fire_time = peewee.DoubleField()
+    decision = peewee.CharField(max_length=32)
+    origin = peewee.CharField(max_length=16)  # "schedule", "manual" or "backfill"
+    execution_id = peewee.CharField(max_length=36, null=True)
+    detail = JSONField(null=True)  # reason; for a run of missed fires: count, last
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("schedule", "id"), False),)
+
+
+class ScheduleBackfill(BaseModel):
+    """Every fire time of a schedule in [from, to], `max_parallel` executions open at a
+    time, fired by the workers' ticks like the schedule itself."""
+
+    id = peewee.AutoField()
+    schedule = peewee.CharField(max_length=128, index=True)
+    from_time = peewee.DoubleField()
+    to_time = peewee.DoubleField()
+    next_after = peewee.DoubleField()  # fire times after this one are still to run
+    max_parallel = peewee.IntegerField()
+    running = JSONField()  # ids of its executions that may still be open
+    created_at = peewee.DoubleField()
+    finished_at = peewee.DoubleField(null=True, index=True)
+
+
 ALL_TABLES: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     WorkflowVersion,
@@ -193,4 +252,7 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     DeadLetter,
     Outbox,
     WorkerHeartbeat,
+    Schedule,
+    ScheduleFire,
+    ScheduleBackfill,
 )

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from spane_cli.errors import NotFound
+from peewee import fn
+
+from spane_cli.errors import NotFound, UsageError
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
-from spane_cli.store.models import DeadLetter, Event, Execution, NodeLog, NodeRun, Outbox
+from spane_cli.store.models import (
+    DeadLetter,
+    Event,
+    Execution,
+    NodeItem,
+    NodeLog,
+    NodeRun,
+    Outbox,
+    WorkflowVersion,
+)
 from spane_cli.store.records import Dispatch
 
 
@@ -16,6 +27,51 @@ def require_execution(execution_id: str) -> Execution:
     if execution is None:
         raise NotFound(f"no execution {execution_id!r}")
     return execution
+
+
+MIN_ID_PREFIX = 4
+_SHOWN_CANDIDATES = 10
+
+
+def resolve_execution_id(text: str) -> str:
+    """The full id of the execution `text` names: the id itself, or a unique prefix of at
+    least MIN_ID_PREFIX characters. An ambiguous prefix is a usage error that lists the
+    candidates; no match is NotFound."""
+    if Execution.select(Execution.id).where(Execution.id == text).exists():
+        return text
+    if len(text) < MIN_ID_PREFIX or not all(c.isalnum() or c == "-" for c in text):
+        raise NotFound(f"no execution {text!r}")
+    found = [
+        str(row.id)
+        for row in Execution.select(Execution.id)
+        .where(Execution.id.startswith(text))
+        .order_by(Execution.id)
+        .limit(_SHOWN_CANDIDATES + 1)
+    ]
+    if not found:
+        raise NotFound(f"no execution {text!r}")
+    if len(found) > 1:
+        shown = ", ".join(found[:_SHOWN_CANDIDATES])
+        more = ", ..." if len(found) > _SHOWN_CANDIDATES else ""
+        raise UsageError(f"{text!r} is the start of several executions: {shown}{more}")
+    return found[0]
+
+
+def execution_ids_starting(prefix: str, limit: int) -> list[str]:
+    """Ids of the newest executions that start with `prefix` (shell completion)."""
+    rows = (
+        Execution.select(Execution.id)
+        .where(Execution.id.startswith(prefix))
+        .order_by(Execution.created_at.desc())
+        .limit(limit)
+    )
+    return [str(row.id) for row in rows]
+
+
+def workflow_names() -> list[str]:
+    """Every workflow name that has a registered version, sorted."""
+    rows = WorkflowVersion.select(WorkflowVersion.name).distinct().order_by(WorkflowVersion.name)
+    return [str(row.name) for row in rows]
 
 
 def execution_status(execution_id: str) -> str | None:
@@ -60,9 +116,9 @@ def pending_dispatches(older_than: float, limit: int = 1000) -> list[Dispatch]:
 
 
 def work_left(queues: Sequence[str], due_before: float) -> bool:
-    """Whether a node on `queues` of an active execution is queued, or is a retry or delay
-    due before `due_before`."""
-    return bool(
+    """Whether a node (or a foreach item) on `queues` of an active execution is queued, or
+    is a retry or delay due before `due_before`."""
+    nodes = (
         NodeRun.select()
         .join(Execution)
         .where(
@@ -77,8 +133,54 @@ def work_left(queues: Sequence[str], due_before: float) -> bool:
                 )
             )
         )
-        .exists()
     )
+    if nodes.exists():
+        return True
+    found_items = (
+        NodeItem.select()
+        .join(
+            NodeRun,
+            on=(NodeRun.execution == NodeItem.execution_id) & (NodeRun.node_id == NodeItem.node_id),
+        )
+        .join(Execution)
+        .where(
+            (Execution.status.in_(list(ACTIVE_EXECUTION)))
+            & (NodeRun.queue.in_(list(queues)))
+            & (NodeRun.status == NodeStatus.WAITING)
+            & (
+                (NodeItem.status == NodeStatus.QUEUED)
+                | (
+                    NodeItem.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+                    & (NodeItem.due_at <= due_before)
+                    & NodeItem.child_execution_id.is_null()
+                )
+            )
+        )
+    )
+    return bool(found_items.exists())
+
+
+def next_due(after: float) -> float | None:
+    """The earliest time after `after` at which a retry or a delay (of a node or a foreach
+    item) is due, or an execution's deadline, or None. Rows past their time are left to the
+    pass that is due now."""
+    times = [
+        table.select(fn.MIN(table.due_at))
+        .where(
+            (table.due_at > after)
+            & table.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+            & table.child_execution_id.is_null()
+        )
+        .scalar()
+        for table in (NodeRun, NodeItem)
+    ]
+    times.append(
+        Execution.select(fn.MIN(Execution.timeout_at))
+        .where((Execution.timeout_at > after) & Execution.status.in_(list(OPEN_EXECUTION)))
+        .scalar()
+    )
+    known = [float(t) for t in times if t is not None]
+    return min(known) if known else None
 
 
 # -- executions ------------------------------------------------------------------------------
@@ -106,10 +208,16 @@ def recent_executions(
     status: str | None = None,
     workflow: str | None = None,
     created_since: float | None = None,
+    schedule: str | None = None,
     limit: int = 50,
 ) -> list[Execution]:
-    """Newest first, at most `limit`; each filter applies when given."""
+    """Newest first, at most `limit`; each filter applies when given. The executions of a
+    schedule come newest fire time first."""
     query = Execution.select().order_by(Execution.created_at.desc()).limit(limit)
+    if schedule:
+        query = query.where(Execution.schedule == schedule).order_by(
+            Execution.fire_time.desc(), Execution.created_at.desc()
+        )
     if status:
         query = query.where(Execution.status == status)
     if workflow:

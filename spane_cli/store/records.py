@@ -8,6 +8,7 @@ from typing import Any
 
 from spane_cli.states import OutcomeKind
 from spane_cli.store.versions import LoadedVersion
+from spane_cli.text import storable
 
 MAX_DEPTH = 10  # sub-workflows nest at most this deep
 MAX_LOST = 3  # a node whose worker died this many times in a row fails with `worker lost`
@@ -40,6 +41,7 @@ class ClaimedNode:
     # The worker (one process life) that holds the claim: its report counts only while the
     # row still names it, so a worker that comes back after its node was taken over is ignored.
     worker: str | None = None
+    schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
 
 
 @dataclass
@@ -59,6 +61,13 @@ class Report:
     exit_code: int | None = None
     http_status: int | None = None
 
+    def __post_init__(self) -> None:
+        # Every report's text is written as is (outputs and inputs go through JSON, which
+        # escapes NUL): made storable here, whoever built the report.
+        self.logs = storable(self.logs)
+        if self.error is not None:
+            self.error = storable(self.error)
+
 
 @dataclass(frozen=True)
 class ExecutionInfo:
@@ -72,6 +81,7 @@ class ExecutionInfo:
     depth: int
     parent_id: str | None
     parent_node_id: str | None
+    schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
 
 
 # (execution id, node id or None, event type, data): an event waiting to be written.

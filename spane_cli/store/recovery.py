@@ -10,7 +10,8 @@ from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.store import complete, events, items
 from spane_cli.store.models import Execution, NodeRun
 from spane_cli.store.records import MAX_LOST, Dispatch, Report
-from spane_cli.store.tx import Caches, transaction
+from spane_cli.store.tx import Caches, Tx, transaction
+from spane_cli.workflow.durations import format_duration
 
 _LOST_ERROR = f"worker lost\nits worker died {MAX_LOST} times in a row"
 
@@ -33,7 +34,12 @@ def recover_lost_nodes(
         condition &= NodeRun.worker == worker
     running = list(
         NodeRun.select(
-            NodeRun.execution, NodeRun.node_id, NodeRun.attempt, NodeRun.worker, NodeRun.lost_count
+            NodeRun.execution,
+            NodeRun.node_id,
+            NodeRun.attempt,
+            NodeRun.worker,
+            NodeRun.lost_count,
+            NodeRun.started_at,
         )
         .join(Execution)
         .where(condition)
@@ -44,7 +50,16 @@ def recover_lost_nodes(
             continue
         with transaction(caches, now) as tx:
             tx.lock_executions([row.execution_id])
-            if row.lost_count + 1 >= MAX_LOST:
+            overran = _overran(tx, row.execution_id, row.node_id, row.started_at, now)
+            if overran is not None:
+                # Its worker died past the node's timeout (the keeper kills a worker stuck in
+                # a call no signal stops): the attempt timed out, and counts as one.
+                complete.record(
+                    tx, row.execution_id, row.node_id, row.attempt, NodeStatus.RUNNING,
+                    Report("failed", error=overran), use_attempt=True,
+                )  # fmt: skip
+                complete.report_ended_children(tx)
+            elif row.lost_count + 1 >= MAX_LOST:
                 complete.record(
                     tx, row.execution_id, row.node_id, row.attempt, NodeStatus.RUNNING,
                     Report("failed", error=_LOST_ERROR), use_attempt=False,
@@ -78,6 +93,20 @@ def recover_lost_nodes(
                     )
         dispatches += tx.dispatches
     return dispatches
+
+
+def _overran(
+    tx: Tx, execution_id: str, node_id: str, started_at: float | None, now: float
+) -> str | None:
+    """The timeout error of a lost run that had outlived its node's `timeout`, else None."""
+    info = tx.info(execution_id)
+    if info is None or started_at is None:
+        return None
+    timeout = tx.version(info.version_id).workflow.nodes[node_id].timeout
+    if timeout is None or now < started_at + timeout:
+        return None
+    stopped = "its worker was stopped: the run did not return"
+    return f"timed out after {format_duration(timeout)}\n{stopped}"
 
 
 def recover_lost_items(

@@ -5,6 +5,7 @@ owns the transition (see the map in __init__.py); nothing is decided here."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -22,12 +23,17 @@ from spane_cli.store import (
     recovery,
     reopen,
     repair,
+    retention,
+    schedules,
     timers,
+    workers,
 )
 from spane_cli.store.models import database_proxy
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report, StaleReport
+from spane_cli.store.schedules import FireOutcome, InputMaker
 from spane_cli.store.tx import Caches, retry_on_conflict, transaction
 from spane_cli.store.versions import VersionCache
+from spane_cli.workflow.schedule_spec import ScheduleSpec
 
 T = TypeVar("T")
 
@@ -141,8 +147,11 @@ class Store:
         self, claimed: ClaimedNode, report: Report, now: float | None = None
     ) -> list[Dispatch]:
         def run() -> list[Dispatch]:
-            with transaction(self.caches, now) as tx:
-                complete.complete_item(tx, claimed, report)
+            try:
+                with transaction(self.caches, now) as tx:
+                    complete.complete_item(tx, claimed, report)
+            except StaleReport:
+                return []  # a sub-workflow item reported twice: its child was rolled back
             return tx.dispatches
 
         return self._retrying(run)
@@ -182,10 +191,25 @@ class Store:
         later = now + 1.0  # whatever it started, up to now
         nodes = partial(recovery.recover_lost_nodes, self.caches, (), later, now, worker)
         found_items = partial(recovery.recover_lost_items, self.caches, (), later, now, worker)
-        return self._retrying(nodes) + self._retrying(found_items)
+        released = self._retrying(nodes) + self._retrying(found_items)
+        workers.forget(worker)  # that life is over: its heartbeat row would stay for ever
+        return released
 
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
         return queries.pending_dispatches(older_than, limit)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def gc_count(self, selection: retention.Selection) -> Counter[str]:
+        return retention.count_rows(self.caches, selection)
+
+    def gc_batch(
+        self, selection: retention.Selection, limit: int = retention.BATCH_LIMIT
+    ) -> Counter[str]:
+        """Delete the oldest `limit` executions `selection` matches; rows deleted per table
+        (nothing left: an empty count)."""
+        ids = retention.candidates(self.caches, selection, limit)
+        return self._retrying(partial(retention.delete_batch, self.caches, ids, time.time()))
 
     # -- what operators do -------------------------------------------------------------------
 
@@ -220,3 +244,109 @@ class Store:
 
     def purge_dead_letters(self, letter_ids: list[int] | None) -> int:
         return reopen.purge_dead_letters(letter_ids)
+
+    # -- schedules (store/schedules.py) ------------------------------------------------------
+
+    def save_schedule(
+        self,
+        spec: ScheduleSpec,
+        *,
+        workflow: str,
+        version_id: int | None,
+        origin: str,
+        source_file: str | None = None,
+        replace: bool = False,
+        now: float | None = None,
+    ) -> bool:
+        """Create (or with `replace`, update) a schedule; True when it is new."""
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                schedules.save_schedule,
+                self.caches,
+                spec,
+                workflow=workflow,
+                version_id=version_id,
+                origin=origin,
+                source_file=source_file,
+                now=now,
+                replace=replace,
+            )
+        )
+
+    def remove_schedule(self, name: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self._retrying(partial(schedules.remove_schedule, self.caches, name, now))
+
+    def set_schedule_paused(self, name: str, paused: bool, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(schedules.set_schedule_paused, self.caches, name, paused, now)
+        )
+
+    def due_schedule_work(self, now: float) -> list[tuple[str, int | None]]:
+        """(schedule, backfill id or None) that a tick has to look at; one query."""
+        return schedules.due_work(self.database, now)
+
+    def fire_schedule(
+        self, name: str, now: float, make_input: InputMaker, heartbeat_slack: float
+    ) -> FireOutcome:
+        """Every due fire time of the schedule, decided and applied in one transaction."""
+
+        def run() -> FireOutcome:
+            try:
+                return schedules.fire_schedule(self.caches, name, now, make_input, heartbeat_slack)
+            except StaleReport:
+                return FireOutcome()
+
+        return self._retrying(run)
+
+    def fire_schedule_now(
+        self, name: str, make_input: InputMaker, now: float | None = None
+    ) -> tuple[str, list[Dispatch]]:
+        now = time.time() if now is None else now
+        return self._retrying(partial(schedules.fire_now, self.caches, name, now, make_input))
+
+    def start_backfill(
+        self,
+        name: str,
+        from_time: float,
+        to_time: float,
+        max_parallel: int | None = None,
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                schedules.start_backfill,
+                self.caches,
+                name,
+                from_time,
+                to_time,
+                max_parallel,
+                now,
+            )
+        )
+
+    def advance_backfill(self, backfill_id: int, now: float, make_input: InputMaker) -> FireOutcome:
+        def run() -> FireOutcome:
+            try:
+                return schedules.advance_backfill(self.caches, backfill_id, now, make_input)
+            except StaleReport:
+                return FireOutcome()
+
+        return self._retrying(run)
+
+    def cancel_replaced(self, execution_id: str, reason: str, now: float | None = None) -> bool:
+        """A schedule's previous execution cancelled for the fire that replaces it."""
+        now = time.time() if now is None else now
+        return self._retrying(
+            partial(
+                lifecycle.end_execution,
+                self.caches,
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                reason,
+                now,
+            )
+        )

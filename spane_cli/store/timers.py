@@ -10,6 +10,7 @@ from spane_cli.store import complete, items, lifecycle
 from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import Dispatch, Report
 from spane_cli.store.tx import Caches, transaction
+from spane_cli.workflow.durations import format_duration
 
 
 def wake_due(caches: Caches, now: float, limit: int = 500) -> list[Dispatch]:
@@ -64,33 +65,47 @@ def wake_due(caches: Caches, now: float, limit: int = 500) -> list[Dispatch]:
 
 
 def wake_due_items(caches: Caches, now: float) -> list[Dispatch]:
-    """Item retries whose wait is over go back on a queue."""
+    """Item retries whose wait is over go back on a queue; delay items that are over
+    succeed (the last of them completes its node)."""
     # A plain read: most ticks find nothing, and must not pay for a write transaction.
-    due = items.due_item_retries(caches.database, now)
+    due = items.due_items(caches.database, now)
     dispatches: list[Dispatch] = []
-    for execution_id, node_id, index, attempt in due:
+    for execution_id, node_id, index, attempt, status in due:
         with transaction(caches, now) as tx:
             tx.lock_executions([execution_id])
-            items.requeue_item(tx, execution_id, node_id, index, attempt)
+            if status == NodeStatus.RETRYING:
+                items.requeue_item(tx, execution_id, node_id, index, attempt)
+            else:
+                node_report = items.wait_over(tx, execution_id, node_id, index, attempt)
+                if node_report is not None:
+                    complete.record_items_report(tx, execution_id, node_id, node_report)
+                complete.report_ended_children(tx)
         dispatches += tx.dispatches
     return dispatches
 
 
 def expire_timeouts(caches: Caches, now: float) -> list[str]:
-    """Executions past their whole-execution timeout fail; returns their ids."""
+    """Executions past their whole-execution timeout fail, and so do the nodes they were
+    running (Argo's "exceeded its deadline"); returns their ids."""
     expired = [
-        row.id
-        for row in Execution.select(Execution.id).where(
+        (row.id, float(row.timeout_at or now) - row.created_at)
+        for row in Execution.select(Execution.id, Execution.timeout_at, Execution.created_at).where(
             (Execution.status.in_(list(OPEN_EXECUTION)))
             & (Execution.timeout_at.is_null(False))
             & (Execution.timeout_at <= now)
         )
     ]
-    for execution_id in expired:
+    for execution_id, limit in expired:
+        error = f"timed out after {format_duration(max(limit, 0.0))}: exceeded its deadline"
         lifecycle.end_execution(
-            caches, execution_id, ExecutionStatus.FAILED, "execution timed out", now
+            caches,
+            execution_id,
+            ExecutionStatus.FAILED,
+            f"execution {error}",
+            now,
+            node_error=f"the execution {error}",
         )
-    return expired
+    return [execution_id for execution_id, _ in expired]
 
 
 def restart_grace(dispatches: Sequence[Dispatch], now: float) -> None:

@@ -46,7 +46,9 @@ from spane_cli.store.records import ClaimedNode, Dispatch, EventRow, ExecutionIn
 from spane_cli.store.versions import LoadedVersion, VersionCache
 
 T = TypeVar("T")
-_INFO_COLUMNS = "id, version_id, workflow, input, depth, parent_id, parent_node_id"
+_INFO_COLUMNS = (
+    "id, version_id, workflow, input, depth, parent_id, parent_node_id, schedule, fire_time"
+)
 
 
 class Caches:
@@ -81,6 +83,7 @@ class Caches:
                 depth=int(row[4]),
                 parent_id=row[5],
                 parent_node_id=row[6],
+                schedule=(row[7], float(row[8])) if row[7] is not None else None,
             )
 
     def execution_info(self, execution_id: str) -> ExecutionInfo | None:

@@ -37,6 +37,9 @@ def execution_view(execution: Execution, with_nodes: bool = True) -> dict[str, A
         "started_at": iso(execution.started_at),
         "finished_at": iso(execution.finished_at),
         "parent_id": execution.parent_id,
+        # The schedule and fire time that made it; null for an execution started otherwise.
+        "schedule": execution.schedule,
+        "fire_time": iso(execution.fire_time),
     }
     if with_nodes:
         order = list(version.source["workflow"]["nodes"])
@@ -60,12 +63,26 @@ def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def _readable_times(data: Any) -> Any:
+    """Event data with its moments (`*_at`, `until`), stored as epoch seconds, in ISO 8601."""
+    if not isinstance(data, dict):
+        return data
+    return {
+        key: iso(value)
+        if (key.endswith("_at") or key == "until")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        else value
+        for key, value in data.items()
+    }
+
+
 def event_view(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,
         "execution_id": event.execution_id,
         "node_id": event.node_id,
         "type": event.type,
-        "data": event.data,
+        "data": _readable_times(event.data),
         "time": iso(event.created_at),
     }

@@ -29,6 +29,13 @@ def forget(name: str) -> None:
     WorkerHeartbeat.delete().where(WorkerHeartbeat.name == name).execute()
 
 
+def forget_silent(before: float) -> int:
+    """Remove the heartbeats of workers silent since before `before` (their process lives
+    ended: each life has an identity of its own, so nothing would ever update them again).
+    Returns how many went."""
+    return int(WorkerHeartbeat.delete().where(WorkerHeartbeat.last_seen < before).execute())
+
+
 def live_workers(
     now: float | None = None, ttl: float = HEARTBEAT_TTL_SECONDS
 ) -> list[WorkerHeartbeat]:
@@ -39,3 +46,13 @@ def live_workers(
         .where(WorkerHeartbeat.last_seen >= now - ttl)
         .order_by(WorkerHeartbeat.name)
     )
+
+
+def worker_spans(slack: float, since: float) -> list[tuple[float, float]]:
+    """(started, last seen + `slack`) of the workers seen alive at `since` or later: when a
+    worker was running, as far as the heartbeat rows tell. `slack` covers the wait until a
+    live worker's next beat."""
+    rows = WorkerHeartbeat.select(WorkerHeartbeat.started_at, WorkerHeartbeat.last_seen).where(
+        WorkerHeartbeat.last_seen >= since - slack
+    )
+    return [(float(r.started_at), float(r.last_seen) + slack) for r in rows]

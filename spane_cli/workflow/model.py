@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spane_cli.workflow.durations import parse_duration
+from spane_cli.workflow.schedule_spec import ScheduleSpec, schedule_entries
 
 
 class TriggerRule(StrEnum):
@@ -110,6 +111,7 @@ class Workflow:
     output: Any = None  # None: the default {leaf_id: leaf_output}
     source_file: str | None = None
     fail_fast: bool = False  # after the first failure no new node of the main graph starts
+    schedules: tuple[ScheduleSpec, ...] = ()  # `schedule:`, applied by `spane schedule apply`
 
     def children(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
@@ -252,6 +254,10 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
         output=data.get("output"),
         source_file=source_file,
         fail_fast=bool(data.get("fail_fast", False)),
+        schedules=tuple(
+            ScheduleSpec.from_data(name, entry)
+            for name, entry in schedule_entries(data["name"], data.get("schedule"))
+        ),
     )
 
 

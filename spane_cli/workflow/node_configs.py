@@ -120,7 +120,10 @@ DELAY: JsonSchema = {
     "type": "object",
     "description": "Wait without holding a worker; passes its input through.",
     "properties": {
-        "duration": {**_DURATION_REF, "description": "How long to wait."},
+        "duration": {
+            "$ref": "#/$defs/duration_or_template",
+            "description": "How long to wait; a template (`{{ item }}`) is rendered when it runs.",
+        },
         "until": {"type": "string", "description": "An ISO 8601 timestamp to wait for."},
     },
     "oneOf": [{"required": ["duration"]}, {"required": ["until"]}],

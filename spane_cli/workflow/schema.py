@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from spane_cli.workflow.durations import DURATION_PATTERN
 from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS, JsonSchema
+from spane_cli.workflow.schedule_spec import SCHEDULE_NAME_PATTERN, MisfirePolicy, OverlapPolicy
 
 SCHEMA_ID = "https://spane.dev/schema/workflow.schema.json"
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -32,6 +33,8 @@ TRIGGER_RULES = (
 # The names a `retry.when` expression may use (scheduler.retry_scope gives their values).
 RETRY_WHEN_NAMES = ("error", "exit_code", "status", "attempt")
 BACKOFF_KINDS = ("fixed", "linear", "exponential")
+OVERLAP_POLICIES = tuple(str(p) for p in OverlapPolicy)
+MISFIRE_POLICIES = tuple(str(p) for p in MisfirePolicy)
 
 
 def _defs() -> dict[str, JsonSchema]:
@@ -41,6 +44,13 @@ def _defs() -> dict[str, JsonSchema]:
             "anyOf": [
                 {"type": "number", "minimum": 0},
                 {"type": "string", "pattern": DURATION_PATTERN},
+            ],
+        },
+        "duration_or_template": {
+            "description": "A duration, or a template that renders to one when the node runs.",
+            "anyOf": [
+                {"$ref": "#/$defs/duration"},
+                {"type": "string", "pattern": r"\{\{"},
             ],
         },
         "retry": {
@@ -111,6 +121,60 @@ def _defs() -> dict[str, JsonSchema]:
             },
         },
         "node": _node_schema(),
+        "schedule": _schedule_schema(),
+    }
+
+
+def _schedule_schema() -> JsonSchema:
+    return {
+        "type": "object",
+        "description": "When the workflow runs by itself; applied by `spane schedule apply`.",
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": SCHEDULE_NAME_PATTERN,
+                "description": "Unique among schedules (default: the workflow's name, then "
+                "<name>-2, <name>-3 ...).",
+            },
+            "cron": {
+                "type": "string",
+                "description": "Five cron fields (minute hour day month weekday), or six with "
+                "seconds last.",
+            },
+            "every": {
+                "$ref": "#/$defs/duration",
+                "description": "A fixed interval (at least 1s), aligned to the Unix epoch.",
+            },
+            "timezone": {
+                "type": "string",
+                "description": "IANA zone the cron fields are read in (default UTC).",
+            },
+            "input": {
+                "type": "object",
+                "description": "The execution's input; templates see `schedule.fire_time`, "
+                "`schedule.date`, `schedule.local_time`, `schedule.name`.",
+            },
+            "overlap": {
+                "enum": list(OVERLAP_POLICIES),
+                "description": "While the previous execution is open: allow (default), "
+                "forbid (skip the fire) or replace (cancel it).",
+            },
+            "misfire": {
+                "enum": list(MISFIRE_POLICIES),
+                "description": "Fires missed while no worker ran: skip, once (default: the "
+                "latest runs) or all.",
+            },
+            "starting_deadline": {
+                "$ref": "#/$defs/duration",
+                "description": "A fire not started this long after its time is missed.",
+            },
+            "max_parallel": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Backfill: executions open at a time (default 1).",
+            },
+        },
+        "additionalProperties": False,
     }
 
 
@@ -225,6 +289,13 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                 "type": "boolean",
                 "description": "After the first node that fails for good, no new node starts "
                 "(running ones finish, the others are skipped); exit handlers still run.",
+            },
+            "schedule": {
+                "description": "One schedule, or a list of them.",
+                "anyOf": [
+                    {"$ref": "#/$defs/schedule"},
+                    {"type": "array", "items": {"$ref": "#/$defs/schedule"}, "minItems": 1},
+                ],
             },
             "nodes": {
                 "type": "object",

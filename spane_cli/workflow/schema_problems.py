@@ -110,7 +110,11 @@ def did_you_mean(word: str, choices: Iterator[str] | list[str] | tuple[str, ...]
 
 def _is_duration_schema(schema: Mapping[str, Any]) -> bool:
     branches = schema.get("anyOf") or []
-    return any(isinstance(b, dict) and "pattern" in b and "ms" in b["pattern"] for b in branches)
+    return any(
+        isinstance(b, dict)
+        and (("pattern" in b and "ms" in b["pattern"]) or b.get("$ref") == "#/$defs/duration")
+        for b in branches
+    )
 
 
 def json_type_of(value: Any) -> str:

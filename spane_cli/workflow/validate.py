@@ -14,12 +14,13 @@ import jinja2.nodes
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from spane_cli.workflow import expressions
+from spane_cli.workflow import expressions, inputs
 from spane_cli.workflow.dag import find_cycle
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
 from spane_cli.workflow.node_configs import JsonSchema
 from spane_cli.workflow.problems import Path, Problem, format_path
+from spane_cli.workflow.schedule_spec import schedule_entries, schedule_problems
 from spane_cli.workflow.schema import RETRY_WHEN_NAMES, workflow_schema
 from spane_cli.workflow.schema_problems import (
     describe,
@@ -362,9 +363,62 @@ class _Checker:
                 self.add(path, f"sub-workflow {ref!r} is invalid ({count} {noun})")
                 self.problems.extend(child.problems)
             elif child.workflow is not None:
+                self._check_child_input(node_id, ref, config or {}, child.workflow)
                 self.subworkflows[target] = child.workflow
                 self.subworkflows.update(child.subworkflows)
                 self.documents.update(child.documents)
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def check_schedules(self, data: Mapping[str, Any]) -> None:
+        raw = data.get("schedule")
+        if raw is None or not isinstance(data.get("name"), str):
+            return
+        seen: set[str] = set()
+        listed = isinstance(raw, list)
+        for index, (name, entry) in enumerate(schedule_entries(data["name"], raw)):
+            base: Path = ("schedule", index) if listed else ("schedule",)
+            if name in seen:
+                self.add(base, f"schedule {name!r} is declared twice")
+            seen.add(name)
+            for key, message in schedule_problems(entry):
+                self.add((*base, key) if key else base, message)
+            self._walk_templates(entry.get("input"), (*base, "input"), set())
+
+    def _check_child_input(
+        self, node_id: str, ref: str, config: Mapping[str, Any], child: Workflow
+    ) -> None:
+        """The parts of `input:` written out (not templates) against the child's `inputs`:
+        its keys for missing and unknown inputs, each plain value for its type. Templated
+        values are checked when the child starts."""
+        given = config.get("input")
+        if given is not None and not isinstance(given, dict):
+            return  # the config schema reports it
+        given = given or {}
+        if any(_holds_template(name) for name in given):
+            return  # the names themselves are known only when the child starts
+        base: Path = ("nodes", node_id, "config")
+        prefix = f"node {node_id!r}: sub-workflow {ref!r}: "
+        for problem in inputs.missing_inputs(child.inputs, list(given)):
+            self.add((*base, "input") if "input" in config else base, prefix + problem, key=True)
+        for name, problem in inputs.unknown_inputs(child.inputs, list(given)):
+            self.add((*base, "input", name), prefix + problem, key=True)
+        for spec in child.inputs:
+            value = given.get(spec.name)
+            if spec.name not in given or _holds_template(value):
+                continue
+            for problem in inputs.value_problems(spec, inputs.as_declared(spec, value)):
+                self.add((*base, "input", spec.name), prefix + problem)
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return expressions.is_template(value)
+    if isinstance(value, dict):
+        return any(_holds_template(k) or _holds_template(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_template(v) for v in value)
+    return False
 
 
 def is_file_reference(ref: str) -> bool:
@@ -411,6 +465,7 @@ def validate_document(
     checker.check_expressions({**data, "nodes": nodes})
     checker.check_inputs(data.get("inputs"))
     checker.check_subworkflows(nodes)
+    checker.check_schedules(data)
     problems = _dedupe(checker.problems)
     if problems:
         return ValidationResult(doc.file, problems)

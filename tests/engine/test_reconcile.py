@@ -170,3 +170,22 @@ def test_only_one_worker_reconciles_at_a_time(
         other.close()
     sent = reconcile.tick(store, dispatcher, now=100.0)
     assert execution_id in {d.execution_id for d in sent}
+
+
+def test_the_heartbeat_of_a_silent_worker_is_removed_after_a_while(
+    store: Store, dispatcher: Dispatcher
+) -> None:
+    from spane_cli.store.workers import live_workers
+
+    beat("gone~1", "host", 1, ["default"], now=1000.0)
+    beat("beating~2", "host", 2, ["default"], now=1000.0)
+    kept = reconcile.SILENT_WORKER_KEPT_MIN
+
+    def names(now: float) -> set[str]:
+        return {w.name for w in live_workers(now, ttl=10 * kept)}
+
+    reconcile.tick(store, dispatcher, now=1000.0 + kept - 1)
+    assert names(1000.0 + kept) == {"gone~1", "beating~2"}  # still shown for a while
+    beat("beating~2", "host", 2, ["default"], now=1000.0 + kept)
+    reconcile.tick(store, dispatcher, now=1000.0 + kept + 1)
+    assert names(1000.0 + kept + 1) == {"beating~2"}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
-from cluster_support import ROOT, Cluster, poll
+from cluster_support import ROOT, Cluster, flow, poll
 
 
 def guarded_flow(marker: Path) -> str:
@@ -111,49 +114,66 @@ def test_health_exit_codes(cluster: Cluster) -> None:
     assert "Redis unreachable" in down.stderr
 
 
-def test_tables_fit_a_pinned_width(cluster: Cluster) -> None:
-    execution_id = cluster.submit(
-        "version: 1\nname: tabled\nnodes:\n"
-        "  fetch_the_rows: {type: noop}\n"
-        "  report: {type: fail, needs: [fetch_the_rows], config: {message: 'disk full'}}\n"
-    )
-    cluster.start_worker()
-    poll(lambda: cluster.status(execution_id) == "failed", what="the failure")
-    cluster.env["COLUMNS"] = "120"
-    table = cluster.spane("get", execution_id).stdout
-    assert "fetch_the_rows" in table and "succeeded" in table
-    assert "disk full" in table and "failed" in table
-    assert max(len(line) for line in table.splitlines()) <= 120
-    listed = cluster.spane("list").stdout
-    assert execution_id in listed and "tabled" in listed
-    assert max(len(line) for line in listed.splitlines()) <= 120
+def test_health_names_a_queue_that_has_jobs_and_no_worker(cluster: Cluster) -> None:
+    cluster.start_worker()  # serves `default` only
+    cluster.submit(flow("unserved", "  a: {type: noop, queue: gpu}\n"))
+    poll(lambda: cluster.spane("health").returncode == 1, what="a degraded report")
+    report = json.loads(cluster.spane("health", "-o", "json").stdout)
+    assert report["queues"]["gpu"] == 1
+    assert "queue gpu has 1 waiting jobs and no live worker serves it" in report["problems"]
+    cluster.start_worker("--queue", "gpu")
+    poll(lambda: cluster.spane("health").returncode == 0, what="the queue to be served")
 
 
-def test_events_follow_streams_until_the_execution_ends(cluster: Cluster) -> None:
-    import subprocess
-    import sys
-
-    execution_id = cluster.submit(
-        "version: 1\nname: followed\nnodes:\n"
-        "  one: {type: shell, config: {run: 'sleep 0.5'}}\n"
-        "  two: {type: noop, needs: [one]}\n"
-    )
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "spane_cli", "events", execution_id, "--follow", "-o", "json"],
-        env=cluster.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def test_health_judges_workers_by_the_ttl_they_are_given(cluster: Cluster) -> None:
+    cluster.start_worker()  # beats every 1.5 s
+    poll(lambda: cluster.spane("health").returncode == 0, what="a healthy report")
+    # Workers told to count a worker gone after 1 ms without a beat: health counts the same.
+    strict = subprocess.run(
+        [sys.executable, "-m", "spane_cli", "health", "-o", "json"],
+        env={**cluster.env, "SPANE_HEARTBEAT_TTL": "0.001", "SPANE_HEARTBEAT_EVERY": "0.0005"},
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    cluster.start_worker()
-    out, err = follower.communicate(timeout=60)
-    assert follower.returncode == 0, err
-    types = [json.loads(line)["type"] for line in out.splitlines()]
-    assert types[0] == "execution.created"
-    assert types[-1] == "execution.succeeded"
-    assert types.count("node.succeeded") == 2
+    assert strict.returncode == 1
+    assert "no live worker: start `spane worker`" in json.loads(strict.stdout)["problems"]
 
 
-def test_worker_max_jobs_stops_after_that_many(cluster: Cluster) -> None:
-    first = cluster.submit("version: 1\nname: one\nnodes:\n  a: {type: noop}\n")
-    second = cluster.submit("version: 1\nname: two\nnodes:\n  a: {type: noop}\n")
-    worker = cluster.start_worker("--max-jobs", "1")
+def test_run_watch_gives_up_after_its_timeout(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "never.yaml"
+    path.write_text(flow("never-served", "  a: {type: noop}\n"))  # no worker runs it
+    watched = cluster.spane("run", "--watch", "--timeout", "1s", str(path), timeout=30)
+    assert watched.returncode == 124, watched.stderr
+    assert "gave up waiting for" in watched.stderr and "(still pending)" in watched.stderr
+
+
+def test_worker_logs_its_life_as_json_lines(cluster: Cluster) -> None:
+    worker = cluster.start_worker("--log-format", "json", "--name", "shipped")
+    poll(lambda: cluster.live_workers(), what="the worker to beat")
+    worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
-    assert sorted([cluster.status(first), cluster.status(second)]) == ["pending", "succeeded"]
+    lines = [json.loads(line) for line in cluster.logs().splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("worker shipped~") and "serving default" in m for m in messages)
+    assert any(m.startswith("received SIGTERM: finishing the running node") for m in messages)
+    assert any(m.startswith("worker shipped~") and "stopped after 0 jobs" in m for m in messages)
+    assert {"time", "level", "logger", "message", "pid"} <= set(lines[0])
+
+
+def test_resubmit_with_input_overrides_waits_and_exits_as_run_does(cluster: Cluster) -> None:
+    path = cluster.tmp_path / "greet.yaml"
+    path.write_text(
+        "version: 1\nname: greet-again\n"
+        "inputs:\n  who: {type: string, default: world}\n  times: {type: integer, default: 1}\n"
+        "nodes:\n  say: {type: transform, config: {output: 'hello {{ input.who }}'}}\n"
+    )
+    first = cluster.spane("run", "-q", str(path), "-i", "who=ops")
+    cluster.start_worker()
+    again = cluster.spane(
+        "resubmit", first.stdout.strip()[:8], "-i", "times=3", "--wait", "-o", "json"
+    )
+    assert again.returncode == 0, again.stderr
+    document = json.loads(again.stdout)
+    assert document["input"] == {"who": "ops", "times": 3}
+    assert document["id"] != first.stdout.strip()
+    bad = cluster.spane("resubmit", first.stdout.strip(), "-i", "times=many")
+    assert bad.returncode == 2 and "input 'times'" in bad.stderr

@@ -436,3 +436,23 @@ def test_complete_nodes_counts_parents_down_together_and_skips_a_stale_report(
     assert join.parent_outputs == {"a": 1, "b": 2, "c": 3}  # the stale report changed nothing
     complete_one(store, join, Report("succeeded"))
     assert store.require_execution(execution_id).status == ExecutionStatus.SUCCEEDED
+
+
+def test_nul_characters_in_what_a_node_reports_are_stored(store: Store) -> None:
+    from spane_cli.text import NUL_REPLACEMENT
+
+    vid = version(store, {"a": {"type": "noop"}, "b": {"type": "noop"}})
+    execution_id, _, _ = store.create_execution(vid, None)
+    nul = "before\x00after"
+    run_all(
+        store,
+        execution_id,
+        {
+            "a": Report("failed", error=nul, logs=nul),
+            "b": Report("succeeded", output={"stdout": nul}, logs=nul),
+        },
+    )
+    assert statuses(store, execution_id) == {"a": "failed", "b": "succeeded"}
+    stored = {row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution_id)}
+    assert stored["a"].error == f"before{NUL_REPLACEMENT}after"
+    assert stored["b"].output == {"stdout": nul}  # JSON keeps it, escaped

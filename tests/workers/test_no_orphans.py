@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from cluster_support import Cluster, flow, poll
@@ -51,21 +52,15 @@ def test_killing_a_supervised_worker_kills_its_node_commands(
     poll(lambda: not alive(second), deadline=10, what="the cancelled run to be killed")
 
 
-def test_killing_a_lone_worker_kills_the_command_it_started(
+def test_killing_a_lone_worker_kills_every_process_its_command_started(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    pid_file = tmp_path / "direct.pid"
-    execution_id = cluster.submit(
-        flow(
-            "orphan-lone",
-            f"  long: {{type: shell, config: {{run: 'echo $$ > {pid_file}; exec sleep 600'}}}}\n",
-        )
-    )
+    execution_id, pid_file = started_command(cluster, tmp_path, "orphan-lone")
     worker = cluster.start_worker()
     poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
-    command = int(pid_file.read_text())
+    grandchild = int(pid_file.read_text().split()[0])
     os.killpg(worker.pid, signal.SIGKILL)  # the worker only: the command has its own group
-    poll(lambda: not alive(command), deadline=10, what="the command to die with its worker")
+    poll(lambda: not alive(grandchild), deadline=10, what="the command's own child to die")
     cluster.spane("cancel", execution_id)
 
 
@@ -82,10 +77,39 @@ def test_past_the_stop_grace_the_node_is_dropped_and_runs_again(
     poll(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the command")
     first_run = int(pid_file.read_text())
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=15) == 0  # it did not wait out the 600 s command
+    # It did not wait out the 600 s command, and says it was a forced stop.
+    assert worker.wait(timeout=15) == 1
     assert not alive(first_run)
     pid_file.unlink()
     # Another worker takes the node over (after the heartbeat TTL, the stopped one is gone).
     cluster.start_worker(env={**fast, "SPANE_HEARTBEAT_TTL": "2", "SPANE_HEARTBEAT_EVERY": "0.5"})
     poll(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the second run")
     cluster.spane("cancel", execution_id)
+
+
+STUCK_IN_C = """
+def stuck(context):
+    return sum(range(10**13))  # one C call: no signal handler runs until it returns
+"""
+
+
+def test_a_python_node_stuck_in_one_c_call_times_out_and_the_worker_serves_on(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "stuck_module.py").write_text(STUCK_IN_C)
+    execution_id = cluster.submit(
+        flow(
+            "stuck-in-c",
+            "  n: {type: python, timeout: 1s, config: {function: 'stuck_module:stuck'}}\n"
+            "  after: {type: noop, needs: [n], trigger: all_done}\n",
+        )
+    )
+    cluster.start_worker("--concurrency", "2", env={"PYTHONPATH": str(tmp_path)})
+    poll(lambda: cluster.node_status(execution_id, "n") == "running", what="the stuck node")
+    started = time.monotonic()
+    poll(lambda: cluster.status(execution_id) == "failed", 20, "the execution to fail")
+    took = time.monotonic() - started
+    node = cluster.get(execution_id)["nodes"]["n"]
+    assert node["error"].startswith("timed out after 1s"), node
+    assert cluster.get(execution_id)["nodes"]["after"]["status"] == "succeeded"
+    assert took < 1 + 2 + 1, f"failed {took:.1f} s after it started"

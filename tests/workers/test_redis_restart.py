@@ -36,3 +36,37 @@ def test_a_redis_restart_mid_run_loses_nothing(
     finally:
         cluster.close()
     assert "Traceback" not in cluster.logs()
+
+
+def test_a_redis_restart_while_retries_and_delay_items_wait_loses_nothing(
+    fresh_postgres_url: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    cluster = Cluster(fresh_postgres_url, private_redis.url(), tmp_path)
+    marker = tmp_path / "tried"
+    try:
+        execution_id = cluster.submit(
+            flow(
+                "timers-restarted",
+                "  flaky:\n"
+                "    type: shell\n"
+                "    retry: {attempts: 2, delay: 2s}\n"
+                f"    config: {{run: '[ -e {marker} ] || {{ touch {marker}; exit 1; }}'}}\n"
+                "  naps: {type: delay, foreach: [2s, 3s], config: {duration: '{{ item }}'}}\n",
+            )
+        )
+        cluster.start_worker()
+        poll(
+            lambda: (
+                cluster.node_status(execution_id, "flaky") == "retrying"
+                and cluster.node_status(execution_id, "naps") == "waiting"
+            ),
+            30,
+            "the retry and the delays to wait",
+        )
+        private_redis.kill()
+        private_redis.start()  # the timer token and any job are gone; the database has it all
+        poll(lambda: cluster.status(execution_id) == "succeeded", 60, "the execution to finish")
+        assert cluster.get(execution_id)["nodes"]["flaky"]["attempts"] == 2
+    finally:
+        cluster.close()
+    assert "Traceback" not in cluster.logs()

@@ -4,10 +4,11 @@ replaced, and its supervisor hands its node back at once instead of after a hear
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
-from cluster_support import Cluster, flow, poll
+from cluster_support import Cluster, PrivateRedis, flow, poll
 
 
 def running_on(cluster: Cluster, execution_id: str, node_id: str) -> str | None:
@@ -44,6 +45,8 @@ def test_a_killed_child_is_released_at_once_and_its_successor_is_a_new_worker(
 
     second = poll(taken_over, deadline=15, what="the node to run again")
     assert time.monotonic() - killed_at < 4.0, "released by the TTL, not by the supervisor"
+    beating = "SELECT name FROM worker_heartbeat WHERE name = %s"
+    assert cluster.query(beating, (first,)) == []  # that life's row went with it
     hold.open()
     poll(lambda: cluster.status(execution_id) == "succeeded", 30, "the execution to end")
     assert second != first
@@ -54,3 +57,31 @@ def test_a_killed_child_is_released_at_once_and_its_successor_is_a_new_worker(
     assert attempts == [(1, 0)]  # no attempt used; the success clears the loss count
     lost = [e for e in cluster.events(execution_id) if e["type"] == "node.lost"]
     assert lost and lost[0]["data"]["worker"] == first
+
+
+def test_a_child_that_keeps_failing_at_start_is_restarted_with_a_growing_delay(
+    cluster: Cluster, private_redis: PrivateRedis
+) -> None:
+    import psutil
+
+    env = {"SPANE_REDIS_URL": private_redis.url()}
+    supervisor = cluster.start_worker("--concurrency", "2", "--name", "crashy", env=env)
+
+    def children() -> list[psutil.Process]:
+        return [c for c in psutil.Process(supervisor.pid).children() if c.status() != "zombie"]
+
+    first = poll(lambda: len(children()) == 2 and children()[0], what="two children")
+    private_redis.kill()  # from now on a new child exits 3 at its start
+    first.kill()
+    log = cluster.tmp_path / "worker-0.log"
+
+    def delays() -> list[str]:
+        return re.findall(
+            r"crashy-0 exited with -?\d+; starting a new one in (\d+) s", log.read_text()
+        )
+
+    # A kill is restarted at once; each failure at start then waits longer than the last.
+    poll(lambda: len(delays()) >= 4, 30, "three failed restarts")
+    assert delays()[:4] == ["0", "0", "1", "2"], delays()
+    private_redis.start()
+    poll(lambda: len(cluster.live_workers()) == 2, 30, "the child to come back with Redis")

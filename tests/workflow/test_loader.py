@@ -125,7 +125,9 @@ def test_alias_bomb_fails_fast(tmp_path: Path) -> None:
     file = write(tmp_path, "\n".join(rows) + "\n")
     started = time.monotonic()
     _, _, message = failure(file)
-    assert time.monotonic() - started < 1.0
+    # Expanded, it would take minutes and gigabytes; refused, it takes milliseconds (the bound
+    # leaves room for a loaded machine).
+    assert time.monotonic() - started < 5.0
     assert "alias bomb" in message
 
 
