@@ -31,9 +31,8 @@ def run_local(flow: Path, *args: str, db: str | None = None) -> tuple[int, dict[
         cwd=ROOT,
     )
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert lines, result.stderr
-    final = json.loads("\n".join(lines[1:])) if len(lines) > 1 else {}
+    assert result.stdout.strip(), result.stderr
+    final = json.loads(result.stdout)  # the one document: the execution as it ended
     return result.returncode, final, result.stderr
 
 
