@@ -66,9 +66,15 @@ def _check_repeat(sequence: Any, times: Any) -> None:
 
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    return _BoundedEnvironment(
+    # Imported here: the filters use this module's limits.
+    from spane_cli.workflow.filters import FILTERS, TESTS
+
+    bounded = _BoundedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
+    bounded.filters.update(FILTERS)
+    bounded.tests.update(TESTS)
+    return bounded
 
 
 def is_template(value: str) -> bool:
