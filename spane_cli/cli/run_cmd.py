@@ -72,12 +72,27 @@ def run(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Worker threads with --local.", min=1)
     ] = 2,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            "-P",
+            help="With --local: a directory python nodes import from (repeatable).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
+    from spane_cli.engine.import_path import add_import_paths
     from spane_cli.engine.submit import validated_file
     from spane_cli.workflow.durations import DurationError, parse_duration
 
     settings = settings_of(ctx)
+    if paths and not local:
+        raise UsageError(
+            "--path needs --local: python nodes import on the workers (spane worker --path)"
+        )
+    add_import_paths(paths or [])
     try:
         wait_limit = parse_duration(timeout) if timeout else None
     except DurationError as exc:
