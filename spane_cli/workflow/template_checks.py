@@ -116,6 +116,8 @@ def syntax_hint(text: str, message: str, *, shell: bool) -> Finding | None:
 def swallowed_by_comment(text: str, environment: jinja2.Environment) -> Finding | None:
     """`${#VAR} ... #}` parses: a Jinja comment that opens right after a `$` silently eats
     the script up to the next `#}` (one between {% raw %} and {% endraw %} is data)."""
+    if "{#" not in text:
+        return None
     previous = ""
     for _line, token, value in environment.lex(text):
         if token == "comment_begin" and previous.endswith("$"):
