@@ -64,13 +64,46 @@ def _check_repeat(sequence: Any, times: Any) -> None:
         _check_size(len(sequence) * times)
 
 
+def check_weight(value: Any, what: str = "the value") -> None:
+    """Refuse a value whose text would be past MAX_BUILT_SIZE before it is built: a list
+    that holds the same big list a thousand times is small in memory and huge as text or
+    JSON (every operator allowed it: each step was small)."""
+    budget = MAX_BUILT_SIZE
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif isinstance(item, Mapping):
+            budget -= len(item) + 2
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            budget -= len(item) + 2
+            pending.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            raise SecurityError(f"{what} would be longer than {MAX_BUILT_SIZE:,} characters")
+
+
+def _printable(value: Any) -> Any:
+    """Each `{{ ... }}` of a template becomes text: bounded before str() builds it."""
+    if not isinstance(value, str):
+        check_weight(value, "the printed value")
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
     # Imported here: the filters use this module's limits.
     from spane_cli.workflow.filters import FILTERS, TESTS
 
     bounded = _BoundedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_printable,
     )
     bounded.filters.update(FILTERS)
     bounded.tests.update(TESTS)
@@ -147,6 +180,9 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
     with _as_expression_error(text):
         compiled = environment().compile_expression(text, undefined_to_none=False)
         result = compiled(**scope)
+        if isinstance(result, list | tuple | dict):
+            # Stored as JSON next: `[[big] * 1000] * 1000` must not reach json.dumps.
+            check_weight(result)
     if isinstance(result, jinja2.Undefined):
         raise ExpressionError(f"undefined value in {text!r}")
     return result

@@ -23,7 +23,7 @@ import yaml
 from jinja2.exceptions import FilterArgumentError
 from jinja2.sandbox import SecurityError
 
-from spane_cli.workflow.expressions import MAX_BUILT_SIZE
+from spane_cli.workflow.expressions import MAX_BUILT_SIZE, check_weight
 from spane_cli.workflow.loader import LoadFailed, load_document
 
 # The longest text from_json and from_yaml parse: a workflow file's own limit.
@@ -43,33 +43,11 @@ def _refuse_past(size: int, what: str) -> None:
         raise SecurityError(f"{what} would hold {size:,} items, over {MAX_BUILT_SIZE:,}")
 
 
-def _check_weight(value: Any, what: str) -> None:
-    """Refuse a value whose text would be past MAX_BUILT_SIZE before it is built: a list
-    that holds the same big list a thousand times is small in memory and huge as JSON."""
-    budget = MAX_BUILT_SIZE
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            budget -= len(item) + 2
-        elif isinstance(item, Mapping):
-            budget -= len(item) + 2
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            budget -= len(item) + 2
-            pending.extend(item)
-        else:
-            budget -= 8
-        if budget < 0:
-            raise SecurityError(f"{what} would be longer than {MAX_BUILT_SIZE:,} characters")
-
-
 def _text(value: Any, what: str) -> str:
     """`value` as the text `{{ value }}` would print."""
     if isinstance(value, str):
         return value
-    _check_weight(value, what)
+    check_weight(value, what)
     return str(value)
 
 
@@ -99,11 +77,16 @@ def quote(value: Any) -> str:
     if value is None:
         return "''"
     if isinstance(value, list | tuple):
-        _check_weight(value, "quote")
+        check_weight(value, "quote")
         return " ".join(quote(item) for item in value)
     quoted = shlex.quote(_text(value, "quote"))
     _refuse_past(len(quoted), "quote")
     return quoted
+
+
+def string(value: Any) -> str:
+    """Jinja2's `string`, bounded: str() of a value built from shared lists can be huge."""
+    return _text(value, "string")
 
 
 def basename(value: Any) -> str:
@@ -118,7 +101,7 @@ def dirname(value: Any) -> str:
 
 
 def to_json(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
-    _check_weight(value, "to_json")
+    check_weight(value, "to_json")
     return json.dumps(
         _plain(value), indent=indent, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False
     )
@@ -140,7 +123,7 @@ class _NoAliasDumper(yaml.SafeDumper):
 
 
 def to_yaml(value: Any, indent: int = 2, sort_keys: bool = False) -> str:
-    _check_weight(value, "to_yaml")
+    check_weight(value, "to_yaml")
     return yaml.dump(
         _plain(value),
         Dumper=_NoAliasDumper,
@@ -328,6 +311,7 @@ def search(
 FILTERS: dict[str, Callable[..., Any]] = {
     "quote": quote,
     "basename": basename,
+    "string": string,
     "dirname": dirname,
     "to_json": to_json,
     "to_nice_json": to_nice_json,
