@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
@@ -116,11 +117,10 @@ def is_template(value: str) -> bool:
 
 def syntax_error(text: str, *, bare: bool = False) -> str | None:
     """A message when `text` does not parse, else None."""
+    if not bare:
+        return parsed(text)[1]
     try:
-        if bare:
-            environment().compile_expression(text)
-        else:
-            environment().parse(text)
+        environment().compile_expression(text)
     except jinja2.TemplateAssertionError as exc:
         # Compiling a bare expression looks its filters and tests up: an unknown one is not
         # a syntax error, and validation reports it with the others, at its own column.
@@ -132,6 +132,16 @@ def syntax_error(text: str, *, bare: bool = False) -> str | None:
     except RecursionError:
         return "expression nests too deeply to parse"
     return None
+
+
+def parsed(text: str) -> tuple[jinja2.nodes.Template | None, str | None]:
+    """The template's syntax tree, or None and the message saying why it does not parse."""
+    try:
+        return environment().parse(text), None
+    except jinja2.TemplateSyntaxError as exc:
+        return None, f"expression does not parse: {exc.message}"
+    except RecursionError:
+        return None, "expression nests too deeply to parse"
 
 
 def _single_expression(text: str) -> str | None:

@@ -221,22 +221,17 @@ class _Checker:
         if problem:
             self.add(path, f"{describe(path)}: {problem}")
             return
-        self._check_parsed(f"{{{{ {source} }}}}", path, node_ids)
+        template = f"{{{{ {source} }}}}"
+        self._check_parsed(template, expressions.environment().parse(template), path, node_ids)
 
     def _walk_templates(self, value: Any, path: Path, node_ids: set[str]) -> None:
         if isinstance(value, str):
             if expressions.is_template(value):
-                problem = expressions.syntax_error(value)
-                if problem:
-                    shell = len(path) >= 4 and path[2] == "config" and path[3] in ("run", "args")
-                    hint = template_checks.syntax_hint(value, problem, shell=shell)
-                    if hint is None:
-                        self.add(path, f"{describe(path)}: {problem}")
-                    else:
-                        full = template_checks.Finding(f"{problem} ({hint.message})", hint.where)
-                        self.add_finding(path, value, full)
+                tree, problem = expressions.parsed(value)
+                if tree is None:
+                    self._add_syntax_problem(value, str(problem), path)
                 else:
-                    self._check_parsed(value, path, node_ids)
+                    self._check_parsed(value, tree, path, node_ids)
         elif isinstance(value, dict):
             for key, item in value.items():
                 self._walk_templates(item, (*path, key), node_ids)
@@ -244,9 +239,19 @@ class _Checker:
             for index, item in enumerate(value):
                 self._walk_templates(item, (*path, index), node_ids)
 
-    def _check_parsed(self, template: str, path: Path, node_ids: set[str]) -> None:
+    def _add_syntax_problem(self, template: str, problem: str, path: Path) -> None:
+        shell = len(path) >= 4 and path[2] == "config" and path[3] in ("run", "args")
+        hint = template_checks.syntax_hint(template, problem, shell=shell)
+        if hint is None:
+            self.add(path, f"{describe(path)}: {problem}")
+        else:
+            with_hint = template_checks.Finding(f"{problem} ({hint.message})", hint.where)
+            self.add_finding(path, template, with_hint)
+
+    def _check_parsed(
+        self, template: str, tree: jinja2.nodes.Template, path: Path, node_ids: set[str]
+    ) -> None:
         environment = expressions.environment()
-        tree = environment.parse(template)
         for finding in template_checks.unknown_names(tree, environment.filters, environment.tests):
             self.add_finding(path, template, finding)
         swallowed = template_checks.swallowed_by_comment(template, environment)
