@@ -18,7 +18,13 @@ SHELL: JsonSchema = {
     "type": "object",
     "description": "Run a command: `run` through /bin/sh, or `args` as argv with no shell.",
     "properties": {
-        "run": {"type": "string", "description": "A script for /bin/sh -c; templates allowed."},
+        "run": {
+            "type": "string",
+            "description": (
+                "A script for /bin/sh -c; templates allowed. A value rendered into it is shell "
+                "code: pass inputs through `| quote`, or use `args`."
+            ),
+        },
         "args": {
             "type": "array",
             "minItems": 1,
