@@ -1,8 +1,8 @@
 """`python`: calls `function: "pkg.mod:callable"`; returns JSON-able data.
 
 The call convention (docs/python-nodes.md): the rendered `kwargs` are the function's keyword
-arguments, and a parameter named `context` (or annotated `PythonContext`, whatever its name)
-receives the PythonContext; a function that asks for neither is called with `kwargs` alone.
+arguments, and a parameter named `context` or `ctx` (or annotated `PythonContext`, whatever its
+name) receives the PythonContext; a function that asks for neither is called with `kwargs` alone.
 An `async def` function is run to its end with asyncio.run.
 Arguments that do not fit the signature fail the node before the call, naming the function.
 
@@ -75,7 +75,8 @@ def _capturing_logger(name: str) -> tuple[logging.Logger, _ListHandler]:
     return logger, handler
 
 
-CONTEXT_PARAMETER = "context"
+# `ctx` too: the name functions written for the one-argument convention of old mostly use.
+CONTEXT_PARAMETERS = ("context", "ctx")
 
 
 def _load(reference: str) -> Callable[..., Any]:
@@ -88,21 +89,23 @@ def _load(reference: str) -> Callable[..., Any]:
 
 
 def _context_parameter(signature: inspect.Signature | None) -> str | None:
-    """The parameter that asks for the context: named `context`, or annotated PythonContext
-    (a class, or its name as a string annotation)."""
+    """The parameter that asks for the context: one annotated PythonContext (the class, or
+    its name as a string annotation), else one named `context` or `ctx`."""
     if signature is None:
         return None
-    for name, parameter in signature.parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
+    named = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    for parameter in named:
         annotation = parameter.annotation
-        named = isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "PythonContext"
-        if annotation is PythonContext or named:
-            return name
-    if CONTEXT_PARAMETER in signature.parameters:
-        parameter = signature.parameters[CONTEXT_PARAMETER]
-        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            return CONTEXT_PARAMETER
+        by_name = isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "PythonContext"
+        if annotation is PythonContext or by_name:
+            return parameter.name
+    for parameter in named:
+        if parameter.name in CONTEXT_PARAMETERS:
+            return parameter.name
     return None
 
 

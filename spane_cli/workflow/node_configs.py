@@ -71,8 +71,8 @@ PYTHON: JsonSchema = {
     "type": "object",
     "description": (
         "Call a Python function: the rendered `kwargs` are its keyword arguments, and a "
-        "parameter named `context` receives the context object (input, attempt, logger, "
-        "secrets, cancel_requested). What it returns, JSON-able, is the node's output."
+        "parameter named `context` (or `ctx`) receives the context object (input, attempt, "
+        "logger, secrets, cancel_requested). What it returns, JSON-able, is the node's output."
     ),
     "properties": {
         "function": {

@@ -46,6 +46,9 @@ SOURCE = textwrap.dedent(
     def annotated_by_class(run: PythonContext):
         return run.attempt
 
+    def old_style(ctx):
+        return ctx.input
+
     def everything(**kwargs):
         return sorted(kwargs)
 
@@ -200,6 +203,7 @@ def test_print_goes_to_the_nodes_logs_per_thread(context_for, capfd):
         ("no_arguments", {}, None, "called"),
         ("annotated", {"scale": 3}, 2, 6),  # the context under another name, by annotation
         ("annotated_by_class", {}, None, 1),
+        ("old_style", {}, "as before", "as before"),  # `ctx`: one argument, the context
         ("everything", {"z": 1, "a": 2}, None, ["a", "z"]),  # **kwargs gets no context
         ("later", {"delay": 0.01}, None, "n1"),  # async def runs to its end
     ],
