@@ -1,7 +1,8 @@
 """Inputs given as text (`spane run -i NAME=VALUE`, `--input-file`), typed by what the
 workflow declares.
 
-An input whose declared `type` allows a string keeps the text as it was typed: `-i tag=1.10`
+An input whose declaration allows a string (its `type`, or an `enum` of strings) keeps the
+text as it was typed: `-i tag=1.10`
 is "1.10", `-i flag=true` is "true", `-i note=null` is "null". Any other declared input, and
 an input the workflow does not declare, is JSON when its text parses as JSON (`5`, `true`,
 `[1, 2]`, `{"a": 1}`, `null`) and the text itself otherwise. In an input file the same rule
@@ -26,14 +27,27 @@ class InputTextError(ValueError):
     """Raised when `-i` text or an input file cannot be read as inputs (a usage error)."""
 
 
+# Keywords that constrain strings only: an input declared with them and no `type` is text.
+_STRING_KEYWORDS = ("pattern", "minLength", "maxLength", "format")
+
+
 def takes_text(spec: InputSpec | None) -> bool:
-    """True when the input's declared type allows a string: its value stays the text typed."""
+    """True when the input's declaration allows a string: its value stays the text typed.
+    That is a `type` naming `string`; with no `type`, an `enum` or `const` of strings only,
+    or a keyword that constrains strings only (`pattern`, `minLength`, ...)."""
     if spec is None:
         return False
-    declared = spec.schema.get("type")
+    schema = spec.schema
+    declared = schema.get("type")
     if isinstance(declared, str):
         return declared == "string"
-    return isinstance(declared, Iterable) and "string" in declared
+    if isinstance(declared, Iterable):
+        return "string" in declared
+    choices = schema.get("enum", (schema["const"],) if "const" in schema else None)
+    if isinstance(choices, Iterable) and not isinstance(choices, str):
+        listed = list(choices)
+        return bool(listed) and all(isinstance(choice, str) for choice in listed)
+    return any(keyword in schema for keyword in _STRING_KEYWORDS)
 
 
 def typed_pairs(pairs: Sequence[str], specs: Iterable[InputSpec]) -> dict[str, Any]:

@@ -17,6 +17,8 @@ inputs:
   maybe_text: {type: [string, "null"]}
   number: {type: number, default: 0}
   anything: {description: declared without a type}
+  choice: {enum: ["1", "2.0"]}
+  code: {pattern: "^[0-9]+$"}
 nodes:
   show:
     type: transform
@@ -26,6 +28,8 @@ nodes:
         maybe_text: "{{ input.maybe_text | default(none) }}"
         number: "{{ input.number }}"
         anything: "{{ input.anything | default(none) }}"
+        choice: "{{ input.choice | default(none) }}"
+        code: "{{ input.code | default(none) }}"
         undeclared: "{{ input.extra | default(none) }}"
 """
 
@@ -84,6 +88,8 @@ def test_an_input_file_keeps_the_text_of_unquoted_scalars_for_string_inputs(
         "maybe_text": "true",
         "number": 1.1,
         "anything": None,
+        "choice": None,
+        "code": None,
         "undeclared": None,
     }
 
@@ -106,3 +112,9 @@ def test_a_broken_input_file_is_one_located_line(flow: Path, tmp_path: Path) -> 
     assert result.exit_code == 2
     assert result.stderr.startswith(f"spane: --input-file {given}:1:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_enum_of_strings_or_a_pattern_takes_text_without_a_type(flow: Path) -> None:
+    output = shown(str(flow), "-i", "choice=2.0", "-i", "code=007")
+    assert output["choice"] == "2.0"
+    assert output["code"] == "007"
