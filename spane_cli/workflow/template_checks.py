@@ -23,7 +23,8 @@ from spane_cli.workflow.schema_problems import did_you_mean
 @dataclass(frozen=True)
 class Finding:
     message: str
-    # Finds the text the finding is about; None: the template's own location is the best.
+    # Finds the text the finding is about (at its first group that matched, if it has
+    # groups); None: the template's own location is the best there is.
     where: re.Pattern[str] | None = None
 
 
@@ -71,11 +72,9 @@ def _name_argument(node: jinja2.nodes.Filter, position: int) -> str | None:
 def _unknown(kind: str, name: str, known: Mapping[str, Any]) -> Finding:
     hint = did_you_mean(name, sorted(known))
     quoted = re.escape(name)
-    where = (
-        re.compile(rf"\|\s*{quoted}\b|['\"]{quoted}['\"]")
-        if kind == "filter"
-        else re.compile(rf"\bis\s+(?:not\s+)?{quoted}\b|['\"]{quoted}['\"]")
-    )
+    before = r"\|\s*" if kind == "filter" else r"\bis\s+(?:not\s+)?"
+    # The name after `|` or `is`, or quoted as map, select and the others are given it.
+    where = re.compile(rf"{before}({quoted})\b|['\"]({quoted})['\"]")
     return Finding(f"unknown {kind} {name!r}{hint}", where)
 
 

@@ -343,7 +343,7 @@ def _search_from(
     found = pattern.search(text, offset, offset + 2 * template_size + 200)
     if found is None:
         return None
-    at = found.start()
+    at = found.start(found.lastindex) if found.lastindex else found.start()
     found_line = text.count("\n", 0, at) + 1
     return found_line, at - starts[found_line - 1] + 1
 

@@ -47,17 +47,17 @@ nodes:
 
 # (line, column, the message after "node ...: ")
 EXPECTED = [
-    (9, 25, "unknown filter 'nosuchfilter'"),
-    (10, 25, "unknown test 'nosuchtest'"),
+    (9, 27, "unknown filter 'nosuchfilter'"),
+    (10, 28, "unknown test 'nosuchtest'"),
     (13, 25, "Missing end of comment tag (`{#` starts a Jinja comment: for the shell's ${#VAR} "
      "write ${{ '{#' }}VAR}, or put the script between {% raw %} and {% endraw %})"),
     (18, 11, "`${#` starts a Jinja comment that hides the text up to the next `#}`"),
     (22, 39, "unexpected '.' (`{{` starts a Jinja expression: write a Go template"),
     (25, 28, "Encountered unknown tag 's'. (`{%` starts a Jinja tag: for a literal {% write "
      "{{ '{%' }}"),
-    (28, 47, "unknown test 'matchh' (did you mean 'match'?)"),
-    (29, 36, "unknown filter 'nosuch'"),
-    (29, 72, "unknown test 'oddd' (did you mean 'odd'?)"),
+    (28, 50, "unknown test 'matchh' (did you mean 'match'?)"),
+    (29, 37, "unknown filter 'nosuch'"),
+    (29, 73, "unknown test 'oddd' (did you mean 'odd'?)"),
     (32, 19, "(if this is shell syntax, not a template, put it between {% raw %} and "
      "{% endraw %})"),
 ]  # fmt: skip
