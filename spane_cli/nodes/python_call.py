@@ -175,6 +175,11 @@ class PythonNode:
         except Exception as exc:
             details = context.mask(traceback.format_exc())
             error = f"cannot load python function {reference!r}: {_exception_line(exc)}"
+            if (
+                isinstance(exc, ModuleNotFoundError)
+                and exc.name == reference.split(":")[0].split(".")[0]
+            ):
+                error += " (modules come from the worker's packages, PYTHONPATH and --path DIR)"
             return NodeResult.failed(f"{context.mask(error)}\n{details}")
 
         logger, captured = _capturing_logger(f"spane.node.{context.node_id}")

@@ -67,7 +67,8 @@ def test_without_path_the_node_says_what_it_could_not_import(tmp_path: Path) -> 
     error = final_document(result.stdout)["nodes"]["call"]["error"]
     assert error.splitlines()[0] == (
         "cannot load python function 'spane_path_steps:double': "
-        "ModuleNotFoundError: No module named 'spane_path_steps'"
+        "ModuleNotFoundError: No module named 'spane_path_steps' "
+        "(modules come from the worker's packages, PYTHONPATH and --path DIR)"
     )
 
 

@@ -165,7 +165,8 @@ def test_missing_function_or_module_names_it(context_for):
     no_module = PythonNode().run(context_for({"function": "spane_no_such_module:f"}))
     assert no_module.error.splitlines()[0] == (
         "cannot load python function 'spane_no_such_module:f': "
-        "ModuleNotFoundError: No module named 'spane_no_such_module'"
+        "ModuleNotFoundError: No module named 'spane_no_such_module' "
+        "(modules come from the worker's packages, PYTHONPATH and --path DIR)"
     )
     not_callable = PythonNode().run(context_for({"function": f"{MODULE}:NOT_CALLABLE"}))
     assert not_callable.error.splitlines()[0] == (
