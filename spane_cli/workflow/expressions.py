@@ -134,14 +134,15 @@ def syntax_error(text: str, *, bare: bool = False) -> str | None:
     return None
 
 
-def parsed(text: str) -> tuple[jinja2.nodes.Template | None, str | None]:
-    """The template's syntax tree, or None and the message saying why it does not parse."""
+def parsed(text: str) -> tuple[jinja2.nodes.Template | None, str | None, int]:
+    """The template's syntax tree, or None, the message saying why it does not parse and the
+    line of the template where that is."""
     try:
-        return environment().parse(text), None
+        return environment().parse(text), None, 1
     except jinja2.TemplateSyntaxError as exc:
-        return None, f"expression does not parse: {exc.message}"
+        return None, f"expression does not parse: {exc.message}", exc.lineno or 1
     except RecursionError:
-        return None, "expression nests too deeply to parse"
+        return None, "expression nests too deeply to parse", 1
 
 
 def _single_expression(text: str) -> str | None:

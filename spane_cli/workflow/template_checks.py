@@ -26,6 +26,8 @@ class Finding:
     # Finds the text the finding is about (at its first group that matched, if it has
     # groups); None: the template's own location is the best there is.
     where: re.Pattern[str] | None = None
+    # The line of the template it is on, for when `where` finds nothing.
+    line: int = 1
 
 
 # Filters that take the name of another filter (map) or of a test (the others), and the
@@ -41,11 +43,11 @@ def unknown_names(
     for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
         if isinstance(node, jinja2.nodes.Test):
             if node.name not in tests:
-                yield _unknown("test", node.name, tests)
+                yield _unknown("test", node.name, tests, node.lineno)
             continue
         assert isinstance(node, jinja2.nodes.Filter)
         if node.name not in filters:
-            yield _unknown("filter", node.name, filters)
+            yield _unknown("filter", node.name, filters, node.lineno)
         for by_name, kind, known in (
             (_FILTER_BY_NAME, "filter", filters),
             (_TEST_BY_NAME, "test", tests),
@@ -53,7 +55,7 @@ def unknown_names(
             if node.name in by_name:
                 named = _name_argument(node, by_name[node.name])
                 if named is not None and named not in known:
-                    yield _unknown(kind, named, known)
+                    yield _unknown(kind, named, known, node.lineno)
 
 
 def _name_argument(node: jinja2.nodes.Filter, position: int) -> str | None:
@@ -69,13 +71,13 @@ def _name_argument(node: jinja2.nodes.Filter, position: int) -> str | None:
     return None
 
 
-def _unknown(kind: str, name: str, known: Mapping[str, Any]) -> Finding:
+def _unknown(kind: str, name: str, known: Mapping[str, Any], line: int) -> Finding:
     hint = did_you_mean(name, sorted(known))
     quoted = re.escape(name)
     before = r"\|\s*" if kind == "filter" else r"\bis\s+(?:not\s+)?"
     # The name after `|` or `is`, or quoted as map, select and the others are given it.
     where = re.compile(rf"{before}({quoted})\b|['\"]({quoted})['\"]")
-    return Finding(f"unknown {kind} {name!r}{hint}", where)
+    return Finding(f"unknown {kind} {name!r}{hint}", where, line)
 
 
 # -- shell syntax that Jinja reads as its own -------------------------------------------------

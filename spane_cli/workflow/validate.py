@@ -96,10 +96,13 @@ class _Checker:
         """A template's problem at the text it is about when that can be found in the file
         (a filter's name on the third line of a `run: |` block), else at the template."""
         line, column = self.locations.of(path)
+        found = None
         if finding.where is not None:
             found = _search_from(self.doc.text, line, column, finding.where, len(template))
-            if found is not None:
-                line, column = found
+        if found is None and finding.line > 1:
+            found = _line_of_block(self.doc.text, line, column, finding.line)
+        if found is not None:
+            line, column = found
         message = f"{describe(path)}: {finding.message}"
         self.problems.append(Problem(self.file, line, column, format_path(path), message))
 
@@ -227,9 +230,9 @@ class _Checker:
     def _walk_templates(self, value: Any, path: Path, node_ids: set[str]) -> None:
         if isinstance(value, str):
             if expressions.is_template(value):
-                tree, problem = expressions.parsed(value)
+                tree, problem, error_line = expressions.parsed(value)
                 if tree is None:
-                    self._add_syntax_problem(value, str(problem), path)
+                    self._add_syntax_problem(value, str(problem), error_line, path)
                 else:
                     self._check_parsed(value, tree, path, node_ids)
         elif isinstance(value, dict):
@@ -239,14 +242,14 @@ class _Checker:
             for index, item in enumerate(value):
                 self._walk_templates(item, (*path, index), node_ids)
 
-    def _add_syntax_problem(self, template: str, problem: str, path: Path) -> None:
+    def _add_syntax_problem(self, template: str, problem: str, line: int, path: Path) -> None:
         shell = len(path) >= 4 and path[2] == "config" and path[3] in ("run", "args")
         hint = template_checks.syntax_hint(template, problem, shell=shell)
         if hint is None:
-            self.add(path, f"{describe(path)}: {problem}")
+            finding = template_checks.Finding(problem, None, line)
         else:
-            with_hint = template_checks.Finding(f"{problem} ({hint.message})", hint.where)
-            self.add_finding(path, template, with_hint)
+            finding = template_checks.Finding(f"{problem} ({hint.message})", hint.where, line)
+        self.add_finding(path, template, finding)
 
     def _check_parsed(
         self, template: str, tree: jinja2.nodes.Template, path: Path, node_ids: set[str]
@@ -346,6 +349,19 @@ def _search_from(
     at = found.start(found.lastindex) if found.lastindex else found.start()
     found_line = text.count("\n", 0, at) + 1
     return found_line, at - starts[found_line - 1] + 1
+
+
+def _line_of_block(text: str, line: int, column: int, template_line: int) -> tuple[int, int] | None:
+    """Where line `template_line` of a literal block scalar (`run: |`) that starts at
+    `line:column` is in the file: its first line is the one after the `|`."""
+    lines = text.split("\n")
+    if line > len(lines) or lines[line - 1][column - 1 : column] != "|":
+        return None
+    target = line + template_line
+    if target > len(lines):
+        return None
+    content = lines[target - 1]
+    return target, len(content) - len(content.lstrip(" ")) + 1
 
 
 def is_file_reference(ref: str) -> bool:

@@ -124,3 +124,14 @@ def test_the_written_forms_the_hints_give_validate_and_run(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     stdout = final_document(result.stdout)["nodes"]["show"]["output"]["stdout"]
     assert stdout == "4\n4 {{.Go}} {%s}\n{x}\nit's its\n"
+
+
+def test_a_syntax_error_in_a_block_is_reported_on_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text(
+        "version: 1\nname: x\nnodes:\n  a:\n    type: shell\n    config:\n      run: |\n"
+        "        echo one\n        echo two\n        echo {{ input.x + }}\n"
+    )
+    result = run_spane("validate", str(path))
+    assert result.exit_code == 2
+    assert result.stdout.startswith(f"{path}:10:9: node 'a' field config.run: expression does not")
