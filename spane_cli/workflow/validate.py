@@ -96,11 +96,13 @@ class _Checker:
         """A template's problem at the text it is about when that can be found in the file
         (a filter's name on the third line of a `run: |` block), else at the template."""
         line, column = self.locations.of(path)
+        # In a `|` block the template's line is the file's: look from there on.
+        in_block = _line_of_block(self.doc.text, line, column, finding.line)
+        if in_block is not None:
+            line, column = in_block
         found = None
         if finding.where is not None:
             found = _search_from(self.doc.text, line, column, finding.where, len(template))
-        if found is None and finding.line > 1:
-            found = _line_of_block(self.doc.text, line, column, finding.line)
         if found is not None:
             line, column = found
         message = f"{describe(path)}: {finding.message}"
@@ -353,9 +355,10 @@ def _search_from(
 
 def _line_of_block(text: str, line: int, column: int, template_line: int) -> tuple[int, int] | None:
     """Where line `template_line` of a literal block scalar (`run: |`) that starts at
-    `line:column` is in the file: its first line is the one after the `|`."""
+    `line:column` is in the file (its first line is the one after the `|`); None when the
+    value is no such block, and for its first line, which a look from the `|` finds."""
     lines = text.split("\n")
-    if line > len(lines) or lines[line - 1][column - 1 : column] != "|":
+    if template_line < 2 or line > len(lines) or lines[line - 1][column - 1 : column] != "|":
         return None
     target = line + template_line
     if target > len(lines):
