@@ -135,3 +135,14 @@ def test_a_syntax_error_in_a_block_is_reported_on_its_own_line(tmp_path: Path) -
     result = run_spane("validate", str(path))
     assert result.exit_code == 2
     assert result.stdout.startswith(f"{path}:10:9: node 'a' field config.run: expression does not")
+
+
+def test_the_same_unknown_filter_on_two_lines_is_two_problems(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text(
+        "version: 1\nname: x\nnodes:\n  b:\n    type: transform\n    config:\n      output: |\n"
+        "        {{ 1 | nosuch }}\n        {% if true %}\n        {{ 2 | nosuch }}\n"
+        "        {% endif %}\n"
+    )
+    lines = run_spane("validate", str(path)).stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{path}:8:16", f"{path}:10:16"]
