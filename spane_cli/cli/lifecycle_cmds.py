@@ -74,7 +74,7 @@ def resubmit(
     checked against the workflow's inputs); prints the new id. --wait and --watch exit as
     `spane run` does."""
     from spane_cli.cli.run_cmd import EXIT_BY_STATUS, announce, follow_submitted
-    from spane_cli.engine.submit import parse_input_pairs, resolve_inputs
+    from spane_cli.engine.submit import resolve_inputs
     from spane_cli.errors import ExitCode, UsageError
     from spane_cli.workflow.durations import DurationError, parse_duration
 
@@ -82,11 +82,16 @@ def resubmit(
         wait_limit = parse_duration(timeout) if timeout else None
     except DurationError as exc:
         raise UsageError(f"--timeout: {exc}") from None
-    overrides = parse_input_pairs(inputs or [])
+    from spane_cli.workflow.input_values import InputTextError, typed_pairs
+
     current, store, dispatcher = store_and_dispatcher(ctx)
     old = store.require_execution(execution_id)
-    given = {**(old.input or {}), **overrides}
-    given = resolve_inputs(store.versions.get(old.version_id).workflow, given)
+    workflow = store.versions.get(old.version_id).workflow
+    try:  # as `run -i` reads them: text as typed for a string input, JSON for the others
+        overrides = typed_pairs(inputs or [], workflow.inputs)
+    except InputTextError as exc:
+        raise UsageError(str(exc)) from None
+    given = resolve_inputs(workflow, {**(old.input or {}), **overrides})
     new_id, created, dispatches = store.create_execution(old.version_id, given)
     dispatcher.enqueue(dispatches)
     announce(new_id, created, current, document_follows=wait or watch)

@@ -41,7 +41,10 @@ def run(
         typer.Option(
             "-i",
             "--input",
-            help="An input as NAME=VALUE (VALUE parsed as JSON if it can be).",
+            help=(
+                "An input as NAME=VALUE. VALUE stays text for a string input; for other "
+                "inputs it is JSON when it parses as JSON (5, true, [1,2])."
+            ),
             metavar="K=V",
         ),
     ] = None,
@@ -71,20 +74,36 @@ def run(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Worker threads with --local.", min=1)
     ] = 2,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            "-P",
+            help="With --local: a directory python nodes import from (repeatable).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
-    from spane_cli.engine.submit import parse_input_pairs, validated_file
+    from spane_cli.engine.import_path import add_import_paths
+    from spane_cli.engine.submit import validated_file
     from spane_cli.workflow.durations import DurationError, parse_duration
 
     settings = settings_of(ctx)
-    given = _read_input_file(input_file) if input_file else {}
-    given.update(parse_input_pairs(inputs or []))
+    if paths and not local:
+        raise UsageError(
+            "--path needs --local: python nodes import on the workers (spane worker --path)"
+        )
+    add_import_paths(paths or [])
     try:
         wait_limit = parse_duration(timeout) if timeout else None
     except DurationError as exc:
         raise UsageError(f"--timeout: {exc}") from None
     # Before touching any service: a bad file exits 2 everywhere. Checked once, here.
     validated = validated_file(file)
+    # Typed by the inputs the file declares, so it is read first: "1.10" stays "1.10" for a
+    # string input and is 1.1 for a number.
+    given = _given_inputs(validated, input_file, inputs or [])
     if local:
         status: str | None = _run_local(
             settings, validated, given, idempotency_key, wait_limit, concurrency, watch
@@ -95,23 +114,35 @@ def run(
         raise typer.Exit(int(EXIT_BY_STATUS.get(status, ExitCode.FAILED)))
 
 
-def _read_input_file(path: str) -> dict[str, Any]:
-    import yaml
+def _given_inputs(
+    validated: ValidationResult, input_file: str | None, pairs: list[str]
+) -> dict[str, Any]:
+    from spane_cli.workflow.input_values import InputTextError, typed_document, typed_pairs
 
+    specs = validated.workflow.inputs if validated.workflow is not None else ()
+    given: dict[str, Any] = {}
+    if input_file:
+        try:
+            given = typed_document(_read_input_file(input_file), specs, input_file)
+        except InputTextError as exc:
+            raise UsageError(f"--input-file {exc}") from None
+    try:
+        given.update(typed_pairs(pairs, specs))
+    except InputTextError as exc:
+        raise UsageError(str(exc)) from None
+    return given
+
+
+def _read_input_file(path: str) -> str:
     try:
         if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        data = yaml.safe_load(text) if text.strip() else {}
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
     except UnicodeDecodeError:
         raise UsageError(f"--input-file {path}: not UTF-8 text (JSON or YAML expected)") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise UsageError(f"--input-file {path}: {first_line(str(exc))}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--input-file {path}: expected a mapping of input names to values")
-    return data
 
 
 def announce(

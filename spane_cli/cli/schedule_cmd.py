@@ -89,7 +89,6 @@ def add(
     import re
 
     from spane_cli.engine.scheduling import add_schedule
-    from spane_cli.engine.submit import parse_input_pairs
     from spane_cli.errors import UsageError
     from spane_cli.workflow.schedule_spec import SCHEDULE_NAME_PATTERN, ScheduleSpec
 
@@ -99,7 +98,7 @@ def add(
         "cron": cron,
         "every": every,
         "timezone": timezone,
-        "input": parse_input_pairs(inputs or []),
+        "input": _schedule_inputs(inputs or []),
         "overlap": overlap,
         "misfire": misfire,
         "starting_deadline": starting_deadline,
@@ -328,3 +327,15 @@ def backfill(
         f"backfill {backfill_id} of schedule {name}: {count} fire times; "
         f"`spane schedule get {name}` shows its progress\n"
     )
+
+
+def _schedule_inputs(pairs: list[str]) -> dict[str, object]:
+    """`-i K=V` of a schedule: JSON when it parses, else text (the workflow's input types
+    apply when each fire is submitted)."""
+    from spane_cli.errors import UsageError
+    from spane_cli.workflow.input_values import InputTextError, typed_pairs
+
+    try:
+        return typed_pairs(pairs, ())
+    except InputTextError as exc:
+        raise UsageError(str(exc)) from None

@@ -42,14 +42,26 @@ def worker(
         LogFormat,
         typer.Option("--log-format", help="text, or json: one object a line for log shippers."),
     ] = LogFormat.TEXT,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            "-P",
+            help="A directory python nodes import from, first on the import path "
+            "(repeatable; also on PYTHONPATH for the processes the worker starts).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
+    from spane_cli.engine.import_path import add_import_paths
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
     from spane_cli.engine.worker_settings import WorkerTimings, retention_from_environment
     from spane_cli.errors import ExitCode
 
     settings = settings_of(ctx)
+    add_import_paths(paths or [])
     # Read before a supervisor starts children: a bad value is one usage error, not children
     # failing and being replaced forever.
     timings = WorkerTimings.from_environment()

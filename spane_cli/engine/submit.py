@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -22,20 +22,6 @@ from spane_cli.store.versions import latest_version_id, register_version
 from spane_cli.workflow.loader import load_document
 from spane_cli.workflow.model import InputSpec, Workflow, thaw
 from spane_cli.workflow.validate import ValidationResult, is_file_reference, validate_file
-
-
-def parse_input_pairs(pairs: Sequence[str]) -> dict[str, Any]:
-    """`-i K=V`: V is JSON when it parses as JSON (numbers, true, lists), else a string."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UsageError(f"bad input {pair!r}: use -i NAME=VALUE")
-        key, raw = pair.split("=", 1)
-        try:
-            values[key.strip()] = json.loads(raw)
-        except ValueError:
-            values[key.strip()] = raw
-    return values
 
 
 def resolve_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,9 +43,8 @@ def resolve_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, An
         value = resolved[name]
         schema = thaw(spec.schema)
         if schema.get("type") == "string" and not isinstance(value, str):
-            value = resolved[name] = (
-                json.dumps(value) if isinstance(value, list | dict) else str(value)
-            )
+            # JSON's spelling, not Python's: true, null, 1.5 (never True or None).
+            value = resolved[name] = json.dumps(value)
         for error in Draft202012Validator(schema).iter_errors(value):
             problems.append(f"input {name!r}: {error.message}")
     if problems:

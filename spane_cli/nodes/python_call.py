@@ -1,13 +1,21 @@
-"""`python`: calls `function: "pkg.mod:callable"` with a PythonContext; returns JSON-able data.
+"""`python`: calls `function: "pkg.mod:callable"`; returns JSON-able data.
 
-The function runs in the worker's own thread, so it cannot be interrupted: a long function
-should poll `ctx.cancel_requested()`. Its exceptions and log records are captured into the
+The call convention (docs/python-nodes.md): the rendered `kwargs` are the function's keyword
+arguments, and a parameter named `context` or `ctx` (or annotated `PythonContext`, whatever its
+name) receives the PythonContext; a function that asks for neither is called with `kwargs` alone.
+An `async def` function is run to its end with asyncio.run.
+Arguments that do not fit the signature fail the node before the call, naming the function.
+
+The function runs in the worker's own thread, under the node's `timeout`; a long function
+should poll `context.cancel_requested()`. Its exceptions and log records are captured into the
 node's error and logs, never printed on the worker's stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import json
 import logging
 import traceback
@@ -28,7 +36,7 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @dataclass
 class PythonContext:
-    """The one argument a `python` node's function receives."""
+    """What a `python` node's function receives in its `context` parameter."""
 
     input: Any
     parents: Any  # the same as `input`, under the name templates use
@@ -67,13 +75,72 @@ def _capturing_logger(name: str) -> tuple[logging.Logger, _ListHandler]:
     return logger, handler
 
 
-def _load(reference: str) -> Callable[[PythonContext], Any]:
+# `ctx` too: the name functions written for the one-argument convention of old mostly use.
+CONTEXT_PARAMETERS = ("context", "ctx")
+
+
+def _load(reference: str) -> Callable[..., Any]:
     module_name, _, attribute = reference.partition(":")
     module = importlib.import_module(module_name)
     function = getattr(module, attribute)
     if not callable(function):
         raise TypeError(f"{attribute} is not callable ({type(function).__name__})")
     return function
+
+
+def _context_parameter(signature: inspect.Signature | None) -> str | None:
+    """The parameter that asks for the context: one annotated PythonContext (the class, or
+    its name as a string annotation), else one named `context` or `ctx`."""
+    if signature is None:
+        return None
+    named = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    for parameter in named:
+        annotation = parameter.annotation
+        by_name = isinstance(annotation, str) and annotation.rsplit(".", 1)[-1] == "PythonContext"
+        if annotation is PythonContext or by_name:
+            return parameter.name
+    for parameter in named:
+        if parameter.name in CONTEXT_PARAMETERS:
+            return parameter.name
+    return None
+
+
+def _signature(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none: called with kwargs alone
+        return None
+
+
+def _arguments(
+    reference: str,
+    signature: inspect.Signature | None,
+    kwargs: Any,
+    make_context: Callable[[], PythonContext],
+) -> dict[str, Any]:
+    """The keyword arguments of the call; ValueError (one line) when they do not fit."""
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"config.kwargs must render to a mapping, not {type(kwargs).__name__}")
+    arguments = dict(kwargs)
+    wanted = _context_parameter(signature)
+    if wanted is not None:
+        if wanted in arguments:
+            raise ValueError(
+                f"config.kwargs holds {wanted!r}, the parameter where {reference} takes the "
+                "context object"
+            )
+        arguments[wanted] = make_context()
+    if signature is not None:
+        try:
+            signature.bind(**arguments)
+        except TypeError as exc:
+            shown = f"{reference}{signature}"
+            raise ValueError(f"config.kwargs do not fit {shown}: {exc}") from None
+    return arguments
 
 
 def _traceback_without_us(exc: BaseException) -> str:
@@ -108,24 +175,38 @@ class PythonNode:
         except Exception as exc:
             details = context.mask(traceback.format_exc())
             error = f"cannot load python function {reference!r}: {_exception_line(exc)}"
+            if (
+                isinstance(exc, ModuleNotFoundError)
+                and exc.name == reference.split(":")[0].split(".")[0]
+            ):
+                error += " (modules come from the worker's packages, PYTHONPATH and --path DIR)"
             return NodeResult.failed(f"{context.mask(error)}\n{details}")
 
         logger, captured = _capturing_logger(f"spane.node.{context.node_id}")
-        python_context = PythonContext(
-            input=context.input,
-            parents=context.input,
-            execution_id=context.execution_id,
-            node_id=context.node_id,
-            attempt=context.attempt,
-            workflow_name=context.workflow_name,
-            config=kwargs,
-            logger=logger,
-            secrets=context.secrets,
-            _cancel_requested=context.cancel_requested,
-        )
+
+        def make_context() -> PythonContext:
+            return PythonContext(
+                input=context.input,
+                parents=context.input,
+                execution_id=context.execution_id,
+                node_id=context.node_id,
+                attempt=context.attempt,
+                workflow_name=context.workflow_name,
+                config=kwargs,
+                logger=logger,
+                secrets=context.secrets,
+                _cancel_requested=context.cancel_requested,
+            )
+
+        try:
+            arguments = _arguments(reference, _signature(function), kwargs, make_context)
+        except ValueError as exc:
+            return NodeResult.failed(context.mask(str(exc)))
         with captured_output() as printed:
             try:
-                result = function(python_context)
+                result = function(**arguments)
+                if inspect.iscoroutine(result):  # an `async def` function: run to its end
+                    result = asyncio.run(result)
             except (Exception, SystemExit) as exc:  # sys.exit() must not end the worker
                 details = context.mask(_traceback_without_us(exc))
                 _add_printed(captured, printed.getvalue())

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
@@ -64,11 +65,50 @@ def _check_repeat(sequence: Any, times: Any) -> None:
         _check_size(len(sequence) * times)
 
 
+def check_weight(value: Any, what: str = "the value") -> None:
+    """Refuse a value whose text would be past MAX_BUILT_SIZE before it is built: a list
+    that holds the same big list a thousand times is small in memory and huge as text or
+    JSON (every operator allowed it: each step was small)."""
+    budget = MAX_BUILT_SIZE
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif isinstance(item, Mapping):
+            budget -= len(item) + 2
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            budget -= len(item) + 2
+            pending.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            raise SecurityError(f"{what} would be longer than {MAX_BUILT_SIZE:,} characters")
+
+
+def _printable(value: Any) -> Any:
+    """Each `{{ ... }}` of a template becomes text: bounded before str() builds it."""
+    if not isinstance(value, str):
+        check_weight(value, "the printed value")
+    return value
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    return _BoundedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    # Imported here: the filters use this module's limits.
+    from spane_cli.workflow.filters import FILTERS, TESTS
+
+    bounded = _BoundedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_printable,
     )
+    bounded.filters.update(FILTERS)
+    bounded.tests.update(TESTS)
+    return bounded
 
 
 def is_template(value: str) -> bool:
@@ -77,16 +117,32 @@ def is_template(value: str) -> bool:
 
 def syntax_error(text: str, *, bare: bool = False) -> str | None:
     """A message when `text` does not parse, else None."""
+    if not bare:
+        return parsed(text)[1]
     try:
-        if bare:
-            environment().compile_expression(text)
-        else:
-            environment().parse(text)
+        environment().compile_expression(text)
+    except jinja2.TemplateAssertionError as exc:
+        # Compiling a bare expression looks its filters and tests up: an unknown one is not
+        # a syntax error, and validation reports it with the others, at its own column.
+        if exc.message and exc.message.startswith(("No filter named", "No test named")):
+            return None
+        return f"expression does not parse: {exc.message}"
     except jinja2.TemplateSyntaxError as exc:
         return f"expression does not parse: {exc.message}"
     except RecursionError:
         return "expression nests too deeply to parse"
     return None
+
+
+def parsed(text: str) -> tuple[jinja2.nodes.Template | None, str | None, int]:
+    """The template's syntax tree, or None, the message saying why it does not parse and the
+    line of the template where that is."""
+    try:
+        return environment().parse(text), None, 1
+    except jinja2.TemplateSyntaxError as exc:
+        return None, f"expression does not parse: {exc.message}", exc.lineno or 1
+    except RecursionError:
+        return None, "expression nests too deeply to parse", 1
 
 
 def _single_expression(text: str) -> str | None:
@@ -135,6 +191,9 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
     with _as_expression_error(text):
         compiled = environment().compile_expression(text, undefined_to_none=False)
         result = compiled(**scope)
+        if isinstance(result, list | tuple | dict):
+            # Stored as JSON next: `[[big] * 1000] * 1000` must not reach json.dumps.
+            check_weight(result)
     if isinstance(result, jinja2.Undefined):
         raise ExpressionError(f"undefined value in {text!r}")
     return result

@@ -18,7 +18,13 @@ SHELL: JsonSchema = {
     "type": "object",
     "description": "Run a command: `run` through /bin/sh, or `args` as argv with no shell.",
     "properties": {
-        "run": {"type": "string", "description": "A script for /bin/sh -c; templates allowed."},
+        "run": {
+            "type": "string",
+            "description": (
+                "A script for /bin/sh -c; templates allowed. A value rendered into it is shell "
+                "code: pass inputs through `| quote`, or use `args`."
+            ),
+        },
         "args": {
             "type": "array",
             "minItems": 1,
@@ -63,14 +69,24 @@ HTTP: JsonSchema = {
 
 PYTHON: JsonSchema = {
     "type": "object",
-    "description": "Call a Python function with a context object.",
+    "description": (
+        "Call a Python function: the rendered `kwargs` are its keyword arguments, and a "
+        "parameter named `context` (or `ctx`) receives the context object (input, attempt, "
+        "logger, secrets, cancel_requested). What it returns, JSON-able, is the node's output."
+    ),
     "properties": {
         "function": {
             "type": "string",
             "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-            "description": "`package.module:callable`, importable on the worker.",
+            "description": (
+                "`package.module:callable`, imported on the worker: from installed packages, "
+                "PYTHONPATH, or a `spane worker --path DIR` (`spane run --local --path DIR`)."
+            ),
         },
-        "kwargs": {"type": "object", "description": "Keyword arguments (rendered)."},
+        "kwargs": {
+            "type": "object",
+            "description": "The function's keyword arguments, each rendered (templates allowed).",
+        },
     },
     "required": ["function"],
     "additionalProperties": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ import jinja2.nodes
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from spane_cli.workflow import expressions, inputs
+from spane_cli.workflow import expressions, inputs, template_checks
 from spane_cli.workflow.dag import find_cycle
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
@@ -91,6 +92,22 @@ class _Checker:
 
     def add(self, path: Path, message: str, *, key: bool = False) -> None:
         line, column = self.locations.of(path, key=key)
+        self.problems.append(Problem(self.file, line, column, format_path(path), message))
+
+    def add_finding(self, path: Path, template: str, finding: template_checks.Finding) -> None:
+        """A template's problem at the text it is about when that can be found in the file
+        (a filter's name on the third line of a `run: |` block), else at the template."""
+        line, column = self.locations.of(path)
+        # In a `|` block the template's line is the file's: look from there on.
+        in_block = _line_of_block(self.doc.text, line, column, finding.line)
+        if in_block is not None:
+            line, column = in_block
+        found = None
+        if finding.where is not None:
+            found = _search_from(self.doc.text, line, column, finding.where, len(template))
+        if found is not None:
+            line, column = found
+        message = f"{describe(path)}: {finding.message}"
         self.problems.append(Problem(self.file, line, column, format_path(path), message))
 
     # -- JSON Schema -------------------------------------------------------------------------
@@ -281,16 +298,17 @@ class _Checker:
         if problem:
             self.add(path, f"{describe(path)}: {problem}")
             return
-        self._check_references(f"{{{{ {source} }}}}", path, node_ids)
+        template = f"{{{{ {source} }}}}"
+        self._check_parsed(template, expressions.environment().parse(template), path, node_ids)
 
     def _walk_templates(self, value: Any, path: Path, node_ids: set[str]) -> None:
         if isinstance(value, str):
             if expressions.is_template(value):
-                problem = expressions.syntax_error(value)
-                if problem:
-                    self.add(path, f"{describe(path)}: {problem}")
+                tree, problem, error_line = expressions.parsed(value)
+                if tree is None:
+                    self._add_syntax_problem(value, str(problem), error_line, path)
                 else:
-                    self._check_references(value, path, node_ids)
+                    self._check_parsed(value, tree, path, node_ids)
         elif isinstance(value, dict):
             for key, item in value.items():
                 self._walk_templates(item, (*path, key), node_ids)
@@ -298,10 +316,31 @@ class _Checker:
             for index, item in enumerate(value):
                 self._walk_templates(item, (*path, index), node_ids)
 
-    def _check_references(self, template: str, path: Path, node_ids: set[str]) -> None:
+    def _add_syntax_problem(self, template: str, problem: str, line: int, path: Path) -> None:
+        shell = len(path) >= 4 and path[2] == "config" and path[3] in ("run", "args")
+        hint = template_checks.syntax_hint(template, problem, shell=shell)
+        if hint is None:
+            finding = template_checks.Finding(problem, None, line)
+        else:
+            finding = template_checks.Finding(f"{problem} ({hint.message})", hint.where, line)
+        self.add_finding(path, template, finding)
+
+    def _check_parsed(
+        self, template: str, tree: jinja2.nodes.Template, path: Path, node_ids: set[str]
+    ) -> None:
+        environment = expressions.environment()
+        for finding in template_checks.unknown_names(tree, environment.filters, environment.tests):
+            self.add_finding(path, template, finding)
+        swallowed = template_checks.swallowed_by_comment(template, environment)
+        if swallowed is not None:
+            self.add_finding(path, template, swallowed)
+        self._check_references(tree, path, node_ids)
+
+    def _check_references(
+        self, tree: jinja2.nodes.Template, path: Path, node_ids: set[str]
+    ) -> None:
         if not node_ids:
             return
-        tree = expressions.environment().parse(template)
         for ref in _node_references(tree):
             if ref not in node_ids:
                 hint = did_you_mean(ref, sorted(node_ids))
@@ -419,6 +458,38 @@ def _holds_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(_holds_template(v) for v in value)
     return False
+
+
+def _search_from(
+    text: str, line: int, column: int, pattern: re.Pattern[str], template_size: int
+) -> tuple[int, int] | None:
+    """The 1-based line and column of `pattern`'s first match in `text` from `line:column`
+    on, within about the span the template takes in the file."""
+    starts = [0]
+    starts += [m.end() for m in re.finditer("\n", text)]
+    if line > len(starts):
+        return None
+    offset = starts[line - 1] + column - 1
+    found = pattern.search(text, offset, offset + 2 * template_size + 200)
+    if found is None:
+        return None
+    at = found.start(found.lastindex) if found.lastindex else found.start()
+    found_line = text.count("\n", 0, at) + 1
+    return found_line, at - starts[found_line - 1] + 1
+
+
+def _line_of_block(text: str, line: int, column: int, template_line: int) -> tuple[int, int] | None:
+    """Where line `template_line` of a literal block scalar (`run: |`) that starts at
+    `line:column` is in the file (its first line is the one after the `|`); None when the
+    value is no such block, and for its first line, which a look from the `|` finds."""
+    lines = text.split("\n")
+    if template_line < 2 or line > len(lines) or lines[line - 1][column - 1 : column] != "|":
+        return None
+    target = line + template_line
+    if target > len(lines):
+        return None
+    content = lines[target - 1]
+    return target, len(content) - len(content.lstrip(" ")) + 1
 
 
 def is_file_reference(ref: str) -> bool:

@@ -16,37 +16,72 @@ SOURCE = textwrap.dedent(
     """
     import sys
 
-    def describe(ctx):
-        ctx.logger.info("describing %s", ctx.input["name"])
-        ctx.logger.debug("token is %s", ctx.secrets["TOKEN"])
+    import asyncio
+
+    from spane_cli.nodes.python_call import PythonContext
+
+    def describe(limit, context):
+        context.logger.info("describing %s", context.input["name"])
+        context.logger.debug("token is %s", context.secrets["TOKEN"])
         return {
-            "name": ctx.input["name"],
-            "same_parents": ctx.parents == ctx.input,
-            "kwargs": ctx.config,
-            "where": [ctx.execution_id, ctx.workflow_name, ctx.node_id, ctx.attempt],
-            "token": ctx.secrets["TOKEN"],
+            "name": context.input["name"],
+            "same_parents": context.parents == context.input,
+            "limit": limit,
+            "kwargs": context.config,
+            "where": [
+                context.execution_id, context.workflow_name, context.node_id, context.attempt
+            ],
+            "token": context.secrets["TOKEN"],
         }
 
-    def boom(ctx):
-        ctx.logger.warning("about to fail")
-        raise ValueError("bad value " + ctx.secrets.get("TOKEN", ""))
+    def add(a, b=10):
+        return a + b
 
-    def returns_a_set(ctx):
+    def no_arguments():
+        return "called"
+
+    def annotated(job: "PythonContext", scale: int = 1):
+        return job.input * scale
+
+    def annotated_by_class(run: PythonContext):
+        return run.attempt
+
+    def old_style(ctx):
+        return ctx.input
+
+    def everything(**kwargs):
+        return sorted(kwargs)
+
+    def only_positional(a, /):
+        return a
+
+    async def later(delay, context):
+        await asyncio.sleep(delay)
+        return context.node_id
+
+    def boom():
+        raise ValueError("bad value")
+
+    def boom_with_secret(context):
+        context.logger.warning("about to fail")
+        raise ValueError("bad value " + context.secrets.get("TOKEN", ""))
+
+    def returns_a_set():
         return {1, 2}
 
-    def long_story(ctx):
+    def long_story():
         raise RuntimeError("\\n  first line\\nsecond line")
 
-    def returns_nan(ctx):
+    def returns_nan():
         return float("nan")
 
-    def exits(ctx):
+    def exits():
         sys.exit(3)
 
-    def chatty(ctx):
-        print("printed", ctx.input, "with token", ctx.secrets.get("TOKEN", ""))
+    def chatty(context):
+        print("printed", context.input, "with token", context.secrets.get("TOKEN", ""))
         print("to stderr too", file=sys.stderr)
-        return ctx.input
+        return context.input
 
     NOT_CALLABLE = 5
     """
@@ -63,7 +98,7 @@ def function_module(tmp_path_factory) -> Iterator[None]:
     sys.modules.pop(MODULE, None)
 
 
-def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
+def test_call_gets_kwargs_and_the_context_it_asks_for(context_for, capfd):
     config = {"function": f"{MODULE}:describe", "kwargs": {"limit": "{{ input.n }}"}}
     secrets = {"TOKEN": "s3cr3t-value"}
     result = PythonNode().run(context_for(config, input={"name": "ann", "n": 4}, secrets=secrets))
@@ -71,6 +106,7 @@ def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
     assert result.output == {
         "name": "ann",
         "same_parents": True,
+        "limit": 4,
         "kwargs": {"limit": 4},
         "where": ["e1", "w", "n1", 1],
         "token": "***",  # outputs are stored, so secret values never reach them
@@ -82,16 +118,16 @@ def test_call_gets_a_context_and_returns_its_data(context_for, capfd):
 
 
 def test_exception_fails_with_its_line_first_and_traceback_after(context_for, capfd):
-    config = {"function": f"{MODULE}:boom"}
+    config = {"function": f"{MODULE}:boom_with_secret"}
     result = PythonNode().run(context_for(config, secrets={"TOKEN": "s3cr3t-value"}))
     assert result.outcome == OutcomeKind.FAILED
     first, details = result.error.split("\n", 1)
     assert first == "ValueError: bad value ***"
     assert details.startswith("Traceback (most recent call last):")
-    assert "in boom" in details
+    assert "in boom_with_secret" in details
     assert "python_call.py" not in details  # the executor's own frame is noise
     assert "WARNING" in result.logs and "about to fail" in result.logs
-    assert "in boom" in result.logs
+    assert "in boom_with_secret" in result.logs
     assert "s3cr3t-value" not in result.error + result.logs
     assert capfd.readouterr().err == ""
 
@@ -129,7 +165,8 @@ def test_missing_function_or_module_names_it(context_for):
     no_module = PythonNode().run(context_for({"function": "spane_no_such_module:f"}))
     assert no_module.error.splitlines()[0] == (
         "cannot load python function 'spane_no_such_module:f': "
-        "ModuleNotFoundError: No module named 'spane_no_such_module'"
+        "ModuleNotFoundError: No module named 'spane_no_such_module' "
+        "(modules come from the worker's packages, PYTHONPATH and --path DIR)"
     )
     not_callable = PythonNode().run(context_for({"function": f"{MODULE}:NOT_CALLABLE"}))
     assert not_callable.error.splitlines()[0] == (
@@ -157,3 +194,43 @@ def test_print_goes_to_the_nodes_logs_per_thread(context_for, capfd):
         assert sum("printed" in line for line in text.splitlines()) == 1  # only its own thread's
     seen = capfd.readouterr()
     assert "printed" not in seen.out and "to stderr too" not in seen.err
+
+
+@pytest.mark.parametrize(
+    ("function", "kwargs", "input", "output"),
+    [
+        ("add", {"a": 1, "b": 2}, None, 3),
+        ("add", {"a": "{{ input }}"}, 5, 15),  # a default the kwargs leave alone
+        ("no_arguments", {}, None, "called"),
+        ("annotated", {"scale": 3}, 2, 6),  # the context under another name, by annotation
+        ("annotated_by_class", {}, None, 1),
+        ("old_style", {}, "as before", "as before"),  # `ctx`: one argument, the context
+        ("everything", {"z": 1, "a": 2}, None, ["a", "z"]),  # **kwargs gets no context
+        ("later", {"delay": 0.01}, None, "n1"),  # async def runs to its end
+    ],
+)
+def test_the_call_convention(context_for, function, kwargs, input, output):
+    config = {"function": f"{MODULE}:{function}", "kwargs": kwargs}
+    result = PythonNode().run(context_for(config, input=input))
+    assert result.outcome == OutcomeKind.SUCCEEDED, result.error
+    assert result.output == output
+
+
+@pytest.mark.parametrize(
+    ("function", "kwargs", "error"),
+    [
+        ("add", {}, f"config.kwargs do not fit {MODULE}:add(a, b=10): "
+         "missing a required argument: 'a'"),
+        ("add", {"a": 1, "c": 2}, f"config.kwargs do not fit {MODULE}:add(a, b=10): "
+         "got an unexpected keyword argument 'c'"),
+        ("only_positional", {"a": 1}, f"config.kwargs do not fit {MODULE}:only_positional(a, /): "
+         "'a' parameter is positional only, but was passed as a keyword"),
+        ("describe", {"limit": 1, "context": 2}, f"config.kwargs holds 'context', the parameter "
+         f"where {MODULE}:describe takes the context object"),
+    ],
+)  # fmt: skip
+def test_arguments_that_do_not_fit_fail_before_the_call(context_for, function, kwargs, error):
+    config = {"function": f"{MODULE}:{function}", "kwargs": kwargs}
+    result = PythonNode().run(context_for(config, input={"name": "x"}))
+    assert result.outcome == OutcomeKind.FAILED
+    assert result.error == error
