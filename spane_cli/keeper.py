@@ -12,8 +12,15 @@ the worker's own time limit (the interpreter checks signals between bytecodes). 
 tells the keeper the deadline of such a run; past it and its grace the keeper kills the
 worker, whose node the recovery then fails as timed out (store/recovery.py).
 
+And it watches the worker's pulse: a thread of the worker writes `H` every heartbeat. A worker
+whose threads cannot run (one C call holding the interpreter) cannot beat either; its
+heartbeat would go stale and its node would run again elsewhere while it still runs here. So
+when no `H` has come for the liveness window, which ends before the heartbeat TTL does, the
+keeper kills the worker first.
+
 Lines on the pipe: `+PGID`, `-PGID`, `D SECONDS` (a deadline that many seconds from now),
-`C` (deadline cleared). The keeper imports nothing of spane, so it starts in milliseconds.
+`C` (deadline cleared), `L SECONDS` (the liveness window), `H` (a pulse). The keeper imports
+nothing of spane, so it starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -80,6 +87,18 @@ class Keeper:
         finally:
             self._send("C")
 
+    def watch_pulse(self, every: float, window: float) -> None:
+        """Send a pulse every `every` seconds from a thread of this process; the keeper kills
+        the process when none came for `window` seconds."""
+        self._send(f"L {window:.3f}")
+
+        def pulse() -> None:
+            while not self._broken and self._process.poll() is None:
+                self._send("H")
+                time.sleep(every)
+
+        threading.Thread(target=pulse, daemon=True, name="keeper-pulse").start()
+
     def close(self) -> None:
         """A clean stop: the pipe closes, the keeper kills any group still registered (none,
         after a clean stop) and exits."""
@@ -123,13 +142,16 @@ def _kill_groups(groups: set[int]) -> None:
 
 def _serve(worker_pid: int, pipe: int) -> None:
     groups: set[int] = set()
-    deadline: float | None = None
+    deadline: float | None = None  # of the run in progress
+    window: float | None = None  # the liveness window
+    last_pulse = time.monotonic()
     pending = b""
     while True:
-        wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        ends = [t for t in (deadline, None if window is None else last_pulse + window) if t]
+        wait = None if not ends else max(min(ends) - time.monotonic(), 0.0)
         readable, _, _ = select.select([pipe], [], [], wait)
         if not readable:
-            # The worker is stuck past its deadline: end it and what it runs.
+            # Stuck past a run's deadline, or without a pulse: end it and what it runs.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(worker_pid, signal.SIGKILL)
             _kill_groups(groups)
@@ -148,6 +170,11 @@ def _serve(worker_pid: int, pipe: int) -> None:
                 deadline = time.monotonic() + float(line[2:])
             elif line == b"C":
                 deadline = None
+            elif line.startswith(b"L "):
+                window = float(line[2:])
+                last_pulse = time.monotonic()
+            elif line == b"H":
+                last_pulse = time.monotonic()
 
 
 def main() -> None:

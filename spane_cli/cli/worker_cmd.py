@@ -57,7 +57,11 @@ def worker(
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.import_path import add_import_paths
     from spane_cli.engine.worker import NodeWorker, WorkerOptions
-    from spane_cli.engine.worker_settings import WorkerTimings, retention_from_environment
+    from spane_cli.engine.worker_settings import (
+        WorkerTimings,
+        pulse_window,
+        retention_from_environment,
+    )
     from spane_cli.errors import ExitCode
 
     settings = settings_of(ctx)
@@ -99,7 +103,9 @@ def worker(
     )
     from spane_cli import keeper
 
-    keeper.start()  # ends this worker's commands if it dies without ending them itself
+    # Ends this worker's commands if it dies without ending them itself, and the worker if it
+    # hangs where its heartbeat cannot beat.
+    keeper.start().watch_pulse(timings.heartbeat_every, pulse_window(timings))
     worker = NodeWorker(store, connection, options)
     try:
         worker.run()

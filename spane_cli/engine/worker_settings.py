@@ -98,3 +98,10 @@ def retention_from_environment(environ: Mapping[str, str] | None = None) -> floa
         return parse_duration(text)
     except DurationError as exc:
         raise UsageError(f"{RETENTION_ENV}: {exc}") from None
+
+
+def pulse_window(timings: WorkerTimings) -> float:
+    """How long a worker may go without a pulse before its keeper kills it: ends before its
+    heartbeat TTL does, so the node it holds is never re-run elsewhere while it still runs
+    here; with room for a slow moment beyond one heartbeat period."""
+    return max(timings.heartbeat_ttl - timings.heartbeat_every / 2, timings.heartbeat_every * 1.5)

@@ -113,3 +113,43 @@ def test_a_python_node_stuck_in_one_c_call_times_out_and_the_worker_serves_on(
     assert node["error"].startswith("timed out after 1s"), node
     assert cluster.get(execution_id)["nodes"]["after"]["status"] == "succeeded"
     assert took < 1 + 2 + 1, f"failed {took:.1f} s after it started"
+
+
+STUCK_WITHOUT_TIMEOUT = """
+import os
+
+
+def stuck(context):
+    with open(os.environ["STUCK_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return sum(range(10**13))  # holds the interpreter: not even the heartbeat thread runs
+"""
+
+
+def test_a_worker_that_cannot_beat_is_killed_before_its_node_runs_elsewhere(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "stuck_module.py").write_text(STUCK_WITHOUT_TIMEOUT)
+    runs = tmp_path / "runs.log"
+    execution_id = cluster.submit(
+        flow("no-pulse", "  n: {type: python, config: {function: 'stuck_module:stuck'}}\n")
+    )
+    fast = {"SPANE_HEARTBEAT_EVERY": "0.5", "SPANE_HEARTBEAT_TTL": "3"}
+    env = {"PYTHONPATH": str(tmp_path), "STUCK_LOG": str(runs), **fast}
+    cluster.start_worker("--concurrency", "2", env=env)
+
+    def started() -> list[int]:
+        return [int(pid) for pid in runs.read_text().split()] if runs.exists() else []
+
+    seen: list[int] = []
+
+    def each_run_alone_until_the_end() -> bool:
+        for pid in started()[len(seen) :]:
+            # A new run of the node started: every earlier one is no longer running.
+            assert not [p for p in seen if alive(p)], (seen, pid)
+            seen.append(pid)
+        return cluster.status(execution_id) == "failed"
+
+    poll(each_run_alone_until_the_end, 90, "the node to fail after its workers were lost")
+    assert len(seen) >= 2
+    assert "worker lost" in cluster.get(execution_id)["nodes"]["n"]["error"]
