@@ -68,7 +68,8 @@ def test_a_cancelled_child_fails_the_parent_node(store: Store) -> None:
 def test_a_timed_out_child_fails_the_parent_node(store: Store) -> None:
     parent_id, child_id = start_parent(store)
     Execution.update(timeout_at=1.0).where(Execution.id == child_id).execute()
-    assert store.expire_timeouts() == [child_id]
+    # The database may hold other tests' open executions past their deadline too.
+    assert child_id in store.expire_timeouts()
     call = node(parent_id, "call")
     assert call.status == NodeStatus.FAILED and "timed out" in call.error
 
