@@ -3,6 +3,8 @@ in the code (statuses). A completer never fails: without a database it offers no
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from spane_cli.states import ExecutionStatus
@@ -49,3 +51,27 @@ def workflow_names(ctx: typer.Context, incomplete: str) -> list[str]:
 
 def execution_statuses(incomplete: str) -> list[str]:
     return [status.value for status in ExecutionStatus if status.value.startswith(incomplete)]
+
+
+# The filter options several commands share, each with its completion.
+WorkflowFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--workflow", help="Only this workflow.", metavar="W", autocompletion=workflow_names
+    ),
+]
+StatusFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--status", help="Only this status.", metavar="S", autocompletion=execution_statuses
+    ),
+]
+StatusesFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        help="Only this status (repeatable).",
+        metavar="S",
+        autocompletion=execution_statuses,
+    ),
+]

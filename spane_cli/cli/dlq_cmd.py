@@ -20,15 +20,7 @@ dlq_app = typer.Typer(
 @dlq_app.command("list")
 def list_letters(
     ctx: typer.Context,
-    workflow: Annotated[
-        str | None,
-        typer.Option(
-            "--workflow",
-            help="Only this workflow.",
-            metavar="W",
-            autocompletion=completers.workflow_names,
-        ),
-    ] = None,
+    workflow: completers.WorkflowFilter = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Created within, e.g. 1d.", metavar="DUR")
     ] = None,

@@ -24,24 +24,8 @@ def gc(
         str,
         typer.Option("--older-than", help="Created longer ago than this, e.g. 30d.", metavar="DUR"),
     ],
-    statuses: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--status",
-            help="Only this status (repeatable).",
-            metavar="S",
-            autocompletion=completers.execution_statuses,
-        ),
-    ] = None,
-    workflow: Annotated[
-        str | None,
-        typer.Option(
-            "--workflow",
-            help="Only this workflow.",
-            metavar="W",
-            autocompletion=completers.workflow_names,
-        ),
-    ] = None,
+    statuses: completers.StatusesFilter = None,
+    workflow: completers.WorkflowFilter = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
     ] = False,

@@ -51,24 +51,8 @@ def get(
 
 def list_executions(
     ctx: typer.Context,
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status",
-            help="Only this status.",
-            metavar="S",
-            autocompletion=completers.execution_statuses,
-        ),
-    ] = None,
-    workflow: Annotated[
-        str | None,
-        typer.Option(
-            "--workflow",
-            help="Only this workflow.",
-            metavar="W",
-            autocompletion=completers.workflow_names,
-        ),
-    ] = None,
+    status: completers.StatusFilter = None,
+    workflow: completers.WorkflowFilter = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Created within this duration, e.g. 1h.", metavar="DUR"),
