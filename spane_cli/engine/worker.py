@@ -24,6 +24,7 @@ from rq import Queue
 
 from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
+from spane_cli.engine.live_logs import live_log_for
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.worker_settings import LIFE_ENV, WorkerTimings, worker_identity
 from spane_cli.nodes.registry import INSTANT_TYPES
@@ -249,8 +250,24 @@ class NodeWorker:
             if claim is not None:
                 self.jobs_done += 1
 
+    def _run_claimed(self, claim: ClaimedNode) -> Report:
+        """The node run, its output streamed to the database while it runs when its type
+        streams; what was not streamed yet comes back in the report's logs."""
+        live = live_log_for(self.store, claim, self.secrets.values())
+        if live is None:
+            return run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        try:
+            report = run_claimed(
+                claim, self.secrets, self._cancel_check(claim.execution_id), live.write
+            )
+        finally:
+            rest = live.close()
+        if rest:
+            report.logs = rest + report.logs
+        return report
+
     def _execute(self, claim: ClaimedNode) -> Report:
-        report = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        report = self._run_claimed(claim)
         if report.kind == OutcomeKind.FAILED and not self._abort_requested.is_set():
             first = first_line(report.error, "failed")
             log.warning(
@@ -269,7 +286,7 @@ class NodeWorker:
         claim = self.store.claim_item(execution_id, node_id, attempt, item, self.identity)
         if claim is None:
             return
-        report = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
+        report = self._run_claimed(claim)
         if self._abort_requested.is_set():
             return
         if report.kind == OutcomeKind.FAILED:

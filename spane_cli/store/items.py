@@ -128,9 +128,9 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
     node = claim.version.workflow.nodes[node_id]
     if report.logs:
         tx.run(
-            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (execution_id, node_id, claim.attempt, report.logs, tx.now),
+            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at, worker, item)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (execution_id, node_id, claim.attempt, report.logs, tx.now, claim.worker, index),
         )
     guard = _ITEM_KEY + " AND status = 'running' AND worker = ?"
     key = (execution_id, node_id, index, claim.attempt, claim.worker)

@@ -34,10 +34,20 @@ def _no_execution_id_statistics(database: peewee.Database) -> None:
         database.execute_sql(f"ALTER TABLE {table} ALTER COLUMN execution_id SET STATISTICS 0")
 
 
+def _node_log_item_and_worker(database: peewee.Database) -> None:
+    # A database made by the first migration after these columns joined the model has them.
+    present = {column.name for column in database.get_columns("node_log")}
+    if "item" not in present:
+        database.execute_sql("ALTER TABLE node_log ADD COLUMN item INTEGER")
+    if "worker" not in present:
+        database.execute_sql("ALTER TABLE node_log ADD COLUMN worker VARCHAR(128)")
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
     (2, "no planner statistics on execution ids", _no_execution_id_statistics),
+    (3, "node logs name their foreach item and worker", _node_log_item_and_worker),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531
