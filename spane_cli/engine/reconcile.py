@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import peewee
 
+from spane_cli.engine import metrics
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.store.records import Dispatch
 from spane_cli.store.store import Store
@@ -60,11 +61,12 @@ def tick(
     with _one_at_a_time(store.database) as mine:
         if not mine:
             return []
-        dispatches = store.wake_due(now)
-        store.expire_timeouts(now)
+        woken = store.wake_due(now)
+        timed_out = store.expire_timeouts(now)
         alive = {w.name for w in live_workers(now, heartbeat_ttl)}
-        dispatches += store.recover_lost(alive, now - heartbeat_ttl, now)
-        dispatches += store.repair_stalled(now=now)
+        recovered = store.recover_lost(alive, now - heartbeat_ttl, now)
+        repaired = store.repair_stalled(now=now)
+        dispatches = woken + recovered + repaired
         # After recovery has seen them: a dead life's heartbeat row is kept a while for
         # `spane health` to show, then removed.
         forget_silent(now - max(SILENT_WORKER_KEPT_TTLS * heartbeat_ttl, SILENT_WORKER_KEPT_MIN))
@@ -79,6 +81,13 @@ def tick(
         restart_grace(again, now)
         dispatches += again
         dispatcher.enqueue(dispatches)
+        recorder = metrics.active()
+        if recorder is not None:
+            for action, done in (
+                ("woken", woken), ("timed_out", timed_out), ("recovered", recovered),
+                ("repaired", repaired), ("resent", again),
+            ):  # fmt: skip
+                recorder.count_reconciled(action, len(done))
         return dispatches
 
 

@@ -22,7 +22,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from spane_cli.engine import reconcile
+from spane_cli.engine import metrics, reconcile, tracing
 from spane_cli.engine.dispatch import Dispatcher, TakenJob
 from spane_cli.engine.live_logs import live_log_for
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
@@ -251,6 +251,12 @@ class NodeWorker:
                 self.jobs_done += 1
 
     def _run_claimed(self, claim: ClaimedNode) -> Report:
+        recorder, tracer = metrics.active(), tracing.active()
+        if recorder is None and tracer is None:
+            return self._run_node(claim)
+        return self._run_observed(claim, recorder, tracer)
+
+    def _run_node(self, claim: ClaimedNode) -> Report:
         """The node run, its output streamed to the database while it runs when its type
         streams; what was not streamed yet comes back in the report's logs."""
         live = live_log_for(self.store, claim, self.secrets.values())
@@ -264,6 +270,33 @@ class NodeWorker:
             rest = live.close()
         if rest:
             report.logs = rest + report.logs
+        return report
+
+    def _run_observed(
+        self,
+        claim: ClaimedNode,
+        recorder: metrics.WorkerMetrics | None,
+        tracer: tracing.NodeTracer | None,
+    ) -> Report:
+        """The run with its metrics (dispatch latency, duration) and its trace span."""
+        node = claim.version.workflow.nodes[claim.node_id]
+        started = time.time()
+        if recorder is not None and claim.queued_at is not None:
+            recorder.observe_claim(node.queue, started - claim.queued_at)
+        span = tracer.start(claim, node.type) if tracer is not None else None
+        try:
+            report = self._run_node(claim)
+        except BaseException:
+            if tracer is not None and span is not None:
+                tracer.end(span, "error", None)
+            raise
+        outcome = str(report.kind)
+        if tracer is not None and span is not None:
+            tracer.end(span, outcome, report.error)
+        if recorder is not None:
+            recorder.observe_run(
+                claim.version.workflow.name, node.type, outcome, time.time() - started
+            )
         return report
 
     def _execute(self, claim: ClaimedNode) -> Report:

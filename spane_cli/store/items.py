@@ -104,7 +104,7 @@ def claim_item(
         + _ITEM_KEY
         + " AND status = 'queued' AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
         " AND status IN ('pending', 'running'))"
-        " RETURNING value, (SELECT timeout_at FROM execution WHERE id = ?)",
+        " RETURNING value, (SELECT timeout_at FROM execution WHERE id = ?), queued_at",
         (tx.now, worker, execution_id, node_id, index, attempt, execution_id, execution_id),
     ).fetchone()
     if taken is None:
@@ -118,8 +118,9 @@ def claim_item(
     outputs = parent_outputs(tx, execution_id, needs) if needs else {}
     value = sql.loads(taken[0])
     return claimed(
-        tx, info, version, node_id, attempt, outputs, item=index, item_value=value, worker=worker
-    )
+        tx, info, version, node_id, attempt, outputs, item=index, item_value=value, worker=worker,
+        queued_at=taken[2],
+    )  # fmt: skip
 
 
 def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None:

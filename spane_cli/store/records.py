@@ -41,6 +41,7 @@ class ClaimedNode:
     # The worker (one process life) that holds the claim: its report counts only while the
     # row still names it, so a worker that comes back after its node was taken over is ignored.
     worker: str | None = None
+    queued_at: float | None = None  # when its job was queued: the dispatch latency's start
 
 
 @dataclass
