@@ -96,6 +96,22 @@ def test_follow_exits_as_watch_does_for_a_failed_run(cluster: Cluster) -> None:
     assert followed.stdout.splitlines() == ["[bad#1] going down"]
 
 
+def test_follow_gives_up_with_124_when_its_timeout_runs_out(cluster: Cluster) -> None:
+    hold = cluster.gate("hold")
+    execution_id = cluster.submit(
+        flow("held", f"  hold: {{type: shell, config: {{run: 'echo waiting; {hold.wait}'}}}}\n")
+    )
+    cluster.start_worker()
+    poll(lambda: "waiting" in cluster.spane("logs", execution_id).stdout, 20, "the first line")
+    followed = cluster.spane("logs", execution_id, "-f", "--timeout", "1s")
+    assert followed.returncode == 124
+    assert followed.stdout.splitlines() == ["[hold#1] waiting"]
+    assert cluster.status(execution_id) == "running"
+    bad = cluster.spane("logs", execution_id, "-f", "--timeout", "soon")
+    assert bad.returncode == 2 and "--timeout" in bad.stderr
+    hold.open()
+
+
 def test_foreach_item_lines_name_the_item_and_secrets_stay_masked(cluster: Cluster) -> None:
     execution_id = cluster.submit(
         flow(
