@@ -1,7 +1,7 @@
 """A running node's output in the database while it runs, so `spane logs -f` shows its lines
 within a second of their being printed.
 
-A node type that streams (shell) hands each piece of output to `LiveLog.write`. One flusher
+A node type that streams (shell, python) hands each piece of output to `LiveLog.write`. One flusher
 thread per worker process writes what came in every FLUSH_EVERY_SECONDS, or at once past
 FLUSH_BYTES. Only whole lines go out while the node runs: a secret cut in two by a batch
 boundary would pass the mask in two halves (a line left open for a whole period goes out,
@@ -31,7 +31,7 @@ FLUSH_EVERY_SECONDS = 0.5
 FLUSH_BYTES = 64 * 1024
 KEEP_BYTES = 256 * 1024  # per run of a node (or of a foreach item)
 # Node types whose output is streamed; the others hand theirs back with their result.
-STREAMING_TYPES = frozenset({"shell"})
+STREAMING_TYPES = frozenset({"shell", "python"})
 
 log = logging.getLogger("spane.worker")
 _SERVICE_ERRORS = (OSError, peewee.OperationalError, peewee.InterfaceError)

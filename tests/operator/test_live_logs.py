@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from cluster_support import FAST_RECOVERY, ROOT, Cluster, flow, poll
 
@@ -110,6 +111,45 @@ def test_follow_gives_up_with_124_when_its_timeout_runs_out(cluster: Cluster) ->
     bad = cluster.spane("logs", execution_id, "-f", "--timeout", "soon")
     assert bad.returncode == 2 and "--timeout" in bad.stderr
     hold.open()
+
+
+PYTHON_MODULE = """
+import os, time
+
+def talk(context):
+    print("printed first")
+    context.logger.info("then logged")
+    while not os.path.exists(context.config["gate"]):
+        time.sleep(0.05)
+    print("printed last")
+    raise RuntimeError("and then it broke")
+"""
+
+
+def test_a_python_node_s_prints_and_log_records_stream_in_order(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (tmp_path / "talk_module.py").write_text(PYTHON_MODULE)
+    hold = cluster.gate("hold")
+    execution_id = cluster.submit(
+        flow(
+            "pytalk",
+            "  talk:\n    type: python\n"
+            f"    config: {{function: 'talk_module:talk', kwargs: {{gate: '{hold.path}'}}}}\n",
+        )
+    )
+    cluster.start_worker(env={"PYTHONPATH": str(tmp_path)})
+    poll(lambda: "then logged" in cluster.spane("logs", execution_id).stdout, 20, "the record")
+    running = cluster.spane("logs", execution_id).stdout.splitlines()
+    assert running[0] == "[talk#1] printed first"
+    assert running[1].startswith("[talk#1] ") and running[1].endswith("then logged")
+    assert len(running) == 2
+    hold.open()
+    poll(lambda: cluster.status(execution_id) == "failed", 20, "the run to fail")
+    ended = cluster.spane("logs", execution_id).stdout.splitlines()
+    assert ended[:2] == running and ended[2] == "[talk#1] printed last"
+    assert ended[-1] == "[talk#1] RuntimeError: and then it broke"
+    assert sum("printed first" in line for line in ended) == 1
 
 
 def test_foreach_item_lines_name_the_item_and_secrets_stay_masked(cluster: Cluster) -> None:
