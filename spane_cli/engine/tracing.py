@@ -3,13 +3,16 @@
 
 The trace id is the execution id (a UUID is 128 bits, as a trace id is), so the spans that
 workers on different machines send land in one trace without passing any context around;
-they hang under a parent span id derived from the same id. Exporting follows the standard
+they hang under a parent span id derived from the same id. That parent, the execution's own
+span (from its creation to its end), is sent by the worker that records the execution's end,
+with the ids forced through the provider's id generator. Exporting follows the standard
 OTEL_EXPORTER_OTLP_* variables; tracing is on when one of the endpoint variables is set.
 Without the extra nothing is imported: `active()` stays None and a worker pays one look.
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import logging
 import os
@@ -17,7 +20,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from spane_cli.store.records import ClaimedNode
+from spane_cli.store import events
+from spane_cli.store.records import ClaimedNode, EventRow
+from spane_cli.store.tx import EVENT_OBSERVERS, Caches
 from spane_cli.text import first_line
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -26,6 +31,13 @@ DEFAULT_SERVICE_NAME = "spane-worker"
 TRACER_NAME = "spane"
 
 log = logging.getLogger("spane.worker")
+_ENDINGS = frozenset(
+    {events.EXECUTION_SUCCEEDED, events.EXECUTION_FAILED, events.EXECUTION_CANCELLED}
+)
+# (trace id, span id) the next span must have: the execution's span, started by us.
+_forced_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "spane_forced_span_ids", default=None
+)
 
 
 def installed() -> bool:
@@ -50,12 +62,63 @@ def execution_span_id(execution_id: str) -> int:
     return (execution_trace_id(execution_id) & 0xFFFF_FFFF_FFFF_FFFF) or 1
 
 
+def _execution_ids(random_ids: Any) -> Any:
+    """An id generator that gives the forced ids when asked for them, random ones else."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class ExecutionIds(IdGenerator):
+        def generate_span_id(self) -> int:
+            forced = _forced_ids.get()
+            return forced[1] if forced is not None else int(random_ids.generate_span_id())
+
+        def generate_trace_id(self) -> int:
+            forced = _forced_ids.get()
+            return forced[0] if forced is not None else int(random_ids.generate_trace_id())
+
+    return ExecutionIds()
+
+
 class NodeTracer:
-    """Starts and ends node spans on the given TracerProvider."""
+    """Starts and ends node spans on the given TracerProvider, and sends each execution's
+    span when its end is recorded here."""
 
     def __init__(self, provider: Any) -> None:
         self._provider = provider
+        # Before the tracer is made: it takes the provider's generator with it.
+        provider.id_generator = _execution_ids(provider.id_generator)
         self._tracer = provider.get_tracer(TRACER_NAME)
+
+    def observe_events(self, caches: Caches, written: list[EventRow]) -> None:
+        for execution_id, node_id, event_type, _ in written:
+            if node_id is None and event_type in _ENDINGS:
+                self.execution_ended(execution_id)
+
+    def execution_ended(self, execution_id: str) -> None:
+        from opentelemetry.context import Context
+        from opentelemetry.trace import Status, StatusCode
+
+        from spane_cli.store import queries
+
+        row = queries.require_execution(execution_id)
+        ids = (execution_trace_id(execution_id), execution_span_id(execution_id))
+        token = _forced_ids.set(ids)
+        try:
+            span = self._tracer.start_span(
+                f"execution {row.workflow}",
+                context=Context(),  # a root: no parent
+                start_time=int(row.created_at * 1e9),
+                attributes={
+                    "spane.execution_id": execution_id,
+                    "spane.workflow": row.workflow,
+                    "spane.status": row.status,
+                },
+            )
+        finally:
+            _forced_ids.reset(token)
+        if row.status != "succeeded":
+            span.set_status(Status(StatusCode.ERROR, first_line(row.error, row.status)))
+        ended = row.finished_at if row.finished_at is not None else row.created_at
+        span.end(end_time=int(ended * 1e9))
 
     def start(self, claim: ClaimedNode, type_name: str) -> Any:
         from opentelemetry import trace
@@ -104,16 +167,30 @@ def active() -> NodeTracer | None:
     return _active
 
 
+def _observe(caches: Caches, written: list[EventRow]) -> None:
+    tracer = _active
+    if tracer is None:
+        return
+    try:
+        tracer.observe_events(caches, written)
+    except Exception as exc:  # the end is committed; a lost span must not undo that
+        log.warning("could not send an execution's span: %s", first_line(str(exc)))
+
+
 def start(provider: Any) -> NodeTracer:
     """Trace node runs of this process on `provider` (an SDK TracerProvider)."""
     global _active
     _active = NodeTracer(provider)
+    if _observe not in EVENT_OBSERVERS:
+        EVENT_OBSERVERS.append(_observe)
     return _active
 
 
 def stop() -> None:
     global _active
     tracer, _active = _active, None
+    if _observe in EVENT_OBSERVERS:
+        EVENT_OBSERVERS.remove(_observe)
     if tracer is not None:
         tracer.shutdown()
 

@@ -67,7 +67,16 @@ def test_each_node_attempt_is_a_span_of_its_execution_s_trace(
 
     spans = exported.get_finished_spans()
     assert {span.context.trace_id for span in spans} == {uuid.UUID(execution_id).int}
-    assert {span.parent.span_id for span in spans} == {tracing.execution_span_id(execution_id)}
+    # The execution's span is the root; every node attempt hangs under it.
+    (root,) = [span for span in spans if span.parent is None]
+    assert root.name == "execution traced"
+    assert root.context.span_id == tracing.execution_span_id(execution_id)
+    assert root.attributes["spane.status"] == "failed"
+    assert root.status.status_code == StatusCode.ERROR
+    spans = [span for span in spans if span is not root]
+    assert {span.parent.span_id for span in spans} == {root.context.span_id}
+    assert all(root.start_time <= span.start_time <= span.end_time <= root.end_time
+               for span in spans)  # fmt: skip
     seen = sorted(
         (
             span.attributes["spane.node"],
