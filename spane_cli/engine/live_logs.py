@@ -50,6 +50,7 @@ class LiveLog:
         self._write_lock = threading.Lock()  # one write at a time, in order; close waits for it
         self._pending: list[str] = []
         self._pending_size = 0
+        self._pending_cut = 0  # bytes cut from what waited, not yet said
         self._open_line_waited = False  # the text after the last newline waited one period
         self._rows: deque[tuple[int, int]] = deque()  # (row id, bytes) of the kept batches
         self._kept_bytes = 0
@@ -66,6 +67,8 @@ class LiveLog:
                 return  # a process that escaped the group kept writing after the node ended
             self._pending.append(text)
             self._pending_size += len(text)
+            if self._pending_size > KEEP_BYTES:
+                self._keep_pending_tail()
             full = self._pending_size >= FLUSH_BYTES
             if not self._registered:  # under the lock: never added after close removed it
                 self._registered = True
@@ -86,7 +89,7 @@ class LiveLog:
         """Stop streaming; what was not written yet, masked, for the node's report."""
         with self._write_lock, self._buffer_lock:
             self._closed = True
-            rest = "".join(self._pending)
+            rest = self._with_pending_cut("".join(self._pending))
             self._pending.clear()
             self._pending_size = 0
         if self._registered:
@@ -96,6 +99,24 @@ class LiveLog:
     @property
     def cut_bytes(self) -> int:
         return self._cut_bytes
+
+    def _keep_pending_tail(self) -> None:
+        """While the database does not answer, what waits is bounded as what is stored is:
+        the tail is kept, from a line's start, behind a notice of what was cut there."""
+        text = "".join(self._pending)
+        start = len(text) - KEEP_BYTES
+        line_start = text.find("\n", start) + 1
+        if 0 < line_start < len(text):
+            start = line_start
+        self._pending_cut += len(text[:start].encode("utf-8", errors="replace"))
+        self._pending = [text[start:]]
+        self._pending_size = len(text) - start
+
+    def _with_pending_cut(self, text: str) -> str:
+        if not self._pending_cut or not text:
+            return text
+        notice, self._pending_cut = cut_notice(self._pending_cut), 0
+        return notice + text
 
     def _take_ready(self) -> str:
         with self._buffer_lock:
@@ -107,7 +128,7 @@ class LiveLog:
             self._pending = [text[end:]] if end < len(text) else []
             self._pending_size = len(text) - end
             self._open_line_waited = self._pending_size > 0
-            return text[:end]
+            return self._with_pending_cut(text[:end])
 
     def _append(self, raw: str) -> None:
         text = storable(mask_secrets(raw, self._secrets))

@@ -73,3 +73,18 @@ def test_one_run_keeps_its_tail_and_counts_what_was_cut(
         "line 09 " + "x" * 31,
     ]
     assert live.cut_bytes == 320
+
+
+def test_while_the_database_is_away_what_waits_keeps_its_tail(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_logs, "KEEP_BYTES", 100)
+    claim = _running_shell(store)
+    live = LiveLog(store, claim, [])
+    for number in range(10):  # never flushed: as if every write had failed
+        live.write(f"line {number:02d} " + "x" * 31 + "\n")
+    assert live.close().splitlines() == [
+        "[... 320 bytes cut ...]",
+        "line 08 " + "x" * 31,
+        "line 09 " + "x" * 31,
+    ]
