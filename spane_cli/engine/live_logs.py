@@ -30,6 +30,9 @@ from spane_cli.text import error_line, mask_secrets, storable
 FLUSH_EVERY_SECONDS = 0.5
 FLUSH_BYTES = 64 * 1024
 KEEP_BYTES = 256 * 1024  # per run of a node (or of a foreach item)
+# What may wait for the database: a burst faster than a period is written whole, and an
+# outage costs the oldest of it.
+PENDING_BYTES = 4 * KEEP_BYTES
 # Node types whose output is streamed; the others hand theirs back with their result.
 STREAMING_TYPES = frozenset({"shell", "python"})
 
@@ -67,7 +70,7 @@ class LiveLog:
                 return  # a process that escaped the group kept writing after the node ended
             self._pending.append(text)
             self._pending_size += len(text)
-            if self._pending_size > KEEP_BYTES:
+            if self._pending_size > PENDING_BYTES:
                 self._keep_pending_tail()
             full = self._pending_size >= FLUSH_BYTES
             if not self._registered:  # under the lock: never added after close removed it
@@ -77,13 +80,19 @@ class LiveLog:
             _flusher.wake()
 
     def flush(self) -> None:
-        """Write the whole lines that came in (called by the flusher thread)."""
+        """Write the whole lines that came in (called by the flusher thread), in batches of
+        at most about FLUSH_BYTES, so that the oldest can go one by one."""
         with self._write_lock:
             if self._closed:
                 return
-            text = self._take_ready()
-            if text:
-                self._append(text)
+            batches = _batches(self._take_ready())
+            for index, batch in enumerate(batches):
+                if not self._append(batch):
+                    # Kept for the next period (or the report): not lost to a hiccup.
+                    with self._buffer_lock:
+                        self._pending[:0] = batches[index:]
+                        self._pending_size += sum(len(b) for b in batches[index:])
+                    return
 
     def close(self) -> str:
         """Stop streaming; what was not written yet, masked, for the node's report."""
@@ -104,7 +113,7 @@ class LiveLog:
         """While the database does not answer, what waits is bounded as what is stored is:
         the tail is kept, from a line's start, behind a notice of what was cut there."""
         text = "".join(self._pending)
-        start = len(text) - KEEP_BYTES
+        start = len(text) - PENDING_BYTES
         line_start = text.find("\n", start) + 1
         if 0 < line_start < len(text):
             start = line_start
@@ -130,7 +139,7 @@ class LiveLog:
             self._open_line_waited = self._pending_size > 0
             return self._with_pending_cut(text[:end])
 
-    def _append(self, raw: str) -> None:
+    def _append(self, raw: str) -> bool:
         text = storable(mask_secrets(raw, self._secrets))
         size = len(text.encode("utf-8", errors="replace"))
         # The oldest batches that no longer fit beside this one.
@@ -146,19 +155,28 @@ class LiveLog:
                 self._claim, text, dropped, first_kept, cut_notice(cut)
             )
         except _SERVICE_ERRORS as exc:
-            # Kept for the next period (or the report): the output is not lost to a hiccup.
             log.warning("could not write the output of %s: %s", self._claim.node_id,
                         error_line(exc))  # fmt: skip
             with contextlib.suppress(Exception):
                 self._store.database.close()
-            with self._buffer_lock:
-                self._pending.insert(0, raw)
-                self._pending_size += len(raw)
-            return
+            return False
         for _ in range(gone):
             self._rows.popleft()
         self._rows.append((row_id, size))
         self._kept_bytes, self._cut_bytes = total, cut
+        return True
+
+
+def _batches(text: str) -> list[str]:
+    """`text` in pieces of at most FLUSH_BYTES characters, each ending a line where it can."""
+    pieces: list[str] = []
+    while len(text) > FLUSH_BYTES:
+        end = text.rfind("\n", 0, FLUSH_BYTES) + 1 or FLUSH_BYTES
+        pieces.append(text[:end])
+        text = text[end:]
+    if text:
+        pieces.append(text)
+    return pieces
 
 
 class _Flusher:

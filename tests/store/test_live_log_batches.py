@@ -78,7 +78,7 @@ def test_one_run_keeps_its_tail_and_counts_what_was_cut(
 def test_while_the_database_is_away_what_waits_keeps_its_tail(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live_logs, "KEEP_BYTES", 100)
+    monkeypatch.setattr(live_logs, "PENDING_BYTES", 100)
     claim = _running_shell(store)
     live = LiveLog(store, claim, [])
     for number in range(10):  # never flushed: as if every write had failed
@@ -88,3 +88,18 @@ def test_while_the_database_is_away_what_waits_keeps_its_tail(
         "line 08 " + "x" * 31,
         "line 09 " + "x" * 31,
     ]
+
+
+def test_a_burst_is_written_in_batches_and_its_oldest_ones_go(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live_logs, "FLUSH_BYTES", 100)
+    monkeypatch.setattr(live_logs, "KEEP_BYTES", 200)
+    claim = _running_shell(store)
+    live = LiveLog(store, claim, [])
+    live.write("".join(f"line {number:02d} " + "x" * 31 + "\n" for number in range(10)))
+    live.flush()  # 400 bytes at once: batches of two lines, as many as fit in 200 kept
+    assert live.close() == ""
+    assert [len(text) for text in _stored(claim)] == [24 + 80, 80]
+    lines = "".join(_stored(claim)).splitlines()
+    assert lines[:2] == ["[... 240 bytes cut ...]", "line 06 " + "x" * 31]
