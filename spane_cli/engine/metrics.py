@@ -13,9 +13,12 @@ the database recorded, once, whichever process recorded it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +28,13 @@ from spane_cli.errors import UsageError
 from spane_cli.store import events
 from spane_cli.store.records import EventRow
 from spane_cli.store.tx import EVENT_OBSERVERS, Caches
+from spane_cli.text import error_line
 
 if TYPE_CHECKING:
     from redis import Redis
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("spane.worker")
 # Run times of nodes: from instant no-ops to hour-long jobs.
 DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 900, 3600)
 # Queued -> started: milliseconds when workers keep up, minutes behind a backlog.
@@ -201,13 +206,32 @@ class _QueueDepth:
 
 
 def serve(port: int, connection: Redis, queues: Sequence[str]) -> None:
-    """Serve /metrics on `port` (all interfaces) from a thread of this process."""
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    """Serve /metrics on `port` (all interfaces) from a thread of this process.
+
+    prometheus-client's own WSGI app, on a server whose errors are one log line: a scraper
+    that hangs up mid-answer would otherwise print a traceback into the worker's log."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app, multiprocess
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            log.warning("metrics: a scrape failed: %s", error_line(sys.exc_info()[1] or OSError()))
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # no line per scrape
+            pass
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     registry.register(_QueueDepth(connection, queues))
     try:
-        start_http_server(port, registry=registry)
+        server = make_server(
+            "", port, make_wsgi_app(registry), server_class=Server, handler_class=QuietHandler
+        )
     except OSError as exc:
         raise UsageError(f"--metrics-port {port}: cannot listen: {exc.strerror}") from None
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()

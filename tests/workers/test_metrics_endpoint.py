@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -134,6 +135,11 @@ def test_a_single_worker_serves_and_the_reconciler_counts_its_actions(cluster: C
         samples, "spane_nodes_finished_total", workflow="waits", type="noop", status="succeeded"
     )
     assert finished == 1
+    for _ in range(5):  # scrapers that hang up at once (RST): no traceback in the log
+        with socket.create_connection(("127.0.0.1", port)) as hangup:
+            hangup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            hangup.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+    assert _scrape(port) is not None
     busy = cluster.start_worker("--metrics-port", str(port))
     assert busy.wait(timeout=30) == 2  # the port is taken: one usage error, no traceback
     worker.send_signal(signal.SIGTERM)
