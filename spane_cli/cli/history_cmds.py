@@ -67,13 +67,29 @@ def logs(
         str | None, typer.Option("--node", help="Only this node.", metavar="ID")
     ] = None,
     follow: Follow = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", help="Stop following after this long (exit 124), e.g. 10m.", metavar="DUR"
+        ),
+    ] = None,
 ) -> None:
-    """Captured output of the nodes (stdout and stderr of shell nodes, python logging).
-    -o json prints NDJSON: {execution_id, node_id, attempt, time, text}."""
+    """Captured output of the nodes (stdout and stderr of shell nodes, as it is written;
+    python logging). Each line starts with [node#attempt], plus the item index and value of a
+    foreach item. With --follow, exits as watch does: 0 succeeded, 1 failed, 5 cancelled, and
+    124 when --timeout runs out first. -o json prints NDJSON: {execution_id, node_id, attempt,
+    item, time, text}."""
+    from spane_cli.cli.log_lines import LogLabels
     from spane_cli.engine.waiting import follow_rows
+    from spane_cli.errors import UsageError
     from spane_cli.store import queries
     from spane_cli.timeutil import iso
+    from spane_cli.workflow.durations import DurationError, parse_duration
 
+    try:
+        within = parse_duration(timeout) if timeout else None
+    except DurationError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
     current, store = store_only(ctx)
     execution = store.require_execution(execution_id)
     if node is not None:
@@ -86,18 +102,37 @@ def logs(
     def fetch(after: int) -> list[Any]:
         return queries.logs_after(execution_id, after, node)
 
-    for row in follow_rows(execution_id, fetch, follow):
+    labels = LogLabels(lambda node_id, index: queries.item_value(execution_id, node_id, index))
+    for row in follow_rows(execution_id, fetch, follow, within=within):
         if current.output is OutputFormat.JSON:
             record = {
                 "execution_id": row.execution_id,
                 "node_id": row.node_id,
                 "attempt": row.attempt,
+                "item": row.item,
                 "time": iso(row.created_at),
                 "text": row.text,
             }
             sys.stdout.write(json.dumps(record) + "\n")
         else:
-            prefix = "" if node else f"[{row.node_id}#{row.attempt}] "
+            prefix = labels.label(row.node_id, row.item, row.attempt, row.worker) + " "
             for line in row.text.splitlines():
                 sys.stdout.write(f"{prefix}{line}\n")
         sys.stdout.flush()
+    if follow:
+        _exit_as_watch(execution_id)
+
+
+def _exit_as_watch(execution_id: str) -> None:
+    """The exit code `spane watch` gives for the execution's end."""
+    from spane_cli.cli.run_cmd import EXIT_BY_STATUS
+    from spane_cli.errors import ExitCode
+    from spane_cli.states import TERMINAL_EXECUTION
+    from spane_cli.store import queries
+
+    status = queries.execution_status(execution_id)
+    if status not in TERMINAL_EXECUTION:
+        raise typer.Exit(int(ExitCode.TIMED_OUT))  # --timeout ran out first
+    code = EXIT_BY_STATUS.get(status or "", ExitCode.FAILED)
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))

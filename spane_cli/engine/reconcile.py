@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import peewee
 from redis.exceptions import RedisError
 
+from spane_cli.engine import metrics
 from spane_cli.engine.dispatch import Dispatcher
 from spane_cli.engine.scheduling import schedule_input
 from spane_cli.store.records import Dispatch
@@ -87,15 +88,15 @@ def tick(
     with _one_at_a_time(store.database) as mine:
         if not mine:
             return []
-        dispatches = store.wake_due(now)
-        store.expire_timeouts(now)
+        woken = store.wake_due(now)
+        timed_out = store.expire_timeouts(now)
         alive = {w.name for w in live_workers(now, heartbeat_ttl)}
         recovered = store.recover_lost(alive, now - heartbeat_ttl, now)
         if recovered:
             log.warning("recovered %d nodes of lost workers: %s", len(recovered),
                         _named(recovered))  # fmt: skip
-        dispatches += recovered
-        dispatches += store.repair_stalled(now=now)
+        repaired = store.repair_stalled(now=now)
+        dispatches = woken + recovered + repaired
         # After recovery has seen them: a dead life's heartbeat row is kept a while for
         # `spane health` to show, then removed.
         forget_silent(now - max(SILENT_WORKER_KEPT_TTLS * heartbeat_ttl, SILENT_WORKER_KEPT_MIN))
@@ -112,6 +113,13 @@ def tick(
         dispatcher.enqueue(dispatches)
         if retention is not None:
             store.gc_batch(Selection(now - retention), limit=RETENTION_BATCH)
+        recorder = metrics.active()
+        if recorder is not None:
+            for action, done in (
+                ("woken", woken), ("timed_out", timed_out), ("recovered", recovered),
+                ("repaired", repaired), ("resent", again),
+            ):  # fmt: skip
+                recorder.count_reconciled(action, len(done))
         return dispatches
 
 

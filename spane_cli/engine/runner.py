@@ -121,8 +121,10 @@ def run_claimed(
     claim: ClaimedNode,
     secrets: Mapping[str, str] | None = None,
     cancel_requested: Callable[[], bool] | None = None,
+    log_stream: Callable[[str], None] | None = None,
 ) -> Report:
-    """Run the node of `claim`; never raises for the node's own failure."""
+    """Run the node of `claim`; never raises for the node's own failure. A node type that
+    streams its output hands it to `log_stream` while it runs (see live_logs.py)."""
     secrets = secrets_from_environment() if secrets is None else secrets
     workflow = claim.version.workflow
     node = workflow.nodes[claim.node_id]
@@ -141,7 +143,9 @@ def run_claimed(
         if claim.item is not None:
             # One item of a foreach node, on whichever worker took its job.
             item_scope = {**scope, "item": claim.item_value, "index": claim.item}
-            result = _run_once(claim, node, node_input, item_scope, secrets, cancel_requested)
+            result = _run_once(
+                claim, node, node_input, item_scope, secrets, cancel_requested, log_stream
+            )
             return _report_of(result, secrets)
         # Only a node with `when` or `foreach` renders here: no limit to arm for the others.
         templates = node.when is not None or node.foreach is not None
@@ -153,7 +157,7 @@ def run_claimed(
                 # worker. Items are stored, one row each: a secret they hold stays out.
                 items = mask_in_value(_foreach_items(node, scope), list(secrets.values()))
                 return Report(OutcomeKind.FANOUT, output=items)
-        result = _run_once(claim, node, node_input, scope, secrets, cancel_requested)
+        result = _run_once(claim, node, node_input, scope, secrets, cancel_requested, log_stream)
     except ExpressionError as exc:
         return Report(OutcomeKind.FAILED, error=_mask(str(exc), secrets))
     except TimeLimitExceeded:
@@ -187,6 +191,7 @@ def _run_once(
     scope: Mapping[str, Any],
     secrets: Mapping[str, str],
     cancel_requested: Callable[[], bool] | None,
+    log_stream: Callable[[str], None] | None = None,
 ) -> NodeResult:
     from spane_cli.nodes.registry import node_type
 
@@ -208,6 +213,7 @@ def _run_once(
         secrets=secrets,
         logger=logging.getLogger(f"spane.node.{node.id}"),
         cancel_requested=cancel_requested,
+        log_stream=log_stream,
     )
     limit = _in_process_limit(node.type, timeout)
     try:

@@ -85,10 +85,12 @@ def supervise(
     argv: list[str],
     name: str | None,
     release: Callable[[str], None] = lambda identity: None,
+    child_ended: Callable[[int], None] = lambda pid: None,
 ) -> int:
     """Run `concurrency` children until told to stop. When a child ends, `release(identity)`
     is called with the identity of the life that ended, before any replacement starts: its
-    nodes go back on their queues at once instead of after a heartbeat TTL."""
+    nodes go back on their queues at once instead of after a heartbeat TTL. `child_ended`
+    gets the pid of each child that ended (its metrics files are let go)."""
     import socket
 
     base_name = name or f"{socket.gethostname()}.{os.getpid()}"
@@ -137,6 +139,7 @@ def supervise(
             if code is None:
                 continue
             del children[index]
+            child_ended(child.pid)
             _end_orphans({c.pid for c in children.values()})
             try:
                 release(identities[index])

@@ -22,8 +22,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from spane_cli.engine import reconcile
+from spane_cli.engine import metrics, reconcile, tracing
 from spane_cli.engine.dispatch import TIMER_WAKE_KEY, Dispatcher, TakenJob
+from spane_cli.engine.live_logs import live_log_for
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.worker_settings import (
     LIFE_ENV,
@@ -361,8 +362,57 @@ class NodeWorker:
             if claim is not None:
                 self.jobs_done += 1
 
+    def _run_claimed(self, claim: ClaimedNode) -> Report:
+        recorder, tracer = metrics.active(), tracing.active()
+        if recorder is None and tracer is None:
+            return self._run_node(claim)
+        return self._run_observed(claim, recorder, tracer)
+
+    def _run_node(self, claim: ClaimedNode) -> Report:
+        """The node run, its output streamed to the database while it runs when its type
+        streams; what was not streamed yet comes back in the report's logs."""
+        live = live_log_for(self.store, claim, self.secrets.values())
+        if live is None:
+            return run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        try:
+            report = run_claimed(
+                claim, self.secrets, self._cancel_check(claim.execution_id), live.write
+            )
+        finally:
+            rest = live.close()
+        if rest:
+            report.logs = rest + report.logs
+        return report
+
+    def _run_observed(
+        self,
+        claim: ClaimedNode,
+        recorder: metrics.WorkerMetrics | None,
+        tracer: tracing.NodeTracer | None,
+    ) -> Report:
+        """The run with its metrics (dispatch latency, duration) and its trace span."""
+        node = claim.version.workflow.nodes[claim.node_id]
+        started = time.time()
+        if recorder is not None and claim.queued_at is not None:
+            recorder.observe_claim(node.queue, started - claim.queued_at)
+        span = tracer.start(claim, node.type) if tracer is not None else None
+        try:
+            report = self._run_node(claim)
+        except BaseException:
+            if tracer is not None and span is not None:
+                tracer.end(span, "error", None)
+            raise
+        outcome = str(report.kind)
+        if tracer is not None and span is not None:
+            tracer.end(span, outcome, report.error)
+        if recorder is not None:
+            recorder.observe_run(
+                claim.version.workflow.name, node.type, outcome, time.time() - started
+            )
+        return report
+
     def _execute(self, claim: ClaimedNode) -> Report:
-        report = run_claimed(claim, self.secrets, self._cancel_check(claim.execution_id))
+        report = self._run_claimed(claim)
         self._expire_if_late(claim)
         if report.kind == OutcomeKind.FAILED and not self._abort_requested.is_set():
             first = first_line(report.error, "failed")
@@ -391,7 +441,7 @@ class NodeWorker:
         claim = self.store.claim_item(execution_id, node_id, attempt, item, self.identity)
         if claim is None:
             return
-        report = run_claimed(claim, self.secrets, self._cancel_check(execution_id))
+        report = self._run_claimed(claim)
         if self._abort_requested.is_set():
             return
         self._expire_if_late(claim)

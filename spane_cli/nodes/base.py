@@ -79,6 +79,9 @@ class NodeContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("spane.node"))
     # Set by the worker when the execution is cancelled; long-running executors poll it.
     cancel_requested: Any = None  # Callable[[], bool] | None
+    # Set by the worker for node types that stream their output while they run: each piece
+    # of output goes here (masked and stored by the worker) instead of into NodeResult.logs.
+    log_stream: Any = None  # Callable[[str], None] | None
 
     def render(self, value: Any) -> Any:
         return render_value(value, self.scope)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -43,10 +43,23 @@ def _proxy(name: str) -> _PerThreadStream:
         return current
 
 
+class _Forwarding(io.StringIO):
+    """Hands each write on instead of keeping it."""
+
+    def __init__(self, forward: Callable[[str], None]) -> None:
+        super().__init__()
+        self._forward = forward
+
+    def write(self, text: str) -> int:
+        self._forward(text)
+        return len(text)
+
+
 @contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Everything this thread prints (stdout and stderr) while inside, in one buffer."""
-    buffer = io.StringIO()
+def captured_output(forward: Callable[[str], None] | None = None) -> Iterator[io.StringIO]:
+    """Everything this thread prints (stdout and stderr) while inside, in one buffer; or,
+    with `forward`, handed to it as it is written (the buffer then stays empty)."""
+    buffer = io.StringIO() if forward is None else _Forwarding(forward)
     streams = [_proxy("stdout"), _proxy("stderr")]
     previous = [getattr(s._local, "buffer", None) for s in streams]
     for stream in streams:

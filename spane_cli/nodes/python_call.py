@@ -55,22 +55,31 @@ class PythonContext:
 
 
 class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
+    """Keeps the formatted records, or hands each to `stream` as it is emitted."""
+
+    def __init__(self, stream: Callable[[str], None] | None = None) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.stream = stream
         self.setFormatter(logging.Formatter(_LOG_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        line = self.format(record)
+        if self.stream is not None:
+            self.stream(line + "\n")
+        else:
+            self.lines.append(line)
 
 
-def _capturing_logger(name: str) -> tuple[logging.Logger, _ListHandler]:
+def _capturing_logger(
+    name: str, stream: Callable[[str], None] | None = None
+) -> tuple[logging.Logger, _ListHandler]:
     """A logger outside the logging tree: its records reach only our handler, so nothing
     goes to the worker's handlers or stderr, and foreach items running in parallel threads
     each get their own. Not registered with logging.getLogger, so it does not leak."""
     logger = logging.Logger(name, logging.DEBUG)
     logger.propagate = False
-    handler = _ListHandler()
+    handler = _ListHandler(stream)
     logger.addHandler(handler)
     return logger, handler
 
@@ -182,7 +191,9 @@ class PythonNode:
                 error += " (modules come from the worker's packages, PYTHONPATH and --path DIR)"
             return NodeResult.failed(f"{context.mask(error)}\n{details}")
 
-        logger, captured = _capturing_logger(f"spane.node.{context.node_id}")
+        # Streamed: print() and log records go out in the order they happen, as they happen.
+        stream = context.log_stream
+        logger, captured = _capturing_logger(f"spane.node.{context.node_id}", stream)
 
         def make_context() -> PythonContext:
             return PythonContext(
@@ -202,17 +213,21 @@ class PythonNode:
             arguments = _arguments(reference, _signature(function), kwargs, make_context)
         except ValueError as exc:
             return NodeResult.failed(context.mask(str(exc)))
-        with captured_output() as printed:
+        with captured_output(stream) as printed:
             try:
                 result = function(**arguments)
                 if inspect.iscoroutine(result):  # an `async def` function: run to its end
                     result = asyncio.run(result)
             except (Exception, SystemExit) as exc:  # sys.exit() must not end the worker
                 details = context.mask(_traceback_without_us(exc))
+                error = f"{context.mask(_exception_line(exc))}\n{details}"
+                if stream is not None:
+                    stream(details)
+                    return NodeResult.failed(error)
                 _add_printed(captured, printed.getvalue())
                 captured.lines.append(details.rstrip("\n"))
                 logs = context.mask("\n".join(captured.lines) + "\n")
-                return NodeResult.failed(f"{context.mask(_exception_line(exc))}\n{details}", logs)
+                return NodeResult.failed(error, logs)
         _add_printed(captured, printed.getvalue())
         logs = context.mask("\n".join(captured.lines) + "\n") if captured.lines else ""
 

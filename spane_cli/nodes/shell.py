@@ -7,6 +7,7 @@ worker. Secret values are masked in everything captured.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -63,14 +64,18 @@ class _TailBuffer:
 
 
 class _Capture:
-    """Drains stdout and stderr on threads so a big output never blocks the child."""
+    """Drains stdout and stderr on threads so a big output never blocks the child. With a
+    `stream`, both streams' text also goes there as it arrives, in arrival order."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], stream: Callable[[str], None] | None = None
+    ) -> None:
         self.stdout = _TailBuffer(OUTPUT_CAP_BYTES)
         self.stderr = _TailBuffer(OUTPUT_CAP_BYTES)
         # Both streams in arrival order, for `spane logs`.
         self.combined = _TailBuffer(2 * OUTPUT_CAP_BYTES)
         self._lock = threading.Lock()
+        self._stream = stream
         assert process.stdout is not None and process.stderr is not None
         self._threads = [
             threading.Thread(target=self._drain, args=(stream, buffer), daemon=True)
@@ -80,11 +85,19 @@ class _Capture:
             thread.start()
 
     def _drain(self, stream: IO[bytes], buffer: _TailBuffer) -> None:
+        # A character split between two reads is decoded once whole.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with stream:
             while chunk := stream.read1(65536):  # type: ignore[attr-defined]
                 with self._lock:
                     buffer.write(chunk)
-                    self.combined.write(chunk)
+                    if self._stream is not None:
+                        self._stream(decoder.decode(chunk))
+                    else:
+                        self.combined.write(chunk)
+        if self._stream is not None:
+            with self._lock:
+                self._stream(decoder.decode(b"", final=True))
 
     def finish(self, timeout: float) -> None:
         """Wait for both pipes to close; a process that escaped the group (setsid) may keep
@@ -240,7 +253,7 @@ class ShellNode:
         watcher = keeper.current()
         if watcher is not None:
             watcher.watch_group(process.pid)
-        capture = _Capture(process)
+        capture = _Capture(process, context.log_stream)
         stopped = _wait(process, context.timeout, context.cancel_requested)
         # Stop whatever is left of the group: everything on a timeout or cancel, and
         # background processes the command left behind when it exited by itself.
@@ -253,7 +266,8 @@ class ShellNode:
 
         stdout = context.mask(capture.stdout.text())
         stderr = context.mask(capture.stderr.text())
-        logs = context.mask(capture.combined.text())
+        # Streamed output is already on its way to the database: not handed back twice.
+        logs = "" if context.log_stream is not None else context.mask(capture.combined.text())
         if stopped == "timeout":
             assert context.timeout is not None
             return NodeResult.failed(f"timed out after {format_duration(context.timeout)}", logs)

@@ -28,6 +28,7 @@ def claimed(
     item: int | None = None,
     item_value: Any = None,
     worker: str | None = None,
+    queued_at: float | None = None,
 ) -> ClaimedNode:
     """The claim handed to the worker that now owns this node attempt (or item)."""
     return ClaimedNode(
@@ -42,6 +43,7 @@ def claimed(
         item_value=item_value,
         worker=worker,
         schedule=info.schedule,
+        queued_at=queued_at,
     )
 
 
@@ -94,6 +96,7 @@ def _claim_in_execution(
     for node_id, attempt in nodes:
         by_attempt.setdefault(attempt, []).append(node_id)
     taken: list[tuple[str, int]] = []
+    queued_at: dict[str, float | None] = {}
     for attempt, node_ids in by_attempt.items():
         rows = tx.run(
             "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
@@ -102,10 +105,11 @@ def _claim_in_execution(
             " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
             " AND status IN ('pending', 'running'))"
             # The deadline comes back with the claim: no statement of its own.
-            " RETURNING node_id, (SELECT timeout_at FROM execution WHERE id = ?)",
+            " RETURNING node_id, (SELECT timeout_at FROM execution WHERE id = ?), queued_at",
             (tx.now, worker, execution_id, attempt, *node_ids, execution_id, execution_id),
         ).fetchall()
         taken += [(row[0], attempt) for row in rows]
+        queued_at.update((row[0], row[2]) for row in rows)
         if rows:
             tx.deadlines.setdefault(execution_id, rows[0][1])
     if not taken:
@@ -131,6 +135,7 @@ def _claim_in_execution(
             attempt,
             {p: outputs[p] for p in nodes_by_id[node_id].needs if p in outputs},
             worker=worker,
+            queued_at=queued_at.get(node_id),
         )
         for node_id, attempt in taken
     ]
@@ -181,4 +186,5 @@ def claim_ready_child(
         1,
         parent_outputs(tx, info.id, needs, finished_outputs),
         worker=tx.claim_for[0],
+        queued_at=tx.now,
     )

@@ -31,7 +31,7 @@ def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> Non
     alike: dict[tuple[str, int, str | None, str | None, str | None], list[ClaimedNode]] = {}
     for claim, report in reports:
         if report.kind == OutcomeKind.SUCCEEDED:
-            store_logs(tx, claim.execution_id, claim.node_id, claim.attempt, report)
+            store_logs(tx, claim.execution_id, claim.node_id, claim.attempt, report, claim.worker)
             key = (
                 claim.execution_id,
                 claim.attempt,
@@ -104,12 +104,21 @@ def report_ended_children(tx: Tx) -> None:
             record_items_report(tx, ended.parent_id, ended.parent_node_id, node_report)
 
 
-def store_logs(tx: Tx, execution_id: str, node_id: str, attempt: int, report: Report) -> None:
+def store_logs(
+    tx: Tx,
+    execution_id: str,
+    node_id: str,
+    attempt: int,
+    report: Report,
+    worker: str | None = None,
+    item: int | None = None,
+) -> None:
+    """What the run printed and did not stream while it ran (see engine/live_logs.py)."""
     if report.logs:
         tx.run(
-            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (execution_id, node_id, attempt, report.logs, tx.now),
+            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at, worker, item)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (execution_id, node_id, attempt, report.logs, tx.now, worker, item),
         )
 
 
@@ -163,7 +172,7 @@ def record(
     version = tx.version(info.version_id)
     kind = report.kind
     if kind == OutcomeKind.SUCCEEDED:
-        store_logs(tx, execution_id, node_id, attempt, report)
+        store_logs(tx, execution_id, node_id, attempt, report, worker)
         output, chosen = sql.dumps(report.output), sql.dumps(report.chosen)
         if not _store_successes(
             tx, execution_id, [node_id], attempt, from_status, output, chosen, worker
@@ -173,7 +182,7 @@ def record(
         finished = {node_id: scheduler.ParentState(NodeStatus.SUCCEEDED, choice)}
         cascade.after_terminal(tx, info, version, finished, {node_id: report.output})
         return True
-    store_logs(tx, execution_id, node_id, attempt, report)
+    store_logs(tx, execution_id, node_id, attempt, report, worker)
     guard = (
         (NodeRun.execution == execution_id)
         & (NodeRun.node_id == node_id)

@@ -111,7 +111,7 @@ def claim_item(
         + _ITEM_KEY
         + " AND status = 'queued' AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
         " AND status IN ('pending', 'running'))"
-        " RETURNING value, (SELECT timeout_at FROM execution WHERE id = ?)",
+        " RETURNING value, (SELECT timeout_at FROM execution WHERE id = ?), queued_at",
         (tx.now, worker, execution_id, node_id, index, attempt, execution_id, execution_id),
     ).fetchone()
     if taken is None:
@@ -125,8 +125,9 @@ def claim_item(
     outputs = parent_outputs(tx, execution_id, needs) if needs else {}
     value = sql.loads(taken[0])
     return claimed(
-        tx, info, version, node_id, attempt, outputs, item=index, item_value=value, worker=worker
-    )
+        tx, info, version, node_id, attempt, outputs, item=index, item_value=value, worker=worker,
+        queued_at=taken[2],
+    )  # fmt: skip
 
 
 def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None:
@@ -137,9 +138,9 @@ def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None
     assert index is not None
     if report.logs:
         tx.run(
-            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (execution_id, node_id, claim.attempt, report.logs, tx.now),
+            "INSERT INTO node_log (execution_id, node_id, attempt, text, created_at, worker, item)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (execution_id, node_id, claim.attempt, report.logs, tx.now, claim.worker, index),
         )
     guard = _ITEM_KEY + " AND status = 'running' AND worker = ?"
     key = (execution_id, node_id, index, claim.attempt, claim.worker)

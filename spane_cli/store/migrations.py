@@ -57,6 +57,15 @@ def _item_child_executions(database: peewee.Database) -> None:
     database.execute_sql("ALTER TABLE node_item ADD COLUMN child_execution_id VARCHAR(36)")
 
 
+def _node_log_item_and_worker(database: peewee.Database) -> None:
+    # A database made by the first migration after these columns joined the model has them.
+    present = {column.name for column in database.get_columns("node_log")}
+    if "item" not in present:
+        database.execute_sql("ALTER TABLE node_log ADD COLUMN item INTEGER")
+    if "worker" not in present:
+        database.execute_sql("ALTER TABLE node_log ADD COLUMN worker VARCHAR(128)")
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
@@ -67,6 +76,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         _schedules,
     ),
     (4, "foreach items of workflow nodes name their child execution", _item_child_executions),
+    (5, "node logs name their foreach item and worker", _node_log_item_and_worker),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531

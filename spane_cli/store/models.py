@@ -150,6 +150,10 @@ class NodeLog(BaseModel):
     attempt = peewee.IntegerField()
     text = peewee.TextField()
     created_at = peewee.DoubleField()
+    item = peewee.IntegerField(null=True)  # a foreach item's index
+    # The worker life that wrote it: a rerun of the same attempt after its worker was lost
+    # writes under another one, so `spane logs` can tell the two runs apart.
+    worker = peewee.CharField(max_length=128, null=True)
 
     class Meta:
         indexes = ((("execution_id", "node_id", "id"), False),)

@@ -4,6 +4,7 @@ caller above the store builds a query of its own. Nothing here writes."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from peewee import fn
 
@@ -283,6 +284,20 @@ def logs_after(
     if node_id is not None:
         query = query.where(NodeLog.node_id == node_id)
     return list(query.order_by(NodeLog.id).limit(limit))
+
+
+def item_value(execution_id: str, node_id: str, index: int) -> Any:
+    """The value of one foreach item (`item` in its templates); None when there is none."""
+    row = (
+        NodeItem.select(NodeItem.value)
+        .where(
+            (NodeItem.execution_id == execution_id)
+            & (NodeItem.node_id == node_id)
+            & (NodeItem.item_index == index)
+        )
+        .first()
+    )
+    return None if row is None else row.value
 
 
 def node_log_text(execution_id: str, node_id: str) -> str:

@@ -42,6 +42,7 @@ class ClaimedNode:
     # row still names it, so a worker that comes back after its node was taken over is ignored.
     worker: str | None = None
     schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
+    queued_at: float | None = None  # when its job was queued: the dispatch latency's start
 
 
 @dataclass

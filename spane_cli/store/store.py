@@ -19,6 +19,7 @@ from spane_cli.store import (
     create,
     items,
     lifecycle,
+    live_logs,
     queries,
     recovery,
     reopen,
@@ -153,6 +154,28 @@ class Store:
             except StaleReport:
                 return []  # a sub-workflow item reported twice: its child was rolled back
             return tx.dispatches
+
+        return self._retrying(run)
+
+    def append_live_log(
+        self,
+        claimed: ClaimedNode,
+        text: str,
+        dropped: Sequence[int] = (),
+        first_kept: int | None = None,
+        notice: str = "",
+    ) -> int:
+        """One batch of a running node's output; the id of its row. The `dropped` rows of the
+        same run go in the same transaction, with `notice` put before the row `first_kept`
+        (this batch's own row when None)."""
+
+        def run() -> int:
+            with transaction(self.caches) as tx:
+                row_id = live_logs.append_batch(tx, claimed, text)
+                if dropped:
+                    kept = row_id if first_kept is None else first_kept
+                    live_logs.drop_batches(tx, dropped, kept, notice)
+                return row_id
 
         return self._retrying(run)
 

@@ -46,6 +46,9 @@ from spane_cli.store.records import ClaimedNode, Dispatch, EventRow, ExecutionIn
 from spane_cli.store.versions import LoadedVersion, VersionCache
 
 T = TypeVar("T")
+# Called with the events of each committed transaction (the worker's metrics); empty unless
+# something asked, so a transaction pays one look at an empty list.
+EVENT_OBSERVERS: list[Callable[[Caches, list[EventRow]], None]] = []
 _INFO_COLUMNS = (
     "id, version_id, workflow, input, depth, parent_id, parent_node_id, schedule, fire_time"
 )
@@ -222,10 +225,15 @@ def transaction(
 ) -> Iterator[Tx]:
     """One write transaction; its events are written when the body returns without error."""
     tx = Tx(caches, time.time() if now is None else now, claim_for)
+    written: list[EventRow] = []
     with write_transaction(caches.database):
         yield tx
+        if EVENT_OBSERVERS:
+            written = list(tx.events)
         tx.flush_events()
     # Only once committed, not when this was a savepoint in a caller's transaction.
     if caches.database.transaction_depth() == 0:
         for execution_id in tx.started:
             caches.seen_running[execution_id] = True
+        for observe in EVENT_OBSERVERS:
+            observe(caches, written)
