@@ -248,8 +248,13 @@ class NodeWorker:
     def _fire_timers(self, now: float) -> None:
         """Retries, delays and execution deadlines that are due, at their time rather than at
         the next tick."""
-        self._enqueue(self.store.wake_due(now))
-        self.store.expire_timeouts(now)
+        woken = self.store.wake_due(now)
+        self._enqueue(woken)
+        timed_out = self.store.expire_timeouts(now)
+        recorder = metrics.active()
+        if recorder is not None:  # the reconciler's actions, done here on time
+            recorder.count_reconciled("woken", len(woken))
+            recorder.count_reconciled("timed_out", len(timed_out))
         self._due_unknown = True
         # Busy with what we just woke, we may miss the next due time: another idle worker
         # takes the watch over.

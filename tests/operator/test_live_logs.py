@@ -116,10 +116,10 @@ def test_follow_gives_up_with_124_when_its_timeout_runs_out(cluster: Cluster) ->
 PYTHON_MODULE = """
 import os, time
 
-def talk(context):
+def talk(context, gate):
     print("printed first")
     context.logger.info("then logged")
-    while not os.path.exists(context.config["gate"]):
+    while not os.path.exists(gate):
         time.sleep(0.05)
     print("printed last")
     raise RuntimeError("and then it broke")
