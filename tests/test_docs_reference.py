@@ -1,0 +1,123 @@
+"""The language reference runs as it reads: every ```yaml example of docs/README.md,
+docs/workflow-reference.md, docs/node-types.md and docs/failures.md runs with
+`spane run --local` and ends as the `<!-- expect: {...} -->` line above it says (the
+convention of tests/test_docs_examples.py, plus an optional `output`, the execution's).
+
+A block whose first line is `# file: PATH` is a file the examples use (a module for a python
+node, a child workflow, a file a server serves): every such block of a page is written beside
+the example, which runs with `--path` on that directory. `http://127.0.0.1:8000` in an
+example is the page's `python3 -m http.server 8000`: the test serves the same directory on a
+port of its own and puts that port in instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_docs_examples import EXAMPLE
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("README.md", "workflow-reference.md", "node-types.md", "failures.md")
+FILE_BLOCK = re.compile(r"^```\w*\n# file: (?P<path>\S+)\n(?P<body>.*?)^```\n", re.S | re.M)
+SERVER = "http://127.0.0.1:8000"
+
+
+def page_text(page: str) -> str:
+    return (ROOT / "docs" / page).read_text(encoding="utf-8")
+
+
+def examples() -> list[tuple[str, str, dict[str, Any] | None, str]]:
+    found = []
+    for page in PAGES:
+        for index, match in enumerate(EXAMPLE.finditer(page_text(page))):
+            if match["body"].startswith("# file: "):
+                continue  # a file the examples use, not an example
+            expect = json.loads(match["expect"]) if match["expect"] else None
+            found.append((page, f"{page}-{index}", expect, match["body"]))
+    return found
+
+
+EXAMPLES = examples()
+
+
+def test_each_page_but_the_index_has_examples() -> None:
+    with_examples = {page for page, *_ in EXAMPLES}
+    assert with_examples >= set(PAGES) - {"README.md"}
+
+
+def test_every_node_type_has_an_example() -> None:
+    from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS
+
+    used = {
+        kind
+        for page, _, _, body in EXAMPLES
+        if page == "node-types.md"
+        for kind in re.findall(r"type: (\w+)", body)
+    }
+    assert set(BUILTIN_CONFIG_SCHEMAS) <= used
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """`python3 -m http.server` on the example's directory, on a free port."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("page", "expect", "body"), [(e[0], e[2], e[3]) for e in EXAMPLES], ids=[e[1] for e in EXAMPLES]
+)
+def test_the_reference_example_runs_as_documented(
+    tmp_path: Path,
+    sqlite_url: str,
+    served: str,
+    page: str,
+    expect: dict[str, Any] | None,
+    body: str,
+) -> None:
+    assert expect is not None, "a ```yaml example needs an <!-- expect: {...} --> line above it"
+    for match in FILE_BLOCK.finditer(page_text(page)):
+        target = tmp_path / match["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(match["body"].replace(SERVER, served), encoding="utf-8")
+    flow = tmp_path / "example.yaml"
+    flow.write_text(body.replace(SERVER, served), encoding="utf-8")
+    command = [sys.executable, "-m", "spane_cli", "run", "--local", "-o", "json"]
+    result = subprocess.run(
+        [*command, "--path", str(tmp_path), "--db", sqlite_url, str(flow)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=dict(os.environ),
+        cwd=tmp_path,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip(), result.stderr
+    execution = json.loads(result.stdout)
+    assert execution["status"] == expect["status"], execution
+    assert result.returncode == (0 if expect["status"] == "succeeded" else 1)
+    nodes = execution["nodes"]
+    assert {n: nodes[n]["status"] for n in expect["nodes"]} == expect["nodes"], nodes
+    attempts = expect.get("attempts", {})
+    assert {n: nodes[n]["attempts"] for n in attempts} == attempts
+    if "output" in expect:
+        assert execution["output"] == expect["output"]
+    if "error" in expect:
+        assert execution["error"] == expect["error"]
