@@ -464,7 +464,14 @@ REFERENCE_PAGES = {
 
 def reference_files() -> dict[str, str]:
     """The reference pages with their generated blocks filled in, and spane-workflow(5)."""
-    from language_reference import MarkerError, fill_markers, man_page, markdown_blocks, marker_keys
+    from language_reference import (
+        MarkerError,
+        fill_markers,
+        first_example,
+        man_page,
+        markdown_blocks,
+        marker_keys,
+    )
 
     from spane_cli import __version__
     from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS
@@ -481,8 +488,9 @@ def reference_files() -> dict[str, str]:
             raise MarkerError(f"{rel}: no generated block for {', '.join(missing)}")
         files[rel] = fill_markers(text, blocks, rel)
     header = HEADER.replace("the command tree", "the workflow JSON Schema")
+    example = first_example(files["docs/workflow-reference.md"])
     files[f"man/{WORKFLOW_PAGE}.5"] = man_page(
-        schema, BUILTIN_CONFIG_SCHEMAS, __version__, roff, header
+        schema, BUILTIN_CONFIG_SCHEMAS, __version__, roff, header, example
     )
     return files
 

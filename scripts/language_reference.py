@@ -186,7 +186,7 @@ def sections(schema: Schema) -> list[Section]:
             "inputs",
             "One entry of `inputs:`, under the input's name. Any other JSON Schema keyword "
             "(`enum`, `minimum`, `pattern`, `items`, ...) checks the value too.",
-            fields(defs["input"], defs),
+            fields(defs["input"], defs, "inputs.<name>."),
         ),
         Section(
             "defaults",
@@ -312,14 +312,24 @@ def empty_markers(key: str) -> str:
 # --------------------------------------------------------------------------- man page
 
 
+def first_example(markdown: str) -> str:
+    """The first ```yaml block of a page: the example the man page shows."""
+    match = re.search(r"^```yaml\n(.*?)^```", markdown, re.S | re.M)
+    if match is None:
+        raise MarkerError("the reference page has no ```yaml example")
+    return match[1].rstrip("\n")
+
+
 def man_page(
     schema: Schema,
     config_schemas: dict[str, Schema],
     version: str,
     roff: Callable[[str], str],
     header: str,
+    example: str,
 ) -> str:
-    """spane-workflow(5): the file format, from the same tables as the docs."""
+    """spane-workflow(5): the file format, from the same tables as the docs, and `example`
+    (a workflow the test suite runs)."""
 
     def entries(section: Section) -> Iterator[str]:
         for item in section.fields:
@@ -362,6 +372,7 @@ def man_page(
         lines += [".SS " + roff(section.title), roff(section.note)]
         lines += list(entries(section))
         lines += [".PP", roff("Output: " + OUTPUTS[section.title])]
+    lines += [".SH EXAMPLES", ".nf", roff(example), ".fi"]
     lines += [
         ".SH FILES",
         roff(

@@ -4,8 +4,9 @@ docs/workflow-reference.md, docs/node-types.md and docs/failures.md runs with
 convention of tests/test_docs_examples.py, plus an optional `output`, the execution's).
 
 A block whose first line is `# file: PATH` is a file the examples use (a module for a python
-node, a child workflow, a file a server serves): every such block of a page is written beside
-the example, which runs with `--path` on that directory. `http://127.0.0.1:8000` in an
+node, a child workflow), and so is a block after a `<!-- file: PATH -->` line (data that
+cannot hold a comment, such as JSON a server serves): every such block of a page is written
+beside the example, which runs with `--path` on that directory. `http://127.0.0.1:8000` in an
 example is the page's `python3 -m http.server 8000`: the test serves the same directory on a
 port of its own and puts that port in instead.
 """
@@ -16,6 +17,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,7 +31,11 @@ from test_docs_examples import EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("README.md", "workflow-reference.md", "node-types.md", "failures.md")
-FILE_BLOCK = re.compile(r"^```\w*\n# file: (?P<path>\S+)\n(?P<body>.*?)^```\n", re.S | re.M)
+FILE_BLOCK = re.compile(
+    r"^(?:```\w*\n# file: (?P<path>\S+)\n|<!-- file: (?P<data>\S+) -->\n```\w*\n)"
+    r"(?P<body>.*?)^```\n",
+    re.S | re.M,
+)
 SERVER = "http://127.0.0.1:8000"
 
 
@@ -40,11 +46,12 @@ def page_text(page: str) -> str:
 def examples() -> list[tuple[str, str, dict[str, Any] | None, str]]:
     found = []
     for page in PAGES:
-        for index, match in enumerate(EXAMPLE.finditer(page_text(page))):
+        for match in EXAMPLE.finditer(page_text(page)):
             if match["body"].startswith("# file: "):
                 continue  # a file the examples use, not an example
             expect = json.loads(match["expect"]) if match["expect"] else None
-            found.append((page, f"{page}-{index}", expect, match["body"]))
+            name = re.search(r"^name: (\S+)", match["body"], re.M)
+            found.append((page, f"{page}:{name[1] if name else '?'}", expect, match["body"]))
     return found
 
 
@@ -94,7 +101,7 @@ def test_the_reference_example_runs_as_documented(
 ) -> None:
     assert expect is not None, "a ```yaml example needs an <!-- expect: {...} --> line above it"
     for match in FILE_BLOCK.finditer(page_text(page)):
-        target = tmp_path / match["path"]
+        target = tmp_path / (match["path"] or match["data"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(match["body"].replace(SERVER, served), encoding="utf-8")
     flow = tmp_path / "example.yaml"
@@ -121,3 +128,41 @@ def test_the_reference_example_runs_as_documented(
         assert execution["output"] == expect["output"]
     if "error" in expect:
         assert execution["error"] == expect["error"]
+
+
+def test_the_workflow_man_page_renders_and_spane_1_points_to_it() -> None:
+    page = ROOT / "man" / "spane-workflow.5"
+    assert "\\fBspane-workflow\\fR(5)" in (ROOT / "man" / "spane.1").read_text()
+    groff = shutil.which("groff")
+    if groff is None:
+        pytest.skip("groff is not installed")
+    result = subprocess.run(
+        [groff, "-man", "-Tutf8", "-ww", str(page)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    text = re.sub(r".\x08", "", result.stdout)  # overstrikes of bold and underline
+    for section in ("NODE TYPES", "EXPRESSION SCOPE", "EXAMPLES"):
+        assert section in text
+    assert "config.function" in text and "retry.when" in text
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_the_index_links_every_page() -> None:
+    linked = set(re.findall(r"\]\(([\w-]+\.md)\)", page_text("README.md")))
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    assert linked == pages
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+def test_every_link_between_the_pages_resolves(page: str) -> None:
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?(?:#([\w-]+))?\)", page_text(page)):
+        path = (ROOT / "docs" / (target or page)).resolve()
+        assert path.is_file(), (page, target)
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
+            assert anchor in {slug(h) for h in headings}, (page, target, anchor)
