@@ -166,3 +166,39 @@ def test_every_link_between_the_pages_resolves(page: str) -> None:
         if anchor:
             headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
             assert anchor in {slug(h) for h in headings}, (page, target, anchor)
+
+
+def listed_statuses(header: str) -> list[str]:
+    rows = re.findall(rf"^\| {header} \|.*?\n((?:\|.*\n)+)", page_text("failures.md"), re.M)
+    assert rows, header
+    return re.findall(r"^\| `(\w+)` \|", rows[0], re.M)
+
+
+def test_failures_lists_every_status() -> None:
+    from spane_cli.states import ExecutionStatus, NodeStatus
+
+    assert sorted(listed_statuses("node status")) == sorted(str(s) for s in NodeStatus)
+    assert sorted(listed_statuses("execution status")) == sorted(str(s) for s in ExecutionStatus)
+
+
+def test_the_scope_table_names_what_the_runner_puts_in_scope() -> None:
+    """The names of docs/workflow-reference.md's scope table (language_reference.SCOPE) are
+    the keys of the scope run_claimed builds, `item` and `index` included."""
+    import ast
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from language_reference import SCOPE
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    tree = ast.parse((ROOT / "spane_cli" / "engine" / "runner.py").read_text())
+    built: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if ("input" in keys and "parents" in keys) or "item" in keys:
+                built |= {str(k) for k in keys}
+    documented = {
+        re.split(r"[.<]", part.strip())[0] for name, _ in SCOPE for part in name.split(",")
+    }
+    assert documented - {""} == built
