@@ -289,9 +289,18 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                 "type": "object",
                 "description": "Merged into every node unless the node sets its own.",
                 "properties": {
-                    "retry": {"$ref": "#/$defs/retry"},
-                    "timeout": {"$ref": "#/$defs/duration"},
-                    "queue": {"$ref": "#/$defs/queue"},
+                    "retry": {
+                        "$ref": "#/$defs/retry",
+                        "description": "The retry policy of every node without its own.",
+                    },
+                    "timeout": {
+                        "$ref": "#/$defs/duration",
+                        "description": "The per-attempt time limit of every node without its own.",
+                    },
+                    "queue": {
+                        "$ref": "#/$defs/queue",
+                        "description": "The queue of every node without its own.",
+                    },
                 },
                 "additionalProperties": False,
             },
