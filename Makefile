@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/generate.py scripts/operator_bench.py scripts/fault_injection.py scripts/storage_cost.py
+	$(BIN)/mypy scripts/generate.py scripts/language_reference.py scripts/operator_bench.py scripts/fault_injection.py scripts/storage_cost.py
 
 generate: $(STAMP)
 	$(BIN)/python scripts/generate.py

@@ -1,12 +1,14 @@
-"""Write the files derived from the code: the workflow JSON Schema, man pages, completions.
+"""Write the files derived from the code: the workflow JSON Schema, man pages, completions,
+and the generated blocks of the language reference in docs/.
 
     .venv/bin/python scripts/generate.py          # (re)write every generated file
     .venv/bin/python scripts/generate.py --check  # exit 1 and list stale files; write nothing
 
 Man pages come from walking the Typer app's command tree (Typer's own Click, `typer._click`),
 so new commands and sub-command groups need no change here. The completion scripts are
-Typer's: they ask `spane` itself at each Tab. The output is deterministic: no dates, only the
-package version.
+Typer's: they ask `spane` itself at each Tab. The tables of docs/workflow-reference.md and
+docs/node-types.md, and spane-workflow(5), come from the JSON Schema (language_reference.py).
+The output is deterministic: no dates, only the package version.
 """
 
 from __future__ import annotations
@@ -399,7 +401,10 @@ def man_page(cmd: Command, root: Command, version: str) -> str:
         related += [c.page for c in cmd.children]
     else:
         related = [c.page for c in root.walk() if c.path]
-    lines.append(",\n".join(f"{bold(page)}(1)" for page in related))
+    pages = [f"{bold(page)}(1)" for page in related]
+    if not cmd.path:
+        pages.append(f"{bold(WORKFLOW_PAGE)}(5)")
+    lines.append(",\n".join(pages))
     return "\n".join(lines) + "\n"
 
 
@@ -439,6 +444,57 @@ def completion_script(shell: str) -> str:
     return f"{header}\n{script}\n"
 
 
+# --------------------------------------------------------------------------- language reference
+
+WORKFLOW_PAGE = f"{PROG}-workflow"
+# The pages with generated blocks, and the blocks each must hold.
+REFERENCE_PAGES = {
+    "docs/workflow-reference.md": [
+        "workflow",
+        "node",
+        "retry",
+        "input",
+        "defaults",
+        "schedule",
+        "scope",
+    ],
+    "docs/node-types.md": None,  # one block per built-in node type: "config of shell", ...
+}
+
+
+def reference_files() -> dict[str, str]:
+    """The reference pages with their generated blocks filled in, and spane-workflow(5)."""
+    from language_reference import (
+        MarkerError,
+        fill_markers,
+        first_example,
+        man_page,
+        markdown_blocks,
+        marker_keys,
+    )
+
+    from spane_cli import __version__
+    from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS
+    from spane_cli.workflow.schema import workflow_schema
+
+    schema = workflow_schema()
+    blocks = markdown_blocks(schema, BUILTIN_CONFIG_SCHEMAS)
+    files = {}
+    for rel, wanted in REFERENCE_PAGES.items():
+        keys = wanted or [f"config of {name}" for name in BUILTIN_CONFIG_SCHEMAS]
+        text = (ROOT / rel).read_text(encoding="utf-8")
+        missing = [key for key in keys if key not in marker_keys(text)]
+        if missing:
+            raise MarkerError(f"{rel}: no generated block for {', '.join(missing)}")
+        files[rel] = fill_markers(text, blocks, rel)
+    header = HEADER.replace("the command tree", "the workflow JSON Schema")
+    example = first_example(files["docs/workflow-reference.md"])
+    files[f"man/{WORKFLOW_PAGE}.5"] = man_page(
+        schema, BUILTIN_CONFIG_SCHEMAS, __version__, roff, header, example
+    )
+    return files
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -452,6 +508,7 @@ def generated_files() -> dict[str, str]:
         files[f"man/{cmd.page}.1"] = man_page(cmd, root, __version__)
     for shell, path in COMPLETION_FILES.items():
         files[path] = completion_script(shell)
+    files.update(reference_files())
     return files
 
 
@@ -468,7 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    files = generated_files()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        files = generated_files()
+    except (OSError, ValueError) as exc:  # a reference page gone, or a marker block missing
+        print(f"generate.py: {exc}", file=sys.stderr)
+        return 2
     stale = [
         rel
         for rel, text in files.items()

@@ -13,7 +13,7 @@ from spane_cli.cli.services import ExecId
 GET_HELP = (
     "Show one execution with every node, and what each waiting node waits for (parents, a "
     "paused execution, a retry or delay due at T, a full max_parallel, no live worker on its "
-    "queue). -o json prints one object (SPEC shape); -o wide adds each node's type, duration "
+    "queue). -o json prints one object, nodes included; -o wide adds each node's type, duration "
     "and items."
 )
 LIST_HELP = (

@@ -34,6 +34,7 @@ SHELL: JsonSchema = {
         "cwd": {"type": "string", "description": "Working directory."},
         "parse": {
             "enum": ["json", "text"],
+            "default": "text",
             "description": "`json`: parse stdout as JSON into output.json.",
         },
     },
@@ -60,7 +61,11 @@ HTTP: JsonSchema = {
             "items": {"type": "integer", "minimum": 100, "maximum": 599},
             "description": "Status codes that count as success (default: any 2xx).",
         },
-        "timeout": {**_DURATION_REF, "description": "Request timeout."},
+        "timeout": {
+            **_DURATION_REF,
+            "default": "30s",
+            "description": "Request timeout (never longer than the node's `timeout`).",
+        },
     },
     "required": ["url"],
     "not": {"required": ["json", "body"]},
@@ -169,7 +174,13 @@ NOOP: JsonSchema = {
 FAIL: JsonSchema = {
     "type": "object",
     "description": "Fail with a message (for tests and guards).",
-    "properties": {"message": {"type": "string", "description": "The error (rendered)."}},
+    "properties": {
+        "message": {
+            "type": "string",
+            "default": "failed by a fail node",
+            "description": "The error (rendered).",
+        }
+    },
     "additionalProperties": False,
 }
 

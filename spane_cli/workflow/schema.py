@@ -61,15 +61,18 @@ def _defs() -> dict[str, JsonSchema]:
                     "type": "integer",
                     "minimum": 1,
                     "maximum": 100,
-                    "description": "Every try counts, the first included (default 1).",
+                    "default": 1,
+                    "description": "Every try counts, the first included.",
                 },
                 "backoff": {
                     "enum": list(BACKOFF_KINDS),
+                    "default": "fixed",
                     "description": "fixed: delay each time; linear: delay*n; exponential: "
                     "delay*2^(n-1).",
                 },
                 "delay": {
                     "$ref": "#/$defs/duration",
+                    "default": 0,
                     "description": "The wait before the second try.",
                 },
                 "max_delay": {
@@ -78,6 +81,7 @@ def _defs() -> dict[str, JsonSchema]:
                 },
                 "jitter": {
                     "type": "boolean",
+                    "default": False,
                     "description": "Randomize each wait by up to ±50% to spread retries.",
                 },
                 "when": {
@@ -91,7 +95,8 @@ def _defs() -> dict[str, JsonSchema]:
         "queue": {
             "type": "string",
             "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
-            "description": "The RQ queue the node's jobs go to (default `default`).",
+            "default": "default",
+            "description": "The RQ queue the node's jobs go to.",
         },
         "input": {
             "type": "object",
@@ -115,7 +120,11 @@ def _defs() -> dict[str, JsonSchema]:
                         {"type": "array", "items": {"type": "string"}},
                     ],
                 },
-                "required": {"type": "boolean", "description": "Submit fails without it."},
+                "required": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Submit fails without it.",
+                },
                 "default": {"description": "Used when the input is not given."},
                 "description": {"type": "string", "description": "Shown in --help of runs."},
             },
@@ -147,7 +156,8 @@ def _schedule_schema() -> JsonSchema:
             },
             "timezone": {
                 "type": "string",
-                "description": "IANA zone the cron fields are read in (default UTC).",
+                "default": "UTC",
+                "description": "IANA zone the cron fields are read in.",
             },
             "input": {
                 "type": "object",
@@ -156,13 +166,15 @@ def _schedule_schema() -> JsonSchema:
             },
             "overlap": {
                 "enum": list(OVERLAP_POLICIES),
-                "description": "While the previous execution is open: allow (default), "
+                "default": "allow",
+                "description": "While the previous execution is open: allow, "
                 "forbid (skip the fire) or replace (cancel it).",
             },
             "misfire": {
                 "enum": list(MISFIRE_POLICIES),
-                "description": "Fires missed while no worker ran: skip, once (default: the "
-                "latest runs) or all.",
+                "default": "once",
+                "description": "Fires missed while no worker ran: skip, once (the latest runs) "
+                "or all.",
             },
             "starting_deadline": {
                 "$ref": "#/$defs/duration",
@@ -171,7 +183,8 @@ def _schedule_schema() -> JsonSchema:
             "max_parallel": {
                 "type": "integer",
                 "minimum": 1,
-                "description": "Backfill: executions open at a time (default 1).",
+                "default": 1,
+                "description": "Backfill: executions open at a time.",
             },
         },
         "additionalProperties": False,
@@ -193,6 +206,7 @@ def _node_schema() -> JsonSchema:
                 "type": "array",
                 "items": {"type": "string", "pattern": NODE_ID_PATTERN},
                 "uniqueItems": True,
+                "default": [],
                 "description": "Parent node ids; none makes this an entry node.",
             },
             "config": {"type": "object", "description": "Settings of the node type."},
@@ -202,13 +216,15 @@ def _node_schema() -> JsonSchema:
             },
             "trigger": {
                 "enum": list(TRIGGER_RULES),
-                "description": "Airflow trigger rule over the parents (default all_success).",
+                "default": "all_success",
+                "description": "Airflow trigger rule over the parents.",
             },
             "retry": {"$ref": "#/$defs/retry"},
             "timeout": {"$ref": "#/$defs/duration", "description": "Per-attempt time limit."},
             "queue": {"$ref": "#/$defs/queue"},
             "continue_on_fail": {
                 "type": "boolean",
+                "default": False,
                 "description": "A failure counts as success for dependents and the execution "
                 "(output null).",
             },
@@ -224,6 +240,7 @@ def _node_schema() -> JsonSchema:
             },
             "on_exit": {
                 "type": "boolean",
+                "default": False,
                 "description": "An exit handler: runs once every other node has ended, with "
                 "workflow.status and workflow.failures in scope.",
             },
@@ -272,9 +289,18 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                 "type": "object",
                 "description": "Merged into every node unless the node sets its own.",
                 "properties": {
-                    "retry": {"$ref": "#/$defs/retry"},
-                    "timeout": {"$ref": "#/$defs/duration"},
-                    "queue": {"$ref": "#/$defs/queue"},
+                    "retry": {
+                        "$ref": "#/$defs/retry",
+                        "description": "The retry policy of every node without its own.",
+                    },
+                    "timeout": {
+                        "$ref": "#/$defs/duration",
+                        "description": "The per-attempt time limit of every node without its own.",
+                    },
+                    "queue": {
+                        "$ref": "#/$defs/queue",
+                        "description": "The queue of every node without its own.",
+                    },
                 },
                 "additionalProperties": False,
             },
@@ -287,6 +313,7 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             },
             "fail_fast": {
                 "type": "boolean",
+                "default": False,
                 "description": "After the first node that fails for good, no new node starts "
                 "(running ones finish, the others are skipped); exit handlers still run.",
             },
