@@ -15,6 +15,7 @@ from spane_cli.workflow.schedule_spec import SCHEDULE_NAME_PATTERN, MisfirePolic
 
 SCHEMA_ID = "https://spane.dev/schema/workflow.schema.json"
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+POOL_NAME_PATTERN = WORKFLOW_NAME_PATTERN
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 TRIGGER_RULES = (
     "all_success",
@@ -92,6 +93,11 @@ def _defs() -> dict[str, JsonSchema]:
             "type": "string",
             "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
             "description": "The RQ queue the node's jobs go to (default `default`).",
+        },
+        "pool_name": {
+            "type": "string",
+            "pattern": POOL_NAME_PATTERN,
+            "description": "A pool's name, shared by every workflow that uses it.",
         },
         "input": {
             "type": "object",
@@ -222,6 +228,16 @@ def _node_schema() -> JsonSchema:
                 "minimum": 1,
                 "description": "How many foreach items run at once.",
             },
+            "pool": {
+                "$ref": "#/$defs/pool_name",
+                "description": "A concurrency pool: the node "
+                "(each foreach item) runs only while it holds one of the pool's slots.",
+            },
+            "mutex": {
+                "$ref": "#/$defs/pool_name",
+                "description": "A pool of size 1: at most one "
+                "node holding this name runs at a time, across every execution.",
+            },
             "on_exit": {
                 "type": "boolean",
                 "description": "An exit handler: runs once every other node has ended, with "
@@ -275,6 +291,8 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                     "retry": {"$ref": "#/$defs/retry"},
                     "timeout": {"$ref": "#/$defs/duration"},
                     "queue": {"$ref": "#/$defs/queue"},
+                    "pool": {"$ref": "#/$defs/pool_name"},
+                    "mutex": {"$ref": "#/$defs/pool_name"},
                 },
                 "additionalProperties": False,
             },
@@ -284,6 +302,12 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             },
             "output": {
                 "description": "The execution's output (templates); default {leaf_id: output}.",
+            },
+            "pools": {
+                "type": "object",
+                "propertyNames": {"pattern": POOL_NAME_PATTERN},
+                "additionalProperties": {"type": "integer", "minimum": 1},
+                "description": "Sizes of the pools its nodes use; `spane pool set` overrides.",
             },
             "fail_fast": {
                 "type": "boolean",
