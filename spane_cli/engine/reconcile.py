@@ -96,6 +96,7 @@ def tick(
                         _named(recovered))  # fmt: skip
         dispatches += recovered
         dispatches += store.repair_stalled(now=now)
+        dispatches += store.sweep_pools(now)
         # After recovery has seen them: a dead life's heartbeat row is kept a while for
         # `spane health` to show, then removed.
         forget_silent(now - max(SILENT_WORKER_KEPT_TTLS * heartbeat_ttl, SILENT_WORKER_KEPT_MIN))

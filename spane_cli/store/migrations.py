@@ -57,6 +57,10 @@ def _item_child_executions(database: peewee.Database) -> None:
     database.execute_sql("ALTER TABLE node_item ADD COLUMN child_execution_id VARCHAR(36)")
 
 
+def _pools(database: peewee.Database) -> None:
+    database.create_tables([models.Pool, models.PoolSlot, models.PoolWaiter], safe=True)
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
@@ -67,6 +71,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         _schedules,
     ),
     (4, "foreach items of workflow nodes name their child execution", _item_child_executions),
+    (5, "concurrency pools, their slots and waiters", _pools),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
 from spane_cli.store.models import Execution, NodeItem, NodeRun
+from spane_cli.store.pool_views import pool_waits
 from spane_cli.timeutil import iso
 from spane_cli.workflow.model import Workflow
 
@@ -20,6 +21,7 @@ def waiting_reasons(
         return {}
     rows = {row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)}
     running_items = _running_items(execution.id)
+    pool_reasons = pool_waits(execution.id)
     reasons: dict[str, str] = {}
     paused = execution.status == ExecutionStatus.PAUSED
     for node_id, row in rows.items():
@@ -30,6 +32,12 @@ def waiting_reasons(
         if row.status == NodeStatus.WAITING:
             reason = _waiting(row, node.max_parallel, running_items.get(node_id, 0), node.queue,
                               live_queues)  # fmt: skip
+        pool_reason = pool_reasons.get(node_id)
+        if pool_reason and not paused:
+            if row.status == NodeStatus.QUEUED:
+                reason = pool_reason
+            elif row.status == NodeStatus.WAITING:
+                reason = f"{reason}; {pool_reason}" if reason else pool_reason
         if reason:
             reasons[node_id] = reason
     return reasons

@@ -1,0 +1,224 @@
+"""Concurrency pools: a node (or foreach item) with a `pool:` or `mutex:` runs only while it
+holds one of the pool's slots, counted in the database across every worker.
+
+A slot is taken in the claim's transaction, after the node row (the lock order of tx.py ends
+with the pool row, locked last), and freed in the transaction that moves the node out of
+`running`: its end, its retry, its loss. A claim that finds the pool full puts the node back
+to `queued` with no job and a `pool_waiter` row, so it holds no worker process; the
+transaction that frees a slot wakes the oldest waiter (`woken`: the slot is kept for it, and
+its job is written to the outbox in that same transaction). `sweep` frees what a path that
+ends nodes without a report left behind (a cancel, a deadline), so nothing leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import peewee
+
+from spane_cli.store import events
+from spane_cli.store.records import Dispatch
+from spane_cli.store.tx import Caches, Tx, transaction
+from spane_cli.workflow.model import Node, Workflow
+
+NO_ITEM = -1  # the item column of a node's own slot or wait
+
+
+@dataclass(frozen=True)
+class PoolState:
+    size: int | None  # the operator's setting
+    declared: int | None  # the last claiming workflow's declaration
+    held: int
+
+    @property
+    def limit(self) -> int | None:
+        """The operator's setting wins over what a workflow file declares."""
+        return self.size if self.size is not None else self.declared
+
+
+def slot_pool(node: Node) -> str | None:
+    """The pool a node's run takes a slot of: a foreach node's items take them, not the node."""
+    return node.pool if node.foreach is None else None
+
+
+def item_pool(node: Node) -> str | None:
+    """The pool each foreach item of the node takes a slot of."""
+    return node.pool if node.foreach is not None else None
+
+
+def _lock(tx: Tx, pool: str, declared: int | None = None) -> PoolState:
+    """The pool's row, made if missing and locked (last in the lock order)."""
+    tx.run(
+        "INSERT INTO pool (name, size, declared, held) VALUES (?, NULL, ?, 0)"
+        " ON CONFLICT (name) DO NOTHING",
+        (pool, declared),
+    )
+    postgres = isinstance(tx.database, peewee.PostgresqlDatabase)
+    size, known, held = tx.run(
+        "SELECT size, declared, held FROM pool WHERE name = ?"
+        + (" FOR UPDATE" if postgres else ""),
+        (pool,),
+    ).fetchone()
+    if declared is not None and declared != known:
+        tx.run("UPDATE pool SET declared = ? WHERE name = ?", (declared, pool))
+        known = declared
+    return PoolState(size, known, int(held))
+
+
+def acquire(
+    tx: Tx,
+    workflow: Workflow,
+    pool: str,
+    execution_id: str,
+    node_id: str,
+    attempt: int,
+    queue: str,
+    item: int = NO_ITEM,
+    worker: str | None = None,
+) -> bool:
+    """Take a slot for the node (or item) this transaction just claimed; False when the pool
+    is full, and then the caller puts the claim back and the node waits here."""
+    state = _lock(tx, pool, workflow.pools.get(pool))
+    kept_for_others = tx.run(
+        "SELECT COUNT(*) FROM pool_waiter WHERE pool = ? AND woken = ?"
+        " AND NOT (execution_id = ? AND node_id = ? AND item = ?)",
+        (pool, True, execution_id, node_id, item),
+    ).fetchone()[0]
+    key = (execution_id, node_id, item)
+    if state.limit is not None and state.held + int(kept_for_others) < state.limit:
+        tx.run("UPDATE pool SET held = held + 1 WHERE name = ?", (pool,))
+        tx.run(
+            "INSERT INTO pool_slot (pool, execution_id, node_id, item, worker, acquired_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (pool, *key, worker, tx.now),
+        )
+        tx.run("DELETE FROM pool_waiter WHERE execution_id = ? AND node_id = ? AND item = ?", key)
+        return True
+    # A woken waiter that lost its slot keeps its place in the line.
+    again = tx.run(
+        "UPDATE pool_waiter SET woken = ?, attempt = ?, queue = ?"
+        " WHERE execution_id = ? AND node_id = ? AND item = ?",
+        (False, attempt, queue, *key),
+    ).rowcount
+    if not again:
+        tx.run(
+            "INSERT INTO pool_waiter"
+            " (pool, execution_id, node_id, item, attempt, queue, since, woken)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (pool, *key, attempt, queue, tx.now, False),
+        )
+        data = {"attempt": attempt, "pool": pool, **({"item": item} if item >= 0 else {})}
+        tx.event(execution_id, node_id, events.NODE_POOL_WAIT, data)
+    return False
+
+
+def release(
+    tx: Tx, execution_id: str, node_id: str, item: int = NO_ITEM, worker: str | None = None
+) -> None:
+    """Free the slot the node (or item) holds, if any (only if `worker` holds it, when given:
+    a late report must not free the slot of the run that replaced it), and wake who waits."""
+    owner = " AND worker = ?" if worker is not None else ""
+    freed = tx.run(
+        f"DELETE FROM pool_slot WHERE execution_id = ? AND node_id = ? AND item = ?{owner}"
+        " RETURNING pool",
+        (execution_id, node_id, item, *((worker,) if worker is not None else ())),
+    ).fetchall()
+    for (pool,) in freed:
+        _lock(tx, pool)
+        tx.run("UPDATE pool SET held = held - 1 WHERE name = ? AND held > 0", (pool,))
+        wake(tx, pool)
+
+
+def release_nodes(tx: Tx, workflow: Workflow, execution_id: str, node_ids: Iterable[str]) -> None:
+    """`release` for the nodes among `node_ids` that take slots (decided from the model, so a
+    workflow without pools pays nothing)."""
+    nodes = workflow.nodes
+    for node_id in node_ids:
+        node = nodes.get(node_id)
+        if node is not None and slot_pool(node) is not None:
+            release(tx, execution_id, node_id)
+
+
+def wake(tx: Tx, pool: str) -> None:
+    """Queue the oldest waiters the free slots have room for (the pool row is locked)."""
+    size, declared, held = tx.run(
+        "SELECT size, declared, held FROM pool WHERE name = ?", (pool,)
+    ).fetchone()
+    limit = PoolState(size, declared, int(held)).limit
+    if limit is None:
+        return
+    kept = tx.run(
+        "SELECT COUNT(*) FROM pool_waiter WHERE pool = ? AND woken = ?", (pool, True)
+    ).fetchone()[0]
+    free = limit - int(held) - int(kept)
+    if free <= 0:
+        return
+    waiters = tx.run(
+        "SELECT id, execution_id, node_id, item, attempt, queue FROM pool_waiter"
+        " WHERE pool = ? AND woken = ? ORDER BY since, id LIMIT ?",
+        (pool, False, free),
+    ).fetchall()
+    for waiter_id, execution_id, node_id, item, attempt, queue in waiters:
+        tx.run("UPDATE pool_waiter SET woken = ? WHERE id = ?", (True, waiter_id))
+        index = None if item == NO_ITEM else int(item)
+        tx.enqueue([Dispatch(execution_id, node_id, int(attempt), queue, index)])
+
+
+def set_size(caches: Caches, pool: str, size: int | None, now: float) -> list[Dispatch]:
+    """The operator's size (None: back to the workflows' declaration); waiters it makes room
+    for are queued in the same transaction. A removed pool nobody uses loses its row."""
+    with transaction(caches, now) as tx:
+        _lock(tx, pool)
+        tx.run("UPDATE pool SET size = ? WHERE name = ?", (size, pool))
+        wake(tx, pool)
+        if size is None:
+            tx.run(
+                "DELETE FROM pool WHERE name = ? AND held = 0"
+                " AND NOT EXISTS (SELECT 1 FROM pool_waiter WHERE pool = ?)",
+                (pool, pool),
+            )
+    return tx.dispatches
+
+
+_ORPHAN_SLOTS = (
+    "DELETE FROM pool_slot WHERE pool = ? AND NOT ("
+    "(item = -1 AND EXISTS (SELECT 1 FROM node_run n WHERE n.execution_id = pool_slot.execution_id"
+    " AND n.node_id = pool_slot.node_id AND n.status = 'running'))"
+    " OR (item >= 0 AND EXISTS (SELECT 1 FROM node_item i"
+    " WHERE i.execution_id = pool_slot.execution_id AND i.node_id = pool_slot.node_id"
+    " AND i.item_index = pool_slot.item AND i.status = 'running')))"
+)
+_ORPHAN_WAITERS = (
+    "DELETE FROM pool_waiter WHERE pool = ? AND NOT ("
+    "(item = -1 AND EXISTS (SELECT 1 FROM node_run n"
+    " WHERE n.execution_id = pool_waiter.execution_id AND n.node_id = pool_waiter.node_id"
+    " AND n.status = 'queued' AND n.attempt = pool_waiter.attempt))"
+    " OR (item >= 0 AND EXISTS (SELECT 1 FROM node_item i"
+    " WHERE i.execution_id = pool_waiter.execution_id AND i.node_id = pool_waiter.node_id"
+    " AND i.item_index = pool_waiter.item AND i.status = 'queued')))"
+)
+
+
+def sweep(caches: Caches, now: float) -> list[Dispatch]:
+    """Slots whose node no longer runs and waits whose node no longer waits (a cancel, a
+    deadline, a hand-edited row) are dropped, `held` is counted again, and the freed room
+    wakes waiters. One cheap read when no pool is in use."""
+    busy = caches.database.execute_sql(
+        "SELECT name FROM pool WHERE held > 0"
+        " OR EXISTS (SELECT 1 FROM pool_waiter w WHERE w.pool = pool.name)"
+    ).fetchall()
+    dispatches: list[Dispatch] = []
+    for (pool,) in busy:
+        with transaction(caches, now) as tx:
+            _lock(tx, pool)
+            tx.run(_ORPHAN_SLOTS, (pool,))
+            tx.run(_ORPHAN_WAITERS, (pool,))
+            tx.run(
+                "UPDATE pool SET held = (SELECT COUNT(*) FROM pool_slot WHERE pool = ?)"
+                " WHERE name = ?",
+                (pool, pool),
+            )
+            wake(tx, pool)
+        dispatches += tx.dispatches
+    return dispatches

@@ -1,0 +1,154 @@
+"""Pool slots counted in the database: claimers racing for the last slot, waiters woken in
+order, slots coming back from lost workers and cancelled executions; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from store_steps import claim_one, complete_one
+from test_concurrent_transitions import at_once, version
+
+from spane_cli.store.models import NodeRun, Outbox, Pool, PoolSlot, PoolWaiter
+from spane_cli.store.pool_views import pool_list, pool_waits
+from spane_cli.store.records import Report
+from spane_cli.store.store import Store
+from spane_cli.store.versions import register_version
+
+
+def executions(store: Store, count: int, node: dict[str, Any], name: str = "pooled") -> list[str]:
+    version_id = version(store, {"work": {"type": "noop", **node}}, name)
+    return [store.create_execution(version_id, {})[0] for _ in range(count)]
+
+
+def statuses(execution_ids: list[str]) -> list[str]:
+    rows = NodeRun.select().where(NodeRun.execution.in_(execution_ids))
+    return sorted(row.status for row in rows)
+
+
+def held(pool: str) -> int:
+    return int(PoolSlot.select().where(PoolSlot.pool == pool).count())
+
+
+def test_concurrent_claimers_never_take_more_slots_than_the_pool_has(store: Store) -> None:
+    store.set_pool_size("warehouse", 2)
+    for round_number in range(3):
+        ids = executions(store, 6, {"pool": "warehouse"})
+        claims = at_once(*(partial(claim_one, store, e, "work", 1, f"w{e[:4]}") for e in ids))
+        taken = [c for c in claims if c is not None]
+        assert not [c for c in claims if isinstance(c, Exception)], claims
+        assert len(taken) == 2, (round_number, claims)
+        assert held("warehouse") == 2
+        assert Pool.get_by_id("warehouse").held == 2
+        assert statuses(ids) == ["queued"] * 4 + ["running"] * 2
+        # The four that wait hold no job: nothing re-sends them until a slot frees.
+        waiting = [e for e in ids if e not in {c.execution_id for c in taken}]
+        assert not Outbox.select().where(Outbox.execution_id.in_(waiting)).exists()
+        assert PoolWaiter.select().where(PoolWaiter.pool == "warehouse").count() == 4
+        for claim in taken:
+            complete_one(store, claim, Report("succeeded"))
+        # Each freed slot queued one waiter; drain them the way workers would.
+        while rows := list(Outbox.select().where(Outbox.execution_id.in_(ids))):
+            for row in rows:
+                claim = claim_one(store, row.execution_id, row.node_id, row.attempt, "w")
+                assert claim is not None
+                assert held("warehouse") <= 2
+                complete_one(store, claim, Report("succeeded"))
+        assert statuses(ids) == ["succeeded"] * 6
+        assert held("warehouse") == 0
+        assert not PoolWaiter.select().where(PoolWaiter.pool == "warehouse").exists()
+
+
+def test_a_freed_slot_is_kept_for_the_oldest_waiter(store: Store) -> None:
+    store.set_pool_size("deploys", 1)
+    first, second, third = executions(store, 3, {"pool": "deploys"})
+    holder = claim_one(store, first, "work", 1, "w1", now=100.0)
+    assert holder is not None
+    assert claim_one(store, second, "work", 1, "w2", now=101.0) is None
+    assert claim_one(store, third, "work", 1, "w3", now=102.0) is None
+    assert "pool deploys full (holders: " in pool_waits(second)["work"]
+    assert first[:8] in pool_waits(second)["work"]
+    dispatches = complete_one(store, holder, Report("succeeded"), now=103.0)
+    assert [(d.execution_id, d.node_id) for d in dispatches] == [(second, "work")]
+    # A job of the younger waiter that arrives first does not take the slot kept for the older.
+    assert claim_one(store, third, "work", 1, "w3", now=104.0) is None
+    assert claim_one(store, second, "work", 1, "w2", now=105.0) is not None
+    view = next(p for p in pool_list() if p["name"] == "deploys")
+    assert [h["execution_id"] for h in view["holders"]] == [second]
+    assert [w["execution_id"] for w in view["waiters"]] == [third]
+
+
+def test_a_size_declared_in_the_file_applies_until_the_cli_sets_one(store: Store) -> None:
+    data = {
+        "version": 1,
+        "name": "declared",
+        "pools": {"api": 2},
+        "nodes": {"work": {"type": "noop", "pool": "api"}},
+    }
+    version_id = int(register_version(store.database, "declared", data, {}).id)
+    ids = [store.create_execution(version_id, {})[0] for _ in range(3)]
+    claims = [claim_one(store, e, "work", 1, "w") for e in ids]
+    assert [c is not None for c in claims] == [True, True, False]
+    dispatches = store.set_pool_size("api", 3)  # the operator's size wins
+    assert [d.execution_id for d in dispatches] == [ids[2]]
+    assert claim_one(store, ids[2], "work", 1, "w") is not None
+    assert next(p for p in pool_list() if p["name"] == "api")["set_by"] == "cli"
+    store.set_pool_size("api", None)
+    view = next(p for p in pool_list() if p["name"] == "api")
+    assert (view["size"], view["set_by"], len(view["holders"])) == (2, "workflow", 3)
+
+
+def test_a_mutex_lets_one_node_of_all_executions_run(store: Store) -> None:
+    ids = executions(store, 3, {"mutex": "release"}, name="mutexed")
+    claims = at_once(*(partial(claim_one, store, e, "work", 1, "w") for e in ids))
+    assert len([c for c in claims if c is not None]) == 1, claims
+    assert held("release") == 1
+
+
+def test_a_pool_without_any_size_waits_and_says_so(store: Store) -> None:
+    (execution_id,) = executions(store, 1, {"pool": "nosize"})
+    assert claim_one(store, execution_id, "work", 1, "w") is None
+    assert pool_waits(execution_id) == {"work": "pool nosize has no size (spane pool set nosize N)"}
+    dispatches = store.set_pool_size("nosize", 1)
+    assert [(d.execution_id, d.node_id) for d in dispatches] == [(execution_id, "work")]
+    assert claim_one(store, execution_id, "work", 1, "w") is not None
+
+
+def test_a_lost_worker_gives_its_slot_back_with_the_node(store: Store) -> None:
+    store.set_pool_size("gpu", 1)
+    first, second = executions(store, 2, {"pool": "gpu"})
+    assert claim_one(store, first, "work", 1, "dead", now=100.0) is not None
+    assert claim_one(store, second, "work", 1, "alive", now=101.0) is None
+    dispatches = store.release_worker("dead", now=102.0)
+    # The lost node is queued again, and the freed slot is kept for the older waiter.
+    assert sorted((d.execution_id, d.node_id) for d in dispatches) == sorted(
+        [(first, "work"), (second, "work")]
+    )
+    assert held("gpu") == 0
+    assert claim_one(store, first, "work", 1, "alive", now=103.0) is None
+    assert claim_one(store, second, "work", 1, "alive", now=104.0) is not None
+
+
+def test_a_cancelled_holder_and_waiter_are_swept(store: Store) -> None:
+    store.set_pool_size("db", 1)
+    first, second, third = executions(store, 3, {"pool": "db"})
+    assert claim_one(store, first, "work", 1, "w") is not None
+    assert claim_one(store, second, "work", 1, "w") is None
+    assert claim_one(store, third, "work", 1, "w") is None
+    store.cancel(first)
+    store.cancel(second)
+    dispatches = store.sweep_pools()
+    assert [d.execution_id for d in dispatches] == [third]
+    assert claim_one(store, third, "work", 1, "w") is not None
+    assert not PoolWaiter.select().where(PoolWaiter.pool == "db").exists()
+
+
+def test_nodes_without_a_pool_touch_no_pool_row(store: Store) -> None:
+    before = Pool.select().count() + PoolSlot.select().count()
+    ids = executions(store, 2, {}, name="plain")
+    for execution_id in ids:
+        claim = claim_one(store, execution_id, "work", 1, "w")
+        assert claim is not None
+        complete_one(store, claim, Report("succeeded"))
+    assert Pool.select().count() + PoolSlot.select().count() == before
