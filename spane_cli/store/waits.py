@@ -17,7 +17,12 @@ def waiting_reasons(
     execution: Execution, workflow: Workflow, live_queues: Collection[str]
 ) -> dict[str, str]:
     """node id -> what it waits for, for the nodes that wait on something."""
-    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
+    # Pending too: an execution whose first nodes wait for a pool slot has not started.
+    if execution.status not in (
+        ExecutionStatus.PENDING,
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.PAUSED,
+    ):
         return {}
     rows = {row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)}
     running_items = _running_items(execution.id)

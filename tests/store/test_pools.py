@@ -10,11 +10,12 @@ from typing import Any
 from store_steps import claim_one, complete_one
 from test_concurrent_transitions import at_once, version
 
-from spane_cli.store.models import NodeRun, Outbox, Pool, PoolSlot, PoolWaiter
+from spane_cli.store.models import Execution, NodeRun, Outbox, Pool, PoolSlot, PoolWaiter
 from spane_cli.store.pool_views import pool_list, pool_waits
 from spane_cli.store.records import Report
 from spane_cli.store.store import Store
 from spane_cli.store.versions import register_version
+from spane_cli.store.waits import waiting_reasons
 
 
 def executions(store: Store, count: int, node: dict[str, Any], name: str = "pooled") -> list[str]:
@@ -67,8 +68,9 @@ def test_a_freed_slot_is_kept_for_the_oldest_waiter(store: Store) -> None:
     assert holder is not None
     assert claim_one(store, second, "work", 1, "w2", now=101.0) is None
     assert claim_one(store, third, "work", 1, "w3", now=102.0) is None
-    assert "pool deploys full (holders: " in pool_waits(second)["work"]
-    assert first[:8] in pool_waits(second)["work"]
+    workflow = store.versions.get(Execution.get_by_id(second).version_id).workflow
+    reasons = waiting_reasons(Execution.get_by_id(second), workflow, {"default"})
+    assert reasons == {"work": f"pool deploys full (holders: {first[:8]}/work)"}
     dispatches = complete_one(store, holder, Report("succeeded"), now=103.0)
     assert [(d.execution_id, d.node_id) for d in dispatches] == [(second, "work")]
     # A job of the younger waiter that arrives first does not take the slot kept for the older.
