@@ -22,15 +22,19 @@ pool_app = typer.Typer(
 )
 
 NameArgument = Annotated[str, typer.Argument(help="The pool's name.", metavar="NAME")]
-# schema.POOL_NAME_PATTERN, written out: importing the schema would slow every command.
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# schema.POOL_NAME_PATTERN, written out: importing the schema would slow every command; with
+# `workflow:` before it, the pool of that workflow's `max_active`.
+_NAME = re.compile(r"^(workflow:)?[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 def _checked(name: str) -> str:
     from spane_cli.errors import UsageError
 
     if not _NAME.match(name):
-        raise UsageError(f"bad pool name {name!r}: lowercase letters, digits, _ . - (64 at most)")
+        raise UsageError(
+            f"bad pool name {name!r}: lowercase letters, digits, _ . - (64 at most),"
+            " or workflow:NAME for a workflow's max_active"
+        )
     return name
 
 

@@ -109,6 +109,14 @@ def _claim_in_execution(
         if rows:
             tx.deadlines.setdefault(execution_id, rows[0][1])
     nodes_by_id = version.workflow.nodes
+    if (
+        taken
+        and version.workflow.max_active is not None
+        and execution_id not in tx.caches.seen_running
+        and not pools.start_slot(tx, execution_id, version.workflow)
+    ):
+        _park(tx, execution_id, taken)  # `max_active` executions are open: it waits to start
+        return []
     if any(pools.slot_pool(nodes_by_id[node_id]) for node_id, _ in taken):
         taken = _take_slots(tx, version, execution_id, taken, worker)
     if not taken:
@@ -153,10 +161,18 @@ def _take_slots(
         node = workflow.nodes[node_id]
         pool = pools.slot_pool(node)
         if pool is None or pools.acquire(
-            tx, workflow, pool, execution_id, node_id, attempt, node.queue, worker=worker
-        ):
+            tx, pool, workflow.pools.get(pool), execution_id, node_id, attempt, node.queue,
+            worker=worker,
+        ):  # fmt: skip
             kept.append((node_id, attempt))
             continue
+        _park(tx, execution_id, [(node_id, attempt)])
+    return kept
+
+
+def _park(tx: Tx, execution_id: str, claims: Sequence[tuple[str, int]]) -> None:
+    """Claims given back: `queued` again, with no job (a waiter row says why)."""
+    for node_id, attempt in claims:
         tx.run(
             "UPDATE node_run SET status = 'queued', started_at = NULL, worker = NULL"
             " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'running'",
@@ -166,7 +182,6 @@ def _take_slots(
             "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
             (execution_id, node_id),
         )
-    return kept
 
 
 def start_execution(tx: Tx, execution_id: str) -> None:

@@ -123,8 +123,9 @@ def claim_item(
     )
     node = version.workflow.nodes[node_id]
     pool = pools.item_pool(node)
+    declared = version.workflow.pools.get(pool) if pool is not None else None
     if pool is not None and not pools.acquire(
-        tx, version.workflow, pool, execution_id, node_id, attempt, node.queue, index, worker
+        tx, pool, declared, execution_id, node_id, attempt, node.queue, index, worker
     ):
         # Full: the item waits for a slot without holding this worker.
         tx.run(

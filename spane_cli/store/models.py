@@ -245,7 +245,7 @@ class Pool(BaseModel):
     """A concurrency pool. `held` counts its `pool_slot` rows and changes only with this row
     locked, so two claimers can never both take its last slot."""
 
-    name = peewee.CharField(primary_key=True, max_length=64)
+    name = peewee.CharField(primary_key=True, max_length=128)  # workflow:NAME for max_active
     size = peewee.IntegerField(null=True)  # `spane pool set`; None: the workflows' declaration
     declared = peewee.IntegerField(null=True)  # the size the last claimer's workflow declares
     held = peewee.IntegerField(default=0)
@@ -254,7 +254,7 @@ class Pool(BaseModel):
 class PoolSlot(BaseModel):
     """One slot taken, by a running node (item -1) or foreach item."""
 
-    pool = peewee.CharField(max_length=64)
+    pool = peewee.CharField(max_length=128)
     execution_id = peewee.CharField(max_length=36)
     node_id = peewee.CharField(max_length=128)
     item = peewee.IntegerField()
@@ -271,7 +271,7 @@ class PoolWaiter(BaseModel):
     until a freed slot wakes it (`woken`, its slot then kept for it), oldest first."""
 
     id = peewee.BigAutoField()
-    pool = peewee.CharField(max_length=64)
+    pool = peewee.CharField(max_length=128)
     execution_id = peewee.CharField(max_length=36)
     node_id = peewee.CharField(max_length=128)
     item = peewee.IntegerField()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spane_cli.store.models import Pool, PoolSlot, PoolWaiter
-from spane_cli.store.pools import NO_ITEM, PoolState
+from spane_cli.store.pools import EXECUTION, NO_ITEM, PoolState
 from spane_cli.timeutil import iso
 
 _SHOWN_HOLDERS = 5
@@ -57,7 +57,8 @@ def pool_list() -> list[dict[str, Any]]:
 def holder_names(holders: list[dict[str, Any]]) -> str:
     """`abcd1234/node[3], ...`: who holds a pool, in a line."""
     names = [
-        f"{h['execution_id'][:8]}/{h['node_id']}"
+        h["execution_id"][:8]
+        + (f"/{h['node_id']}" if h["node_id"] else "")
         + (f"[{h['item']}]" if h["item"] is not None else "")
         for h in holders[:_SHOWN_HOLDERS]
     ]
@@ -88,6 +89,13 @@ def pool_waits(execution_id: str) -> dict[str, str]:
             )
             continue
         held = holders.get(waiter.pool, [])
+        if waiter.node_id == EXECUTION:
+            workflow = waiter.pool.removeprefix("workflow:")
+            reasons[EXECUTION] = (
+                f"max_active {limit} of workflow {workflow} reached"
+                f" (open: {holder_names(held) or 'none yet'})"
+            )
+            continue
         reasons[waiter.node_id] = (
             f"pool {waiter.pool} full (holders: {holder_names(held) or 'none yet'})"
         )

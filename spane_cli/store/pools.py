@@ -23,6 +23,7 @@ from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.model import Node, Workflow
 
 NO_ITEM = -1  # the item column of a node's own slot or wait
+EXECUTION = ""  # the node_id column of an execution's own slot or wait (`max_active`)
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,20 @@ def _lock(tx: Tx, pool: str, declared: int | None = None) -> PoolState:
 
 def acquire(
     tx: Tx,
-    workflow: Workflow,
     pool: str,
+    declared: int | None,
     execution_id: str,
     node_id: str,
     attempt: int,
     queue: str,
     item: int = NO_ITEM,
     worker: str | None = None,
+    since: float | None = None,
 ) -> bool:
-    """Take a slot for the node (or item) this transaction just claimed; False when the pool
-    is full, and then the caller puts the claim back and the node waits here."""
-    state = _lock(tx, pool, workflow.pools.get(pool))
+    """Take a slot for the node (or item, or with node_id EXECUTION the execution) this
+    transaction just claimed; False when the pool is full, and then the caller puts the claim
+    back and it waits here, in line by `since` (default now)."""
+    state = _lock(tx, pool, declared)
     kept_for_others = tx.run(
         "SELECT COUNT(*) FROM pool_waiter WHERE pool = ? AND woken = ?"
         " AND NOT (execution_id = ? AND node_id = ? AND item = ?)",
@@ -106,10 +109,10 @@ def acquire(
             "INSERT INTO pool_waiter"
             " (pool, execution_id, node_id, item, attempt, queue, since, woken)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (pool, *key, attempt, queue, tx.now, False),
+            (pool, *key, attempt, queue, tx.now if since is None else since, False),
         )
         data = {"attempt": attempt, "pool": pool, **({"item": item} if item >= 0 else {})}
-        tx.event(execution_id, node_id, events.NODE_POOL_WAIT, data)
+        tx.event(execution_id, node_id or None, events.NODE_POOL_WAIT, data)
     return False
 
 
@@ -161,8 +164,72 @@ def wake(tx: Tx, pool: str) -> None:
     ).fetchall()
     for waiter_id, execution_id, node_id, item, attempt, queue in waiters:
         tx.run("UPDATE pool_waiter SET woken = ? WHERE id = ?", (True, waiter_id))
+        if node_id == EXECUTION:
+            tx.enqueue(_parked_nodes(tx, execution_id))
+            continue
         index = None if item == NO_ITEM else int(item)
         tx.enqueue([Dispatch(execution_id, node_id, int(attempt), queue, index)])
+
+
+def _parked_nodes(tx: Tx, execution_id: str) -> list[Dispatch]:
+    """Jobs for the queued nodes of an execution that waited to start (they have none)."""
+    info = tx.info(execution_id)
+    if info is None:
+        return []
+    nodes = tx.version(info.version_id).workflow.nodes
+    rows = tx.run(
+        "SELECT node_id, attempt FROM node_run WHERE execution_id = ? AND status = 'queued'"
+        " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.execution_id = node_run.execution_id"
+        " AND o.node_id = node_run.node_id AND o.item IS NULL)",
+        (execution_id,),
+    ).fetchall()
+    return [Dispatch(execution_id, n, int(a), nodes[n].queue) for n, a in rows if n in nodes]
+
+
+def execution_pool(workflow: Workflow) -> str | None:
+    """The pool of a workflow's `max_active`: one slot per open execution. (A name no
+    `pool:` can take: those have no colon.)"""
+    return f"workflow:{workflow.name}" if workflow.max_active is not None else None
+
+
+def start_slot(tx: Tx, execution_id: str, workflow: Workflow) -> bool:
+    """Whether the execution holds (or now took) a slot of its workflow's `max_active`;
+    False: it waits, in line by its creation time."""
+    pool = execution_pool(workflow)
+    if pool is None:
+        return True
+    held = tx.run(
+        "SELECT 1 FROM pool_slot WHERE execution_id = ? AND node_id = ? AND item = ?",
+        (execution_id, EXECUTION, NO_ITEM),
+    ).fetchone()
+    if held is not None:
+        return True
+    (created_at,) = tx.run(
+        "SELECT created_at FROM execution WHERE id = ?", (execution_id,)
+    ).fetchone()
+    return acquire(
+        tx, pool, workflow.max_active, execution_id, EXECUTION, 0, "", since=float(created_at)
+    )
+
+
+def release_execution(tx: Tx, execution_id: str) -> None:
+    """An execution that ended frees every slot it or its nodes hold, and its waits."""
+    freed = tx.run(
+        "DELETE FROM pool_slot WHERE execution_id = ? RETURNING pool", (execution_id,)
+    ).fetchall()
+    gone = tx.run(
+        "DELETE FROM pool_waiter WHERE execution_id = ? RETURNING pool", (execution_id,)
+    ).fetchall()
+    counts: dict[str, int] = {}
+    for (pool,) in freed:
+        counts[pool] = counts.get(pool, 0) + 1
+    for pool in sorted(set(counts) | {row[0] for row in gone}):
+        _lock(tx, pool)
+        tx.run(
+            "UPDATE pool SET held = CASE WHEN held > ? THEN held - ? ELSE 0 END WHERE name = ?",
+            (counts.get(pool, 0), counts.get(pool, 0), pool),
+        )
+        wake(tx, pool)
 
 
 def set_size(caches: Caches, pool: str, size: int | None, now: float) -> list[Dispatch]:
@@ -183,7 +250,10 @@ def set_size(caches: Caches, pool: str, size: int | None, now: float) -> list[Di
 
 _ORPHAN_SLOTS = (
     "DELETE FROM pool_slot WHERE pool = ? AND NOT ("
-    "(item = -1 AND EXISTS (SELECT 1 FROM node_run n WHERE n.execution_id = pool_slot.execution_id"
+    "(node_id = '' AND EXISTS (SELECT 1 FROM execution e WHERE e.id = pool_slot.execution_id"
+    " AND e.status IN ('pending', 'running', 'paused')))"
+    " OR (node_id <> '' AND item = -1 AND EXISTS (SELECT 1 FROM node_run n"
+    " WHERE n.execution_id = pool_slot.execution_id"
     " AND n.node_id = pool_slot.node_id AND n.status = 'running'))"
     " OR (item >= 0 AND EXISTS (SELECT 1 FROM node_item i"
     " WHERE i.execution_id = pool_slot.execution_id AND i.node_id = pool_slot.node_id"
@@ -191,7 +261,9 @@ _ORPHAN_SLOTS = (
 )
 _ORPHAN_WAITERS = (
     "DELETE FROM pool_waiter WHERE pool = ? AND NOT ("
-    "(item = -1 AND EXISTS (SELECT 1 FROM node_run n"
+    "(node_id = '' AND EXISTS (SELECT 1 FROM execution e WHERE e.id = pool_waiter.execution_id"
+    " AND e.status = 'pending'))"
+    " OR (node_id <> '' AND item = -1 AND EXISTS (SELECT 1 FROM node_run n"
     " WHERE n.execution_id = pool_waiter.execution_id AND n.node_id = pool_waiter.node_id"
     " AND n.status = 'queued' AND n.attempt = pool_waiter.attempt))"
     " OR (item >= 0 AND EXISTS (SELECT 1 FROM node_item i"

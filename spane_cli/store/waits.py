@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
 from spane_cli.store.models import Execution, NodeItem, NodeRun
 from spane_cli.store.pool_views import pool_waits
+from spane_cli.store.pools import EXECUTION
 from spane_cli.timeutil import iso
 from spane_cli.workflow.model import Workflow
 
@@ -37,7 +38,9 @@ def waiting_reasons(
         if row.status == NodeStatus.WAITING:
             reason = _waiting(row, node.max_parallel, running_items.get(node_id, 0), node.queue,
                               live_queues)  # fmt: skip
-        pool_reason = pool_reasons.get(node_id)
+        pool_reason = pool_reasons.get(node_id) or (
+            pool_reasons.get(EXECUTION) if row.status == NodeStatus.QUEUED else None
+        )
         if pool_reason and not paused:
             if row.status == NodeStatus.QUEUED:
                 reason = pool_reason

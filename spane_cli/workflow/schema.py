@@ -303,6 +303,12 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             "output": {
                 "description": "The execution's output (templates); default {leaf_id: output}.",
             },
+            "max_active": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Open executions of this workflow at most; the others wait "
+                "pending and start in creation order.",
+            },
             "pools": {
                 "type": "object",
                 "propertyNames": {"pattern": POOL_NAME_PATTERN},

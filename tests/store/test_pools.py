@@ -140,8 +140,11 @@ def test_a_cancelled_holder_and_waiter_are_swept(store: Store) -> None:
     assert claim_one(store, third, "work", 1, "w") is None
     store.cancel(first)
     store.cancel(second)
-    dispatches = store.sweep_pools()
-    assert [d.execution_id for d in dispatches] == [third]
+    # The cancel freed the slot and wrote the next waiter's job to the outbox (the reconciler
+    # sends outbox rows whose job is missing); nothing is left for the sweep.
+    jobs = Outbox.select().where(Outbox.execution_id.in_([first, second, third]))
+    assert [row.execution_id for row in jobs] == [third]
+    assert store.sweep_pools() == []
     assert claim_one(store, third, "work", 1, "w") is not None
     assert not PoolWaiter.select().where(PoolWaiter.pool == "db").exists()
 
@@ -154,3 +157,53 @@ def test_nodes_without_a_pool_touch_no_pool_row(store: Store) -> None:
         assert claim is not None
         complete_one(store, claim, Report("succeeded"))
     assert Pool.select().count() + PoolSlot.select().count() == before
+
+
+def test_max_active_starts_the_waiting_executions_in_creation_order(store: Store) -> None:
+    data = {
+        "version": 1,
+        "name": "one-at-a-time",
+        "max_active": 1,
+        "nodes": {"a": {"type": "noop"}, "b": {"type": "noop"}},
+    }
+    version_id = int(register_version(store.database, "one-at-a-time", data, {}).id)
+    first, second, third = (
+        store.create_execution(version_id, {}, now=100.0 + n)[0] for n in range(3)
+    )
+    running = [claim_one(store, first, node, 1, "w", now=110.0) for node in ("a", "b")]
+    assert all(c is not None for c in running)  # one execution, both of its nodes
+    # The youngest asks first; each waits, pending, its nodes queued with no job.
+    assert claim_one(store, third, "a", 1, "w", now=111.0) is None
+    assert claim_one(store, second, "b", 1, "w", now=112.0) is None
+    assert claim_one(store, second, "a", 1, "w", now=112.5) is None
+    assert Execution.get_by_id(second).status == "pending"
+    workflow = store.versions.get(version_id).workflow
+    reason = waiting_reasons(Execution.get_by_id(second), workflow, {"default"})["a"]
+    assert reason == f"max_active 1 of workflow one-at-a-time reached (open: {first[:8]})"
+    dispatches = complete_one(store, running[0], Report("succeeded"), now=113.0)
+    assert dispatches == []  # the first is still open
+    dispatches = complete_one(store, running[1], Report("succeeded"), now=114.0)
+    assert Execution.get_by_id(first).status == "succeeded"
+    # The older of the two waiters gets the slot, with a job for each of its nodes.
+    assert sorted((d.execution_id, d.node_id) for d in dispatches) == [
+        (second, "a"),
+        (second, "b"),
+    ]
+    assert claim_one(store, third, "a", 1, "w", now=115.0) is None
+    assert claim_one(store, second, "b", 1, "w", now=116.0) is not None
+    assert claim_one(store, second, "a", 1, "w", now=116.5) is not None
+    store.cancel(second, now=117.0)  # a cancel frees the slot too
+    assert [(d.execution_id, d.node_id) for d in store.sweep_pools(now=118.0)] == []
+    assert claim_one(store, third, "a", 1, "w", now=119.0) is not None
+
+
+def test_the_sweep_frees_a_slot_whose_node_ended_without_a_report(store: Store) -> None:
+    store.set_pool_size("swept", 1)
+    first, second = executions(store, 2, {"pool": "swept"})
+    assert claim_one(store, first, "work", 1, "w") is not None
+    assert claim_one(store, second, "work", 1, "w") is None
+    # A row moved by hand (or by a path that records no report): the slot would leak.
+    NodeRun.update(status="failed").where(NodeRun.execution == first).execute()
+    assert [(d.execution_id, d.node_id) for d in store.sweep_pools()] == [(second, "work")]
+    assert Pool.get_by_id("swept").held == 0
+    assert claim_one(store, second, "work", 1, "w") is not None

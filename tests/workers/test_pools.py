@@ -3,6 +3,7 @@ nodes' own start and end times (each writes `date +%s.%N` to a shared file)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -112,3 +113,24 @@ def test_a_mutex_between_two_workflows_runs_one_node_at_a_time(cluster: Cluster)
     poll(lambda: all(cluster.status(e) == "succeeded" for e in ids), 90, "both to end")
     assert len(log.read_text().splitlines()) == 12
     assert most_at_once(log) == 1
+
+
+def test_max_active_keeps_one_execution_open_and_starts_the_others_in_order(
+    cluster: Cluster,
+) -> None:
+    log = cluster.tmp_path / "runs.log"
+    for _ in range(2):
+        cluster.start_worker("--concurrency", "2")
+    workflow = timed_flow("nightly", log, 2, "queue: default").replace(
+        "name: nightly\n", "name: nightly\nmax_active: 1\n"
+    )
+    ids = [cluster.submit(workflow) for _ in range(4)]
+    poll(lambda: all(cluster.status(e) == "succeeded" for e in ids), 90, "all four to end")
+    assert len(log.read_text().splitlines()) == 16
+    executions = [cluster.get(e) for e in ids]
+    spans = sorted((x["started_at"], x["finished_at"], x["id"]) for x in executions)
+    for (_, finished, _), (started, _, _) in itertools.pairwise(spans):
+        assert finished <= started  # never two open at once
+    # The first claim may come from any of them; those that waited started oldest first.
+    first = spans[0][2]
+    assert [x[2] for x in spans[1:]] == [e for e in ids if e != first]
