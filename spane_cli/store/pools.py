@@ -2,8 +2,8 @@
 holds one of the pool's slots, counted in the database across every worker.
 
 A slot is taken in the claim's transaction, after the node row (the lock order of tx.py ends
-with the pool row, locked last), and freed in the transaction that moves the node out of
-`running`: its end, its retry, its loss. A claim that finds the pool full puts the node back
+with the pool rows), and freed in the transaction that moves the node out of `running`: its
+end, its retry, its loss (the pool rows of freed slots are updated just before the commit). A claim that finds the pool full puts the node back
 to `queued` with no job and a `pool_waiter` row, so it holds no worker process; the
 transaction that frees a slot wakes the oldest waiter (`woken`: the slot is kept for it, and
 its job is written to the outbox in that same transaction). `sweep` frees what a path that
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import peewee
 
@@ -128,9 +129,26 @@ def release(
         (execution_id, node_id, item, *((worker,) if worker is not None else ())),
     ).fetchall()
     for (pool,) in freed:
+        _free(tx, pool, 1)
+
+
+def _free(tx: Tx, pool: str, count: int) -> None:
+    """Count slots freed (or a kept slot given up: 0) for `_settle_freed`, at the commit."""
+    if not tx.freed_slots:
+        tx.before_commit.append(partial(_settle_freed, tx))
+    tx.freed_slots[pool] = tx.freed_slots.get(pool, 0) + count
+
+
+def _settle_freed(tx: Tx) -> None:
+    for pool in sorted(tx.freed_slots):
+        count = tx.freed_slots[pool]
         _lock(tx, pool)
-        tx.run("UPDATE pool SET held = held - 1 WHERE name = ? AND held > 0", (pool,))
+        tx.run(
+            "UPDATE pool SET held = CASE WHEN held > ? THEN held - ? ELSE 0 END WHERE name = ?",
+            (count, count, pool),
+        )
         wake(tx, pool)
+    tx.freed_slots.clear()
 
 
 def release_nodes(tx: Tx, workflow: Workflow, execution_id: str, node_ids: Iterable[str]) -> None:
@@ -220,16 +238,10 @@ def release_execution(tx: Tx, execution_id: str) -> None:
     gone = tx.run(
         "DELETE FROM pool_waiter WHERE execution_id = ? RETURNING pool", (execution_id,)
     ).fetchall()
-    counts: dict[str, int] = {}
     for (pool,) in freed:
-        counts[pool] = counts.get(pool, 0) + 1
-    for pool in sorted(set(counts) | {row[0] for row in gone}):
-        _lock(tx, pool)
-        tx.run(
-            "UPDATE pool SET held = CASE WHEN held > ? THEN held - ? ELSE 0 END WHERE name = ?",
-            (counts.get(pool, 0), counts.get(pool, 0), pool),
-        )
-        wake(tx, pool)
+        _free(tx, pool, 1)
+    for (pool,) in gone:
+        _free(tx, pool, 0)  # a slot kept for a waiter that is gone goes to the next one
 
 
 def set_size(caches: Caches, pool: str, size: int | None, now: float) -> list[Dispatch]:
