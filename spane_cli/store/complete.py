@@ -147,8 +147,8 @@ def _store_successes(
 
 
 def _free_slots(tx: Tx, execution_id: str, node_ids: Sequence[str]) -> None:
-    """Nodes that left `running` free their pool slots (before the cascade queues anything,
-    so a child of the same pool can take the slot its parent freed)."""
+    """Nodes that left `running` free their pool slots (nothing to do for nodes without a
+    pool: that is read from the cached model)."""
     info = tx.info(execution_id)
     if info is not None:
         pools.release_nodes(tx, tx.version(info.version_id).workflow, execution_id, node_ids)

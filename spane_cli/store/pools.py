@@ -1,13 +1,15 @@
 """Concurrency pools: a node (or foreach item) with a `pool:` or `mutex:` runs only while it
-holds one of the pool's slots, counted in the database across every worker.
+holds one of the pool's slots, counted in the database across every worker; a workflow's
+`max_active` is a pool `workflow:NAME` whose slots its open executions hold.
 
 A slot is taken in the claim's transaction, after the node row (the lock order of tx.py ends
 with the pool rows), and freed in the transaction that moves the node out of `running`: its
-end, its retry, its loss (the pool rows of freed slots are updated just before the commit). A claim that finds the pool full puts the node back
-to `queued` with no job and a `pool_waiter` row, so it holds no worker process; the
-transaction that frees a slot wakes the oldest waiter (`woken`: the slot is kept for it, and
-its job is written to the outbox in that same transaction). `sweep` frees what a path that
-ends nodes without a report left behind (a cancel, a deadline), so nothing leaks.
+end, its retry, its loss (the pool rows of freed slots are updated just before the commit).
+A claim that finds the pool full puts the node back to `queued` with no job and a
+`pool_waiter` row, so it holds no worker process; the transaction that frees a slot wakes the
+oldest waiter (`woken`: the slot is kept for it, and its job is written to the outbox in that
+same transaction). `sweep` frees what a path that ends nodes without a report left behind (a
+`fail_fast` skip of a waiter, a hand-edited row), so nothing leaks.
 """
 
 from __future__ import annotations
@@ -273,8 +275,9 @@ _ORPHAN_SLOTS = (
 )
 _ORPHAN_WAITERS = (
     "DELETE FROM pool_waiter WHERE pool = ? AND NOT ("
+    # An execution reopened by `spane retry` may wait for max_active while `running`.
     "(node_id = '' AND EXISTS (SELECT 1 FROM execution e WHERE e.id = pool_waiter.execution_id"
-    " AND e.status = 'pending'))"
+    " AND e.status IN ('pending', 'running', 'paused')))"
     " OR (node_id <> '' AND item = -1 AND EXISTS (SELECT 1 FROM node_run n"
     " WHERE n.execution_id = pool_waiter.execution_id AND n.node_id = pool_waiter.node_id"
     " AND n.status = 'queued' AND n.attempt = pool_waiter.attempt))"
