@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 from store_steps import claim_one, complete_one
 from test_concurrent_transitions import at_once, version
 
@@ -149,14 +150,26 @@ def test_a_cancelled_holder_and_waiter_are_swept(store: Store) -> None:
     assert not PoolWaiter.select().where(PoolWaiter.pool == "db").exists()
 
 
-def test_nodes_without_a_pool_touch_no_pool_row(store: Store) -> None:
-    before = Pool.select().count() + PoolSlot.select().count()
+def test_nodes_without_a_pool_run_no_pool_statement(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = executions(store, 2, {}, name="plain")
+    statements: list[str] = []
+    execute = store.database.execute_sql
+
+    def recorded(sql: str, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(store.database, "execute_sql", recorded)
     for execution_id in ids:
         claim = claim_one(store, execution_id, "work", 1, "w")
         assert claim is not None
         complete_one(store, claim, Report("succeeded"))
-    assert Pool.select().count() + PoolSlot.select().count() == before
+    monkeypatch.undo()
+    assert statements  # the claims and completions did run through it
+    assert [s for s in statements if "pool" in s.lower()] == []
+    assert Execution.get_by_id(ids[1]).status == "succeeded"
 
 
 def test_max_active_starts_the_waiting_executions_in_creation_order(store: Store) -> None:

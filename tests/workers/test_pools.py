@@ -134,3 +134,22 @@ def test_max_active_keeps_one_execution_open_and_starts_the_others_in_order(
     # The first claim may come from any of them; those that waited started oldest first.
     first = spans[0][2]
     assert [x[2] for x in spans[1:]] == [e for e in ids if e != first]
+
+
+def test_foreach_items_take_one_slot_each(cluster: Cluster) -> None:
+    log = cluster.tmp_path / "runs.log"
+    run = (
+        f"echo start $(date +%s.%N) items.{{{{ index }}}} >> {log}; sleep 0.3;"
+        f" echo end $(date +%s.%N) items.{{{{ index }}}} >> {log}"
+    )
+    items = (
+        "version: 1\nname: items\npools: {api: 2}\nnodes:\n"
+        "  each:\n    type: shell\n    pool: api\n    foreach: [1, 2, 3, 4, 5, 6]\n"
+        f"    config: {{run: '{run}'}}\n"
+    )
+    for _ in range(2):
+        cluster.start_worker("--concurrency", "2")
+    ids = [cluster.submit(items), cluster.submit(timed_flow("single", log, 2, "pool: api"))]
+    poll(lambda: all(cluster.status(e) == "succeeded" for e in ids), 90, "both to end")
+    assert len(log.read_text().splitlines()) == 16
+    assert most_at_once(log) == 2
