@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "docs" / "trigger-rules.md", ROOT / "docs" / "exit-handlers-and-retries.md"]
+DOCS = [
+    ROOT / "docs" / "trigger-rules.md",
+    ROOT / "docs" / "exit-handlers-and-retries.md",
+    ROOT / "docs" / "pools.md",
+]
 EXAMPLE = re.compile(r"(?:<!-- expect: (?P<expect>.*?) -->\n)?```yaml\n(?P<body>.*?)```", re.S)
 
 

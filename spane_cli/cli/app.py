@@ -25,6 +25,7 @@ from spane_cli.cli import (
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
+from spane_cli.cli.pool_cmd import pool_app
 from spane_cli.cli.render import error_line
 from spane_cli.cli.schedule_cmd import schedule_app
 from spane_cli.config import OutputFormat, Settings, resolve_settings
@@ -110,6 +111,7 @@ app.command("retry")(lifecycle_cmds.retry)
 app.command("resubmit")(lifecycle_cmds.resubmit)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(pool_app, name="pool")
 app.command("health")(health_cmd.health)
 app.command("gc", help=gc_cmd.HELP)(gc_cmd.gc)
 app.add_typer(db_app, name="db")

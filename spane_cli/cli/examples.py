@@ -78,6 +78,11 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("Every one of a workflow, once its cause is fixed.", "spane dlq replay --workflow etl"),
     ],
     "dlq purge": [("Forget them (the executions stay).", "spane dlq purge --all")],
+    "pool": [("Four slots for the nodes with `pool: warehouse`.", "spane pool set warehouse 4")],
+    "pool list": [("Who holds each pool, and how many wait.", "spane pool list")],
+    "pool set": [("Two slots, whatever the workflow files declare.",
+                  "spane pool set warehouse 2")],
+    "pool rm": [("Back to the size the files declare.", "spane pool rm warehouse")],
     "schedule": [("Install the schedules a file declares.", "spane schedule apply etl.yaml")],
     "schedule add": [
         ("Nightly at 02:30 Berlin time, instead of a cron line.",

@@ -95,7 +95,7 @@ def tick(
         if recovered:
             log.warning("recovered %d nodes of lost workers: %s", len(recovered),
                         _named(recovered))  # fmt: skip
-        repaired = store.repair_stalled(now=now)
+        repaired = store.repair_stalled(now=now) + store.sweep_pools(now)
         dispatches = woken + recovered + repaired
         # After recovery has seen them: a dead life's heartbeat row is kept a while for
         # `spane health` to show, then removed.

@@ -30,6 +30,10 @@ them in SQL.
   execution deadlines (which fail the nodes they stop), outbox rows to send again.
 - `recovery.py` — nodes and items of workers that stopped beating, or whose supervisor saw
   them die.
+- `pools.py` — concurrency pools, mutexes and `max_active`: a slot taken with the claim,
+  freed with the node's end or loss (or the execution's end), waiters parked without a job
+  and woken oldest first; the sweep of what a path without a report left.
+- `pool_views.py` — pools, holders and waiters as `spane pool list` and `spane get` show them.
 - `repair.py` — an execution left with pending nodes and nothing in flight: the scheduler's
   `plan` of its snapshot, applied.
 - `lifecycle.py` — cancel, pause, resume, and the forced end of a timed-out execution.

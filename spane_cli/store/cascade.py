@@ -10,7 +10,7 @@ from typing import Any
 
 from spane_cli import scheduler
 from spane_cli.states import ACTIVE_EXECUTION, NodeStatus
-from spane_cli.store import events, finish, sql
+from spane_cli.store import events, finish, pools, sql
 from spane_cli.store.claim import claim_ready_child
 from spane_cli.store.records import Dispatch, ExecutionInfo
 from spane_cli.store.tx import Tx
@@ -106,7 +106,15 @@ def queue_ready(
     direct: str | None = None
     if tx.claim_for is not None and tx.next_claim is None and execution_status in ACTIVE_EXECUTION:
         queues = tx.claim_for[1]
-        direct = next((c for c in ready if workflow.nodes[c].queue in queues), None)
+        # A node that takes a pool slot goes through the queue: its claim may have to wait.
+        direct = next(
+            (
+                c
+                for c in ready
+                if workflow.nodes[c].queue in queues and pools.slot_pool(workflow.nodes[c]) is None
+            ),
+            None,
+        )
     candidates = [c for c in ready if c != direct]
     changed: set[str] = set()
     for member, values in sql.member_of(tx.database, candidates):

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spane_cli.states import NodeStatus
-from spane_cli.store import events, sql
+from spane_cli.store import events, pools, sql
 from spane_cli.store.records import ClaimedNode, ExecutionInfo
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
@@ -112,6 +112,17 @@ def _claim_in_execution(
         queued_at.update((row[0], row[2]) for row in rows)
         if rows:
             tx.deadlines.setdefault(execution_id, rows[0][1])
+    nodes_by_id = version.workflow.nodes
+    if (
+        taken
+        and version.workflow.max_active is not None
+        and execution_id not in tx.caches.seen_running
+        and not pools.start_slot(tx, execution_id, version.workflow)
+    ):
+        _park(tx, execution_id, taken)  # `max_active` executions are open: it waits to start
+        return []
+    if any(pools.slot_pool(nodes_by_id[node_id]) for node_id, _ in taken):
+        taken = _take_slots(tx, version, execution_id, taken, worker)
     if not taken:
         return []
     tx.run(
@@ -123,7 +134,6 @@ def _claim_in_execution(
     attempts = {attempt: {"attempt": attempt} for attempt in by_attempt}  # encoded once
     for node_id, attempt in taken:
         tx.event(execution_id, node_id, events.NODE_STARTED, attempts[attempt])
-    nodes_by_id = version.workflow.nodes
     needed = sorted({p for node_id, _ in taken for p in nodes_by_id[node_id].needs})
     outputs = parent_outputs(tx, execution_id, needed) if needed else {}
     return [
@@ -139,6 +149,44 @@ def _claim_in_execution(
         )
         for node_id, attempt in taken
     ]
+
+
+def _take_slots(
+    tx: Tx,
+    version: LoadedVersion,
+    execution_id: str,
+    taken: list[tuple[str, int]],
+    worker: str,
+) -> list[tuple[str, int]]:
+    """The claimed nodes that got a slot of their pool; the others go back to `queued` with no
+    job (pools.acquire records their wait), so no worker process waits for a slot."""
+    workflow = version.workflow
+    kept: list[tuple[str, int]] = []
+    for node_id, attempt in taken:
+        node = workflow.nodes[node_id]
+        pool = pools.slot_pool(node)
+        if pool is None or pools.acquire(
+            tx, pool, workflow.pools.get(pool), execution_id, node_id, attempt, node.queue,
+            worker=worker,
+        ):  # fmt: skip
+            kept.append((node_id, attempt))
+            continue
+        _park(tx, execution_id, [(node_id, attempt)])
+    return kept
+
+
+def _park(tx: Tx, execution_id: str, claims: Sequence[tuple[str, int]]) -> None:
+    """Claims given back: `queued` again, with no job (a waiter row says why)."""
+    for node_id, attempt in claims:
+        tx.run(
+            "UPDATE node_run SET status = 'queued', started_at = NULL, worker = NULL"
+            " WHERE execution_id = ? AND node_id = ? AND attempt = ? AND status = 'running'",
+            (execution_id, node_id, attempt),
+        )
+        tx.run(
+            "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item IS NULL",
+            (execution_id, node_id),
+        )
 
 
 def start_execution(tx: Tx, execution_id: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from spane_cli import scheduler
 from spane_cli.states import NodeStatus, OutcomeKind
-from spane_cli.store import cascade, events, fail_fast, items, sql, subworkflows
+from spane_cli.store import cascade, events, fail_fast, items, pools, sql, subworkflows
 from spane_cli.store.models import DeadLetter, NodeRun
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
 from spane_cli.store.tx import Tx
@@ -150,7 +150,17 @@ def _store_successes(
     data = {"attempt": attempt}  # one dict for the batch: encoded once
     for node_id in done:
         tx.event(execution_id, node_id, events.NODE_SUCCEEDED, data)
+    if done and from_status == NodeStatus.RUNNING:
+        _free_slots(tx, execution_id, done)
     return done
+
+
+def _free_slots(tx: Tx, execution_id: str, node_ids: Sequence[str]) -> None:
+    """Nodes that left `running` free their pool slots (nothing to do for nodes without a
+    pool: that is read from the cached model)."""
+    info = tx.info(execution_id)
+    if info is not None:
+        pools.release_nodes(tx, tx.version(info.version_id).workflow, execution_id, node_ids)
 
 
 def record(
@@ -164,7 +174,24 @@ def record(
     worker: str | None = None,
 ) -> bool:
     """Record one report for a node that is in `from_status` at `attempt` (and held by
-    `worker`, when given); False when stale."""
+    `worker`, when given); False when stale. A node that leaves `running` frees its slot."""
+    recorded = _record(tx, execution_id, node_id, attempt, from_status, report, use_attempt,
+                       worker)  # fmt: skip
+    if recorded and from_status == NodeStatus.RUNNING:
+        _free_slots(tx, execution_id, [node_id])
+    return recorded
+
+
+def _record(
+    tx: Tx,
+    execution_id: str,
+    node_id: str,
+    attempt: int,
+    from_status: NodeStatus,
+    report: Report,
+    use_attempt: bool,
+    worker: str | None,
+) -> bool:
     info = tx.info(execution_id)
     if info is None:
         return False

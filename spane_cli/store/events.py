@@ -20,6 +20,7 @@ NODE_SKIPPED = "node.skipped"
 NODE_UPSTREAM_FAILED = "node.upstream_failed"
 NODE_CANCELLED = "node.cancelled"
 NODE_LOST = "node.lost"
+NODE_POOL_WAIT = "node.pool_wait"  # its pool was full: it waits, holding no worker
 DEAD_LETTER_ADDED = "dead_letter.added"
 DEAD_LETTER_REPLAYED = "dead_letter.replayed"
 

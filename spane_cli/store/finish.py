@@ -8,7 +8,7 @@ from typing import Any
 
 from spane_cli import scheduler
 from spane_cli.states import OPEN_EXECUTION, ExecutionStatus, NodeStatus
-from spane_cli.store import events
+from spane_cli.store import events, pools
 from spane_cli.store.models import Execution, NodeRun
 from spane_cli.store.tx import EndedChild, Tx
 from spane_cli.store.versions import LoadedVersion
@@ -45,6 +45,8 @@ def finish_execution(tx: Tx, execution_id: str, version: LoadedVersion) -> None:
     )
     if changed != 1:
         return
+    if version.workflow.max_active is not None:
+        pools.release_execution(tx, execution_id)
     event_type = (
         events.EXECUTION_SUCCEEDED
         if result == ExecutionStatus.SUCCEEDED

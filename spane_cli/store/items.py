@@ -12,7 +12,7 @@ import peewee
 
 from spane_cli import scheduler
 from spane_cli.states import OutcomeKind
-from spane_cli.store import events, sql, subworkflows
+from spane_cli.store import events, pools, sql, subworkflows
 from spane_cli.store.claim import claimed, parent_outputs
 from spane_cli.store.records import (
     MAX_LOST,
@@ -121,6 +121,20 @@ def claim_item(
         "DELETE FROM outbox WHERE execution_id = ? AND node_id = ? AND item = ?",
         (execution_id, node_id, index),
     )
+    node = version.workflow.nodes[node_id]
+    pool = pools.item_pool(node)
+    declared = version.workflow.pools.get(pool) if pool is not None else None
+    if pool is not None and not pools.acquire(
+        tx, pool, declared, execution_id, node_id, attempt, node.queue, index, worker
+    ):
+        # Full: the item waits for a slot without holding this worker.
+        tx.run(
+            "UPDATE node_item SET status = 'queued', started_at = NULL, worker = NULL"
+            + _ITEM_KEY
+            + " AND status = 'running'",
+            (execution_id, node_id, index, attempt),
+        )
+        return None
     needs = version.workflow.nodes[node_id].needs
     outputs = parent_outputs(tx, execution_id, needs) if needs else {}
     value = sql.loads(taken[0])
@@ -133,7 +147,20 @@ def claim_item(
 def record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None:
     """Record one item's report; returns the node's report when this was its last item.
     A delay item and a sub-workflow item wait (holding no worker) and settle later, through
-    `settle_waiting_item`."""
+    `settle_waiting_item`. An item that stopped running frees its pool slot."""
+    ended = _record_item(tx, claim, report)
+    if pools.item_pool(claim.version.workflow.nodes[claim.node_id]) is not None:
+        assert claim.item is not None
+        still = tx.run(
+            "SELECT 1 FROM node_item" + _ITEM_KEY + " AND status = 'running' AND worker = ?",
+            (claim.execution_id, claim.node_id, claim.item, claim.attempt, claim.worker),
+        ).fetchone()
+        if still is None:
+            pools.release(tx, claim.execution_id, claim.node_id, claim.item, claim.worker)
+    return ended
+
+
+def _record_item(tx: Tx, claim: ClaimedNode, report: Report) -> NodeReport | None:
     execution_id, node_id, index = claim.execution_id, claim.node_id, claim.item
     assert index is not None
     if report.logs:
@@ -393,6 +420,7 @@ def lose_item(
         ).rowcount
         if changed != 1:
             return None
+        pools.release(tx, execution_id, node_id, index, worker)
         return item_ended(tx, version, execution_id, node_id, failed=True)
     moved = tx.run(
         "UPDATE node_item SET status = 'queued', lost_count = lost_count + 1,"
@@ -400,6 +428,7 @@ def lose_item(
         (tx.now, *key),
     ).rowcount
     if moved == 1:
+        pools.release(tx, execution_id, node_id, index, worker)
         queue = version.workflow.nodes[node_id].queue
         tx.enqueue([Dispatch(execution_id, node_id, attempt, queue, index)])
         tx.event(execution_id, node_id, events.NODE_LOST, {"item": index, "worker": worker})

@@ -11,7 +11,7 @@ from spane_cli.states import (
     ExecutionStatus,
     NodeStatus,
 )
-from spane_cli.store import complete, events, finish
+from spane_cli.store import complete, events, finish, pools
 from spane_cli.store.models import Execution, NodeRun, Outbox
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, transaction
@@ -75,6 +75,7 @@ def end_execution(
                 (node_error, now, execution_id),
             )
         Outbox.delete().where(Outbox.execution_id == execution_id).execute()
+        pools.release_execution(tx, execution_id)  # its nodes' slots, its max_active one
         tx.run(
             "UPDATE node_item SET status = 'cancelled', finished_at = ?, due_at = NULL"
             " WHERE execution_id = ?"

@@ -245,6 +245,52 @@ class ScheduleBackfill(BaseModel):
     finished_at = peewee.DoubleField(null=True, index=True)
 
 
+class Pool(BaseModel):
+    """A concurrency pool. `held` counts its `pool_slot` rows and changes only with this row
+    locked, so two claimers can never both take its last slot."""
+
+    name = peewee.CharField(primary_key=True, max_length=128)  # workflow:NAME for max_active
+    size = peewee.IntegerField(null=True)  # `spane pool set`; None: the workflows' declaration
+    declared = peewee.IntegerField(null=True)  # the size the last claimer's workflow declares
+    held = peewee.IntegerField(default=0)
+
+
+class PoolSlot(BaseModel):
+    """One slot taken, by a running node (item -1) or foreach item."""
+
+    pool = peewee.CharField(max_length=128)
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128)
+    item = peewee.IntegerField()
+    worker = peewee.CharField(max_length=128, null=True)
+    acquired_at = peewee.DoubleField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("execution_id", "node_id", "item")
+        indexes = ((("pool",), False),)
+
+
+class PoolWaiter(BaseModel):
+    """A queued node (or item) that found its pool full: it holds no worker and has no job
+    until a freed slot wakes it (`woken`, its slot then kept for it), oldest first."""
+
+    id = peewee.BigAutoField()
+    pool = peewee.CharField(max_length=128)
+    execution_id = peewee.CharField(max_length=36)
+    node_id = peewee.CharField(max_length=128)
+    item = peewee.IntegerField()
+    attempt = peewee.IntegerField()
+    queue = peewee.CharField(max_length=64)
+    since = peewee.DoubleField()
+    woken = peewee.BooleanField(default=False)
+
+    class Meta:
+        indexes = (
+            (("execution_id", "node_id", "item"), True),
+            (("pool", "since"), False),
+        )
+
+
 ALL_TABLES: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     WorkflowVersion,
@@ -259,4 +305,7 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     Schedule,
     ScheduleFire,
     ScheduleBackfill,
+    Pool,
+    PoolSlot,
+    PoolWaiter,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from spane_cli.states import ExecutionStatus, NodeStatus
-from spane_cli.store import complete, events, items
+from spane_cli.store import complete, events, items, pools
 from spane_cli.store.models import Execution, NodeRun
 from spane_cli.store.records import MAX_LOST, Dispatch, Report
 from spane_cli.store.tx import Caches, Tx, transaction
@@ -83,7 +83,10 @@ def recover_lost_nodes(
                 )
                 info = tx.info(row.execution_id)
                 if moved == 1 and info is not None:
-                    queue = tx.version(info.version_id).workflow.nodes[row.node_id].queue
+                    workflow = tx.version(info.version_id).workflow
+                    # The lost run's slot comes back with the node's new job.
+                    pools.release_nodes(tx, workflow, row.execution_id, [row.node_id])
+                    queue = workflow.nodes[row.node_id].queue
                     tx.enqueue([Dispatch(row.execution_id, row.node_id, row.attempt, queue)])
                     tx.event(
                         row.execution_id,

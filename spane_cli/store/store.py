@@ -20,6 +20,7 @@ from spane_cli.store import (
     items,
     lifecycle,
     live_logs,
+    pools,
     queries,
     recovery,
     reopen,
@@ -206,6 +207,18 @@ class Store:
         though nodes are pending: decided again from a snapshot (repair.py)."""
         now = time.time() if now is None else now
         return self._retrying(partial(repair.repair_stalled, self.caches, now - quiet_for, now))
+
+    def sweep_pools(self, now: float | None = None) -> list[Dispatch]:
+        """Pool slots and waits left by nodes that ended without a report (pools.sweep)."""
+        now = time.time() if now is None else now
+        return self._retrying(partial(pools.sweep, self.caches, now))
+
+    def set_pool_size(
+        self, name: str, size: int | None, now: float | None = None
+    ) -> list[Dispatch]:
+        """`spane pool set` (None: `spane pool rm`); the waiters it makes room for."""
+        now = time.time() if now is None else now
+        return self._retrying(partial(pools.set_size, self.caches, name, size, now))
 
     def release_worker(self, worker: str, now: float | None = None) -> list[Dispatch]:
         """Every node and item `worker` was running goes back on its queue at once, without

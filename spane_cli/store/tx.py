@@ -13,7 +13,9 @@ the order cannot matter). Every transaction that changes a node and its executio
 1. the execution row, first, with `lock_executions` (`SELECT ... FOR UPDATE`; several
    executions deepest first — a sub-workflow before its parent — then in id order);
 2. then that execution's `node_run` rows, through the guarded UPDATEs of the transition;
-3. then its `node_item` rows.
+3. then its `node_item` rows;
+4. pool rows last (store/pools.py): a claim locks its pool after its node row, and slots freed
+   in a transaction update their pools just before it commits, in name order.
 
 One exception, on purpose: a claim in an execution that is already running takes no
 execution lock (it reads the deadline in its own UPDATE's RETURNING). It moves node rows
@@ -121,6 +123,10 @@ class Tx:
     started: list[str] = field(default_factory=list)  # executions this transaction started
     # The deadline (`timeout_at`) of each execution locked, read with its lock.
     deadlines: dict[str, float | None] = field(default_factory=dict)
+    # Pool slots freed (pool -> how many): their pool rows are updated last, just before the
+    # commit, so that no node or execution row is locked after a pool row.
+    freed_slots: dict[str, int] = field(default_factory=dict)
+    before_commit: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def database(self) -> peewee.Database:
@@ -228,6 +234,8 @@ def transaction(
     written: list[EventRow] = []
     with write_transaction(caches.database):
         yield tx
+        for step in tx.before_commit:
+            step()
         if EVENT_OBSERVERS:
             written = list(tx.events)
         tx.flush_events()

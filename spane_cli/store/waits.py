@@ -8,6 +8,8 @@ from collections.abc import Collection, Mapping
 
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
 from spane_cli.store.models import Execution, NodeItem, NodeRun
+from spane_cli.store.pool_views import pool_waits
+from spane_cli.store.pools import EXECUTION
 from spane_cli.timeutil import iso
 from spane_cli.workflow.model import Workflow
 
@@ -16,10 +18,16 @@ def waiting_reasons(
     execution: Execution, workflow: Workflow, live_queues: Collection[str]
 ) -> dict[str, str]:
     """node id -> what it waits for, for the nodes that wait on something."""
-    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
+    # Pending too: an execution whose first nodes wait for a pool slot has not started.
+    if execution.status not in (
+        ExecutionStatus.PENDING,
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.PAUSED,
+    ):
         return {}
     rows = {row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)}
     running_items = _running_items(execution.id)
+    pool_reasons = pool_waits(execution.id)
     reasons: dict[str, str] = {}
     paused = execution.status == ExecutionStatus.PAUSED
     for node_id, row in rows.items():
@@ -30,6 +38,14 @@ def waiting_reasons(
         if row.status == NodeStatus.WAITING:
             reason = _waiting(row, node.max_parallel, running_items.get(node_id, 0), node.queue,
                               live_queues)  # fmt: skip
+        pool_reason = pool_reasons.get(node_id) or (
+            pool_reasons.get(EXECUTION) if row.status == NodeStatus.QUEUED else None
+        )
+        if pool_reason and not paused:
+            if row.status == NodeStatus.QUEUED:
+                reason = pool_reason
+            elif row.status == NodeStatus.WAITING:
+                reason = f"{reason}; {pool_reason}" if reason else pool_reason
         if reason:
             reasons[node_id] = reason
     return reasons

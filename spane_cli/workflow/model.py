@@ -91,6 +91,8 @@ class Node:
     foreach: str | list[Any] | None = None
     max_parallel: int | None = None
     description: str | None = None
+    # The concurrency pool whose slot it holds while it runs (a `mutex:` is a pool of size 1).
+    pool: str | None = None
     # An exit handler: runs once every other node has ended (its `needs` are then every node
     # of the main graph, or other exit handlers).
     on_exit: bool = False
@@ -112,6 +114,9 @@ class Workflow:
     source_file: str | None = None
     fail_fast: bool = False  # after the first failure no new node of the main graph starts
     schedules: tuple[ScheduleSpec, ...] = ()  # `schedule:`, applied by `spane schedule apply`
+    # Pool sizes the file declares (`pools:`, and 1 for each `mutex:`); `spane pool set` wins.
+    pools: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    max_active: int | None = None  # open executions at most; the others wait, pending
 
     def children(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
@@ -240,6 +245,7 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             foreach=raw.get("foreach"),
             max_parallel=raw.get("max_parallel"),
             description=raw.get("description"),
+            pool=_pool_of(raw, defaults),
             on_exit=bool(raw.get("on_exit", False)),
         )
     _attach_exit_handlers(nodes)
@@ -254,11 +260,31 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
         output=data.get("output"),
         source_file=source_file,
         fail_fast=bool(data.get("fail_fast", False)),
+        pools=_declared_pools(data, defaults),
+        max_active=data.get("max_active"),
         schedules=tuple(
             ScheduleSpec.from_data(name, entry)
             for name, entry in schedule_entries(data["name"], data.get("schedule"))
         ),
     )
+
+
+def _pool_of(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+    """The node's own `pool`/`mutex` wins over either of them in `defaults`."""
+    for source in (raw, defaults):
+        name = source.get("pool") or source.get("mutex")
+        if name:
+            return str(name)
+    return None
+
+
+def _declared_pools(data: Mapping[str, Any], defaults: Mapping[str, Any]) -> Mapping[str, int]:
+    sizes = {str(name): int(size) for name, size in (data.get("pools") or {}).items()}
+    mutexes = [defaults.get("mutex")] + [raw.get("mutex") for raw in data["nodes"].values()]
+    for name in mutexes:
+        if name:
+            sizes[str(name)] = 1
+    return MappingProxyType(sizes)
 
 
 def _attach_exit_handlers(nodes: dict[str, Node]) -> None:

@@ -15,6 +15,7 @@ from spane_cli.workflow.schedule_spec import SCHEDULE_NAME_PATTERN, MisfirePolic
 
 SCHEMA_ID = "https://spane.dev/schema/workflow.schema.json"
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+POOL_NAME_PATTERN = WORKFLOW_NAME_PATTERN
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 TRIGGER_RULES = (
     "all_success",
@@ -97,6 +98,11 @@ def _defs() -> dict[str, JsonSchema]:
             "pattern": r"^[A-Za-z0-9_.:-]{1,64}$",
             "default": "default",
             "description": "The RQ queue the node's jobs go to.",
+        },
+        "pool_name": {
+            "type": "string",
+            "pattern": POOL_NAME_PATTERN,
+            "description": "A pool's name, shared by every workflow that uses it.",
         },
         "input": {
             "type": "object",
@@ -238,6 +244,16 @@ def _node_schema() -> JsonSchema:
                 "minimum": 1,
                 "description": "How many foreach items run at once.",
             },
+            "pool": {
+                "$ref": "#/$defs/pool_name",
+                "description": "A concurrency pool: the node "
+                "(each foreach item) runs only while it holds one of the pool's slots.",
+            },
+            "mutex": {
+                "$ref": "#/$defs/pool_name",
+                "description": "A pool of size 1: at most one "
+                "node holding this name runs at a time, across every execution.",
+            },
             "on_exit": {
                 "type": "boolean",
                 "default": False,
@@ -301,6 +317,8 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                         "$ref": "#/$defs/queue",
                         "description": "The queue of every node without its own.",
                     },
+                    "pool": {"$ref": "#/$defs/pool_name"},
+                    "mutex": {"$ref": "#/$defs/pool_name"},
                 },
                 "additionalProperties": False,
             },
@@ -310,6 +328,18 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             },
             "output": {
                 "description": "The execution's output (templates); default {leaf_id: output}.",
+            },
+            "max_active": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Open executions of this workflow at most; the others wait "
+                "pending and start in creation order.",
+            },
+            "pools": {
+                "type": "object",
+                "propertyNames": {"pattern": POOL_NAME_PATTERN},
+                "additionalProperties": {"type": "integer", "minimum": 1},
+                "description": "Sizes of the pools its nodes use; `spane pool set` overrides.",
             },
             "fail_fast": {
                 "type": "boolean",

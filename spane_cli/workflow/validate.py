@@ -154,6 +154,13 @@ class _Checker:
         for node_id, node in nodes.items():
             if isinstance(node, dict) and node.get("type") == "branch":
                 self._check_branch(node_id, node, needs)
+            if isinstance(node, dict) and "pool" in node and "mutex" in node:
+                self.add(
+                    ("nodes", node_id, "mutex"),
+                    f"node {node_id!r}: pool and mutex exclude each other (a mutex is a pool"
+                    " of size 1)",
+                    key=True,
+                )
             if isinstance(node, dict) and "max_parallel" in node and "foreach" not in node:
                 self.add(
                     ("nodes", node_id, "max_parallel"),
