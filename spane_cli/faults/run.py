@@ -48,6 +48,7 @@ class FaultReport:
     # Starts of the long side-effect node beyond the first: kills that landed inside a run
     # (the rerun is expected; its side effect must still be recorded once).
     interrupted_runs: int = 0
+    reruns_by_node: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     recovery_seconds: dict[str, list[float]] = field(default_factory=dict)
     unrecovered: Counter[str] = field(default_factory=Counter)
@@ -66,6 +67,7 @@ class FaultReport:
             if self.side_effects
             else 0.0,
             "interrupted_runs": self.interrupted_runs,
+            "reruns_by_node": dict(self.reruns_by_node),
             "faults": dict(self.faults),
             "recovery_seconds_max": {
                 kind: round(max(times), 2) for kind, times in self.recovery_seconds.items()
@@ -318,6 +320,8 @@ class FaultRun:
                 if count == 0:
                     report.lost += 1
                 report.side_effect_reruns += max(0, count - 1)
+                if count > 1:
+                    report.reruns_by_node[node_id] += count - 1
                 starts = runs.get((execution_id, node_id + START_SUFFIX), 0)
                 report.interrupted_runs += max(0, starts - 1)
         return report
