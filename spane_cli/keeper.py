@@ -62,6 +62,8 @@ class Keeper:
         if stdin is None or self._broken:
             return
         with self._lock:
+            if self._broken:  # closed meanwhile (the pulse thread outlives a clean stop)
+                return
             try:
                 stdin.write(line.encode() + b"\n")
                 stdin.flush()
@@ -102,9 +104,11 @@ class Keeper:
     def close(self) -> None:
         """A clean stop: the pipe closes, the keeper kills any group still registered (none,
         after a clean stop) and exits."""
-        if self._process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._process.stdin.close()
+        with self._lock:
+            self._broken = True  # nothing is sent after this, the pulse included
+            if self._process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._process.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
 
