@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(BIN)/spane run --local workflows/delay.yaml
 	$(BIN)/spane list --limit 6
 
-# The whole suite, one pytest process per core, then lint (a few seconds). pytest exits 5 when it collected no tests:
-# that is a failure too, with a clear message.
+# The whole suite, one pytest process per core, then lint (a few seconds). pytest exits 5
+# when it collected no tests: that is a failure too, with a clear message.
 test: $(STAMP)
 	@status=0; $(BIN)/pytest -q -n auto || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
