@@ -252,6 +252,9 @@ class Store:
     def cancel(self, execution_id: str, now: float | None = None) -> bool:
         """Open -> cancelled with every unfinished node; False when it had already ended."""
         queries.require_execution(execution_id)
+        return self._cancelled(execution_id, None, now)
+
+    def _cancelled(self, execution_id: str, reason: str | None, now: float | None) -> bool:
         now = time.time() if now is None else now
         return self._retrying(
             partial(
@@ -259,7 +262,7 @@ class Store:
                 self.caches,
                 execution_id,
                 ExecutionStatus.CANCELLED,
-                None,
+                reason,
                 now,
             )
         )
@@ -375,14 +378,4 @@ class Store:
 
     def cancel_replaced(self, execution_id: str, reason: str, now: float | None = None) -> bool:
         """A schedule's previous execution cancelled for the fire that replaces it."""
-        now = time.time() if now is None else now
-        return self._retrying(
-            partial(
-                lifecycle.end_execution,
-                self.caches,
-                execution_id,
-                ExecutionStatus.CANCELLED,
-                reason,
-                now,
-            )
-        )
+        return self._cancelled(execution_id, reason, now)
