@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from spane_cli import scheduler
 from spane_cli.errors import NotFound, OperationFailed
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
-from spane_cli.store import cascade, events, sql
+from spane_cli.store import events, repair
 from spane_cli.store.models import DeadLetter, Event, Execution, NodeRun
 from spane_cli.store.records import Dispatch
 from spane_cli.store.tx import Caches, Tx, transaction
@@ -283,28 +282,7 @@ def _stopped_by_fail_fast(
 def _decide_stopped(tx: Tx, execution_id: str) -> None:
     """Nodes back to pending whose parents have all ended are decided now, by the scheduler's
     plan of the snapshot, applied as a repair applies it (the others wait for their parents)."""
-    info = tx.info(execution_id)
-    assert info is not None
-    version = tx.version(info.version_id)
-    snapshot = tx.run(
-        "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?", (execution_id,)
-    ).fetchall()
-    statuses = {node_id: NodeStatus(status) for node_id, status, _ in snapshot}
-    chosen = {
-        node_id: sql.loads(text)
-        for node_id, status, text in snapshot
-        if status == NodeStatus.SUCCEEDED and text is not None
-    }
-    decided = scheduler.plan(version.workflow, statuses, chosen)
-    rows_port = cascade.NodeRows(tx, execution_id)
-    settled = len(rows_port.settle(NodeStatus.SKIPPED, list(decided.skipped)))
-    settled += len(rows_port.settle(NodeStatus.UPSTREAM_FAILED, list(decided.upstream_failed)))
-    if decided.ready:
-        cascade.queue_ready(tx, info, version, list(decided.ready), None, None)
-    tx.run(
-        "UPDATE execution SET remaining_nodes = remaining_nodes - ? WHERE id = ?",
-        (settled, execution_id),
-    )
+    repair.apply_plan(tx, execution_id)
 
 
 def _mark_letters_replayed(tx: Tx, execution_id: str, node_ids: list[str]) -> None:

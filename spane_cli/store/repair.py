@@ -39,6 +39,20 @@ def _repair(tx: Tx, execution_id: str, quiet_since: float) -> None:
     still = tx.run(_STALLED.replace("LIMIT 50", "AND e.id = ?"), (quiet_since, execution_id))
     if info is None or still.fetchone() is None:
         return  # it moved on meanwhile
+    remaining, decided = apply_plan(tx, execution_id, why={"repaired": True})
+    if remaining is not None and remaining <= 0 and decided.finished is not None:
+        finish.finish_execution(tx, execution_id, tx.version(info.version_id))
+
+
+def apply_plan(
+    tx: Tx, execution_id: str, why: dict[str, object] | None = None
+) -> tuple[int | None, scheduler.Plan]:
+    """Decide the execution again from a snapshot of its node rows (the scheduler's `plan`)
+    and apply it with the code a completion applies its cascade with: settle what is skipped
+    or upstream_failed, queue what is ready. Returns the execution's remaining count after
+    the settled nodes, and the plan. The caller holds the execution's lock."""
+    info = tx.info(execution_id)
+    assert info is not None
     version = tx.version(info.version_id)
     rows = tx.run(
         "SELECT node_id, status, chosen FROM node_run WHERE execution_id = ?", (execution_id,)
@@ -50,8 +64,7 @@ def _repair(tx: Tx, execution_id: str, quiet_since: float) -> None:
         if status == NodeStatus.SUCCEEDED and text is not None
     }
     decided = scheduler.plan(version.workflow, statuses, chosen)
-    # Applied by the very code a completion applies the cascade with.
-    rows_port = cascade.NodeRows(tx, execution_id, why={"repaired": True})
+    rows_port = cascade.NodeRows(tx, execution_id, why=why)
     settled = len(rows_port.settle(NodeStatus.SKIPPED, list(decided.skipped)))
     settled += len(rows_port.settle(NodeStatus.UPSTREAM_FAILED, list(decided.upstream_failed)))
     if decided.ready:
@@ -61,5 +74,4 @@ def _repair(tx: Tx, execution_id: str, quiet_since: float) -> None:
         " RETURNING remaining_nodes",
         (settled, execution_id),
     ).fetchone()
-    if remaining is not None and int(remaining[0]) <= 0 and decided.finished is not None:
-        finish.finish_execution(tx, execution_id, version)
+    return (None if remaining is None else int(remaining[0])), decided
