@@ -52,6 +52,14 @@ def _chain_of(execution_id: str) -> set[str]:
     return chain
 
 
+def _still_there(execution_id: str) -> Execution:
+    """The execution read again under its lock: `spane gc` may have deleted it meanwhile."""
+    execution = Execution.get_or_none(Execution.id == execution_id)
+    if execution is None:
+        raise NotFound(f"no execution {execution_id!r} (deleted meanwhile)")
+    return execution
+
+
 def _lock_chain(tx: Tx, execution_id: str) -> None:
     chain = _chain_of(execution_id)
     tx.caches.load_execution_infos(chain)
@@ -305,7 +313,7 @@ def replay_dead_letter(caches: Caches, letter_id: int, now: float | None = None)
         if execution is None:
             raise NotFound(f"execution {letter.execution_id} of dead letter {letter_id} is gone")
         _lock_chain(tx, str(execution.id))
-        execution = Execution.get_by_id(execution.id)
+        execution = _still_there(str(execution.id))
         if execution.status == ExecutionStatus.CANCELLED:
             raise OperationFailed(f"execution {execution.id} was cancelled; resubmit it instead")
         claimed = (
@@ -337,7 +345,7 @@ def retry_execution(caches: Caches, execution_id: str, now: float | None = None)
         # Locked before reading its status: of two concurrent retries, the second one sees
         # the execution running again and is refused.
         _lock_chain(tx, execution_id)
-        execution = Execution.get_by_id(execution_id)
+        execution = _still_there(execution_id)
         if execution.status != ExecutionStatus.FAILED:
             raise OperationFailed(
                 f"execution {execution_id} is {execution.status}; only failed ones can be retried"

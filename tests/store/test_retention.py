@@ -71,3 +71,39 @@ def test_gc_selects_by_status_and_workflow(store: Store) -> None:
     assert left() == {ok}
     store.gc_batch(Selection(2000.0, frozenset({"running"})))  # never an open status
     assert left() == {ok}
+
+
+def test_gc_racing_a_retry_leaves_the_execution_whole_or_wholly_gone(store: Store) -> None:
+    import threading
+
+    from spane_cli.errors import SpaneError
+
+    vid = version(store, FLOW, name="gc-race")
+    for _ in range(5):
+        failed, _, _ = store.create_execution(vid, None, now=1000.0)
+        run_all(store, failed, {"a": Report("failed", error="boom")})
+        other = Store(store.database)  # a second operator: its own caches
+        start = threading.Barrier(2)
+
+        def collect() -> None:
+            start.wait()
+            store.gc_batch(Selection(2000.0, workflow="gc-race"))
+
+        def retry(target: str = failed) -> None:
+            start.wait()
+            try:
+                other.retry_execution(target)
+            except SpaneError:  # deleted first: not found, or not failed any more
+                pass
+
+        threads = [threading.Thread(target=collect), threading.Thread(target=retry)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        kept = Execution.get_or_none(Execution.id == failed)
+        rows = rows_of(failed)
+        if kept is None:
+            assert rows == {"nodes": 0, "events": 0, "logs": 0, "letters": 0}
+        else:  # the retry reopened it first: gc left it alone, every node row is there
+            assert kept.status == "running" and rows["nodes"] == 2
