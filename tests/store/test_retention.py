@@ -74,6 +74,7 @@ def test_gc_selects_by_status_and_workflow(store: Store) -> None:
 
 
 def test_gc_racing_a_retry_leaves_the_execution_whole_or_wholly_gone(store: Store) -> None:
+    import contextlib
     import threading
 
     from spane_cli.errors import SpaneError
@@ -85,16 +86,15 @@ def test_gc_racing_a_retry_leaves_the_execution_whole_or_wholly_gone(store: Stor
         other = Store(store.database)  # a second operator: its own caches
         start = threading.Barrier(2)
 
-        def collect() -> None:
+        def collect(start: threading.Barrier = start) -> None:
             start.wait()
             store.gc_batch(Selection(2000.0, workflow="gc-race"))
 
-        def retry(target: str = failed) -> None:
+        def retry(start: threading.Barrier = start, target: str = failed) -> None:
             start.wait()
-            try:
+            # Deleted first: not found, or not failed any more; anything else is a bug.
+            with contextlib.suppress(SpaneError):
                 other.retry_execution(target)
-            except SpaneError:  # deleted first: not found, or not failed any more
-                pass
 
         threads = [threading.Thread(target=collect), threading.Thread(target=retry)]
         for thread in threads:
