@@ -90,7 +90,9 @@ def test_gc_racing_a_retry_leaves_the_execution_whole_or_wholly_gone(store: Stor
             start.wait()
             store.gc_batch(Selection(2000.0, workflow="gc-race"))
 
-        def retry(start: threading.Barrier = start, target: str = failed) -> None:
+        def retry(
+            start: threading.Barrier = start, target: str = failed, other: Store = other
+        ) -> None:
             start.wait()
             # Deleted first: not found, or not failed any more; anything else is a bug.
             with contextlib.suppress(SpaneError):
