@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spane_cli.workflow.durations import parse_duration
+from spane_cli.workflow.limits import BreakerSpec, RateLimit, node_controls
 from spane_cli.workflow.schedule_spec import ScheduleSpec, schedule_entries
 
 
@@ -96,10 +97,19 @@ class Node:
     # An exit handler: runs once every other node has ended (its `needs` are then every node
     # of the main graph, or other exit handlers).
     on_exit: bool = False
+    # The rate limits its start (each foreach item's) counts against, and the circuit breaker
+    # of the host an http node calls: none for most nodes, which then never pay for them.
+    rate_limits: tuple[RateLimit, ...] = ()
+    breaker: BreakerSpec | None = None
 
     @property
     def is_entry(self) -> bool:
         return not self.needs
+
+    @property
+    def gated(self) -> bool:
+        """Whether a worker asks a limiter or a breaker before its run (engine/gates.py)."""
+        return bool(self.rate_limits) or self.breaker is not None
 
 
 @dataclass(frozen=True)
@@ -227,8 +237,13 @@ def _input(name: str, data: Mapping[str, Any]) -> InputSpec:
 def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> Workflow:
     """A Workflow from data that has passed validation."""
     defaults = data.get("defaults") or {}
+    file_limits = data.get("rate_limits") or {}
+    breakers = data.get("circuit_breakers") or {}
     nodes: dict[str, Node] = {}
     for node_id, raw in data["nodes"].items():
+        rate_limits, breaker = node_controls(
+            data["name"], node_id, raw, defaults, file_limits, breakers
+        )
         retry_data = raw.get("retry", defaults.get("retry"))
         timeout = raw.get("timeout", defaults.get("timeout"))
         nodes[node_id] = Node(
@@ -247,6 +262,8 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             description=raw.get("description"),
             pool=_pool_of(raw, defaults),
             on_exit=bool(raw.get("on_exit", False)),
+            rate_limits=rate_limits,
+            breaker=breaker,
         )
     _attach_exit_handlers(nodes)
     timeout = data.get("timeout")

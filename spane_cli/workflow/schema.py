@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from spane_cli.workflow.durations import DURATION_PATTERN
+from spane_cli.workflow.limits import BREAKER_HOST_PATTERN, LIMIT_KEY_PATTERN, ON_OPEN, RATE_PATTERN
 from spane_cli.workflow.node_configs import BUILTIN_CONFIG_SCHEMAS, JsonSchema
 from spane_cli.workflow.schedule_spec import SCHEDULE_NAME_PATTERN, MisfirePolicy, OverlapPolicy
 
@@ -103,6 +104,36 @@ def _defs() -> dict[str, JsonSchema]:
             "type": "string",
             "pattern": POOL_NAME_PATTERN,
             "description": "A pool's name, shared by every workflow that uses it.",
+        },
+        "rate": {
+            "type": "string",
+            "pattern": RATE_PATTERN,
+            "description": "Starts per moving window: 10/s, 100/min, 5/30s, 1000/h, 50/d.",
+        },
+        "circuit_breaker": {
+            "type": ["object", "null"],
+            "description": "When the host's breaker opens, and what its nodes do then.",
+            "properties": {
+                "failures": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "default": 5,
+                    "description": "Failures within `window` that open the breaker.",
+                },
+                "window": {"$ref": "#/$defs/duration", "default": "60s"},
+                "open_for": {
+                    "$ref": "#/$defs/duration",
+                    "default": "30s",
+                    "description": "How long it stays open before one probe may try.",
+                },
+                "on_open": {
+                    "enum": list(ON_OPEN),
+                    "default": "fail",
+                    "description": "fail: its nodes fail at once; wait: they wait, holding no "
+                    "worker, until a probe closes it.",
+                },
+            },
+            "additionalProperties": False,
         },
         "input": {
             "type": "object",
@@ -254,6 +285,11 @@ def _node_schema() -> JsonSchema:
                 "description": "A pool of size 1: at most one "
                 "node holding this name runs at a time, across every execution.",
             },
+            "rate_limit": {
+                "$ref": "#/$defs/rate",
+                "description": "Starts of this node (each foreach item) across every execution "
+                "and worker, at most: 10/s, 100/min, 5/30s.",
+            },
             "on_exit": {
                 "type": "boolean",
                 "default": False,
@@ -319,6 +355,11 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                     },
                     "pool": {"$ref": "#/$defs/pool_name"},
                     "mutex": {"$ref": "#/$defs/pool_name"},
+                    "rate_limit": {
+                        "$ref": "#/$defs/rate",
+                        "description": "The rate limit of every node without its own (each "
+                        "node counted on its own).",
+                    },
                 },
                 "additionalProperties": False,
             },
@@ -340,6 +381,20 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                 "propertyNames": {"pattern": POOL_NAME_PATTERN},
                 "additionalProperties": {"type": "integer", "minimum": 1},
                 "description": "Sizes of the pools its nodes use; `spane pool set` overrides.",
+            },
+            "rate_limits": {
+                "type": "object",
+                "propertyNames": {"pattern": LIMIT_KEY_PATTERN},
+                "additionalProperties": {"$ref": "#/$defs/rate"},
+                "description": "Rate limits by key: workflow, type:NAME, queue:NAME, "
+                "host:NAME (an http node's URL host).",
+            },
+            "circuit_breakers": {
+                "type": "object",
+                "propertyNames": {"anyOf": [{"pattern": BREAKER_HOST_PATTERN}, {"const": "*"}]},
+                "additionalProperties": {"$ref": "#/$defs/circuit_breaker"},
+                "description": "Circuit breakers of the hosts its http nodes call, by host "
+                "(or * for each host on its own).",
             },
             "fail_fast": {
                 "type": "boolean",

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from spane_cli.workflow.durations import DURATION_HINT
+from spane_cli.workflow.limits import RATE_HINT, RATE_PATTERN
 from spane_cli.workflow.problems import Path, format_path
 from spane_cli.workflow.schema import NODE_ID_PATTERN, WORKFLOW_NAME_PATTERN
 
@@ -57,6 +58,20 @@ def schema_problems(error: jsonschema.ValidationError) -> Iterator[Finding]:
             f"workflow name {error.instance!r} must match {WORKFLOW_NAME_PATTERN} "
             "(lowercase letters, digits, _ . -)",
         )
+        return
+    if validator == "pattern" and schema.get("pattern") == RATE_PATTERN:
+        yield _at(path, f"invalid rate {error.instance!r} for {where}: {RATE_HINT}")
+        return
+    if path[:1] in (("rate_limits",), ("circuit_breakers",)) and "propertyNames" in (
+        error.schema_path
+    ):
+        key = str(error.instance)
+        expected = (
+            "workflow, type:NAME, queue:NAME or host:NAME"
+            if path[:1] == ("rate_limits",)
+            else "a host name (with :PORT when the URLs name one) or *"
+        )
+        yield _at((*path, key), f"invalid key {key!r} in {path[0]}: use {expected}", True)
         return
     if validator == "pattern" and "propertyNames" in error.schema_path:
         # jsonschema reports a bad key on the mapping; point at the key itself.
