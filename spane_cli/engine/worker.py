@@ -24,6 +24,7 @@ from rq import Queue
 
 from spane_cli.engine import metrics, reconcile, tracing
 from spane_cli.engine.dispatch import TIMER_WAKE_KEY, Dispatcher, TakenJob
+from spane_cli.engine.gates import Gates, Verdict, gated_run
 from spane_cli.engine.live_logs import live_log_for
 from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.worker_settings import (
@@ -41,6 +42,7 @@ from spane_cli.store.records import ClaimedNode, Dispatch, Report
 from spane_cli.store.store import Store
 from spane_cli.store.workers import beat, forget
 from spane_cli.text import error_line, first_line
+from spane_cli.workflow.model import Node
 
 log = logging.getLogger("spane.worker")
 
@@ -81,6 +83,7 @@ class NodeWorker:
         self.connection = connection
         self.options = options
         self.dispatcher = Dispatcher(connection)
+        self.gates = Gates(store, connection)
         self.should_stop = should_stop
         self.queue_keys = [Queue(q, connection=connection).key for q in options.queues]
         self.secrets = secrets_from_environment()
@@ -316,12 +319,21 @@ class NodeWorker:
             self.jobs_done += 1
             self._run(follow)
 
-    def _is_instant(self, execution_id: str, node_id: str) -> bool:
+    def _node_of(self, execution_id: str, node_id: str) -> Node | None:
         info = self.store.execution_info(execution_id)
         if info is None:
-            return False
-        node = self.store.versions.get(info.version_id).workflow.nodes.get(node_id)
-        return node is not None and node.type in INSTANT_TYPES and node.foreach is None
+            return None
+        return self.store.versions.get(info.version_id).workflow.nodes.get(node_id)
+
+    def _is_instant(self, execution_id: str, node_id: str) -> bool:
+        # A gated node is claimed alone: its start asks a limiter or a breaker first.
+        node = self._node_of(execution_id, node_id)
+        return (
+            node is not None
+            and node.type in INSTANT_TYPES
+            and node.foreach is None
+            and not node.gated
+        )
 
     def _claim(self, execution_id: str, node_id: str, attempt: int) -> list[ClaimedNode]:
         """This node; and when it is instant, up to CLAIM_BATCH - 1 more instant nodes from the
@@ -335,6 +347,9 @@ class NodeWorker:
             return self._claim_batch(execution_id, node_id, attempt)
 
     def _claim_batch(self, execution_id: str, node_id: str, attempt: int) -> list[ClaimedNode]:
+        node = self._node_of(execution_id, node_id)
+        if node is not None and gated_run(node, None):
+            return self._claim_gated(node, execution_id, node_id, attempt)
         wanted = [(execution_id, node_id, attempt)]
         if self.options.max_jobs is None and self._is_instant(execution_id, node_id):
             handed_back: list[Dispatch] = []
@@ -355,6 +370,34 @@ class NodeWorker:
                 self._enqueue(handed_back, at_front=True)
         return self.store.claim_nodes(wanted, self.identity)
 
+    def _claim_gated(
+        self, node: Node, execution_id: str, node_id: str, attempt: int
+    ) -> list[ClaimedNode]:
+        """A node with a rate limit or a breaker: claimed when its gates let it start (its
+        recorded start is the time they did), else handed back with the time to look again."""
+        verdict = self.gates.admit(node, execution_id, node_id, attempt, None)
+        if verdict.until is not None:
+            self._defer(execution_id, node_id, attempt, None, verdict)
+            return []
+        claims = self.store.claim_nodes(
+            [(execution_id, node_id, attempt)], self.identity, now=verdict.admitted_at
+        )
+        for claim in claims:
+            claim.refused = verdict.failure
+        return claims
+
+    def _defer(
+        self, execution_id: str, node_id: str, attempt: int, item: int | None, verdict: Verdict
+    ) -> None:
+        assert verdict.until is not None
+        if self.store.defer_start(
+            execution_id, node_id, attempt, item, verdict.until, verdict.reason
+        ):
+            # Its due time may be the next one: an idle worker reads it again.
+            self._due_unknown = True
+            with contextlib.suppress(RedisError):
+                self.dispatcher.wake_timers()
+
     def _run(self, claim: ClaimedNode | None) -> None:
         """Run the node, then any child its completion handed straight to us (no Redis hop)."""
         while claim is not None:
@@ -368,6 +411,8 @@ class NodeWorker:
                 self.jobs_done += 1
 
     def _run_claimed(self, claim: ClaimedNode) -> Report:
+        if claim.refused is not None:  # an open breaker: failed at once, nothing sent
+            return Report(OutcomeKind.FAILED, error=claim.refused, refused=True)
         recorder, tracer = metrics.active(), tracing.active()
         if recorder is None and tracer is None:
             return self._run_node(claim)
@@ -443,9 +488,19 @@ class NodeWorker:
         return not self._stopping() and not self._max_jobs_reached()
 
     def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
-        claim = self.store.claim_item(execution_id, node_id, attempt, item, self.identity)
+        node = self._node_of(execution_id, node_id)
+        verdict = Verdict()
+        if node is not None and gated_run(node, item):
+            verdict = self.gates.admit(node, execution_id, node_id, attempt, item)
+            if verdict.until is not None:
+                self._defer(execution_id, node_id, attempt, item, verdict)
+                return
+        claim = self.store.claim_item(
+            execution_id, node_id, attempt, item, self.identity, now=verdict.admitted_at
+        )
         if claim is None:
             return
+        claim.refused = verdict.failure
         report = self._run_claimed(claim)
         if self._abort_requested.is_set():
             return

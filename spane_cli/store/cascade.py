@@ -15,6 +15,7 @@ from spane_cli.store.claim import claim_ready_child
 from spane_cli.store.records import Dispatch, ExecutionInfo
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
+from spane_cli.workflow.model import Node
 
 
 class NodeRows:
@@ -106,15 +107,9 @@ def queue_ready(
     direct: str | None = None
     if tx.claim_for is not None and tx.next_claim is None and execution_status in ACTIVE_EXECUTION:
         queues = tx.claim_for[1]
-        # A node that takes a pool slot goes through the queue: its claim may have to wait.
-        direct = next(
-            (
-                c
-                for c in ready
-                if workflow.nodes[c].queue in queues and pools.slot_pool(workflow.nodes[c]) is None
-            ),
-            None,
-        )
+        # A node that takes a pool slot goes through the queue: its claim may have to wait;
+        # so does one whose start a rate limit or a breaker decides (engine/gates.py).
+        direct = next((c for c in ready if _direct(workflow.nodes[c], queues)), None)
     candidates = [c for c in ready if c != direct]
     changed: set[str] = set()
     for member, values in sql.member_of(tx.database, candidates):
@@ -134,3 +129,10 @@ def queue_ready(
         tx.event(info.id, node_id, events.NODE_QUEUED, first_attempt)
     if direct is not None:
         claim_ready_child(tx, info, version, direct, finished_outputs)
+
+
+def _direct(node: Node, queues: frozenset[str]) -> bool:
+    """Whether a worker of `queues` may take this ready child at once, past Redis."""
+    if node.queue not in queues or pools.slot_pool(node) is not None:
+        return False
+    return not (node.gated and node.foreach is None)

@@ -14,18 +14,23 @@ from typing import Any
 
 from spane_cli import scheduler
 from spane_cli.states import NodeStatus, OutcomeKind
-from spane_cli.store import cascade, events, fail_fast, items, pools, sql, subworkflows
+from spane_cli.store import breakers, cascade, events, fail_fast, items, pools, sql, subworkflows
 from spane_cli.store.models import DeadLetter, NodeRun
 from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
 from spane_cli.text import first_line
+from spane_cli.workflow.limits import BreakerSpec
 
 
 def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> None:
     """Several reports, each guarded on its own. Successes are counted down together: a join
     waiting on eight of them is updated once, and so is the execution's remaining count."""
     tx.lock_executions(claim.execution_id for claim, _ in reports)
+    for claim, report in reports:
+        spec = claim.version.workflow.nodes[claim.node_id].breaker
+        if spec is not None and not report.refused and _still_running(tx, claim):
+            _record_for_breaker(tx, spec, claim, report)
     # Successes first, one UPDATE per execution and like output (every no-op reports the
     # same), then the rest one by one.
     alike: dict[tuple[str, int, str | None, str | None, str | None], list[ClaimedNode]] = {}
@@ -72,10 +77,35 @@ def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> Non
 def complete_item(tx: Tx, claim: ClaimedNode, report: Report) -> None:
     """One foreach item's report; the node completes with its last item."""
     tx.lock_executions([claim.execution_id])
+    spec = claim.version.workflow.nodes[claim.node_id].breaker
+    if spec is not None and not report.refused and _still_running(tx, claim):
+        _record_for_breaker(tx, spec, claim, report)
     node_report = items.record_item(tx, claim, report)
     if node_report is not None:
         record_items_report(tx, claim.execution_id, claim.node_id, node_report)
     report_ended_children(tx)
+
+
+def _still_running(tx: Tx, claim: ClaimedNode) -> bool:
+    """A breaker counts a report once: only while the claim is still the worker's."""
+    if claim.item is None:
+        row = tx.run(
+            "SELECT 1 FROM node_run WHERE execution_id = ? AND node_id = ? AND attempt = ?"
+            " AND status = 'running' AND worker = ?",
+            (claim.execution_id, claim.node_id, claim.attempt, claim.worker),
+        ).fetchone()
+    else:
+        row = tx.run(
+            "SELECT 1 FROM node_item WHERE execution_id = ? AND node_id = ? AND item_index = ?"
+            " AND attempt = ? AND status = 'running' AND worker = ?",
+            (claim.execution_id, claim.node_id, claim.item, claim.attempt, claim.worker),
+        ).fetchone()
+    return row is not None
+
+
+def _record_for_breaker(tx: Tx, spec: BreakerSpec, claim: ClaimedNode, report: Report) -> None:
+    probe = breakers.probe_name(claim.execution_id, claim.node_id, claim.attempt, claim.item)
+    breakers.record(tx, spec, claim.execution_id, claim.node_id, probe, report)
 
 
 def record_items_report(

@@ -21,6 +21,10 @@ NODE_UPSTREAM_FAILED = "node.upstream_failed"
 NODE_CANCELLED = "node.cancelled"
 NODE_LOST = "node.lost"
 NODE_POOL_WAIT = "node.pool_wait"  # its pool was full: it waits, holding no worker
+# A rate limit or an open circuit breaker put its start off: queued, without a job, until then.
+NODE_DEFERRED = "node.deferred"
+BREAKER_OPENED = "breaker.opened"  # on the execution whose node's failure opened it
+BREAKER_CLOSED = "breaker.closed"  # on the execution whose probe succeeded
 DEAD_LETTER_ADDED = "dead_letter.added"
 DEAD_LETTER_REPLAYED = "dead_letter.replayed"
 

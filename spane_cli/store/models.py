@@ -255,6 +255,25 @@ class Pool(BaseModel):
     held = peewee.IntegerField(default=0)
 
 
+class CircuitBreaker(BaseModel):
+    """The state of one host's circuit breaker, shared by every worker (store/breakers.py).
+    In the database rather than Redis: a Redis flush must not close a breaker that protects
+    a failing host, and its transitions are written with the node ends that cause them."""
+
+    host = peewee.CharField(primary_key=True, max_length=260)
+    state = peewee.CharField(max_length=16, default="closed")  # closed, open, half_open
+    failures = JSONField(null=True)  # times of the recent failures, within the window
+    opened_at = peewee.DoubleField(null=True)
+    open_until = peewee.DoubleField(null=True)
+    # The one run allowed while half open: "execution/node/attempt/item" (item -1: none).
+    probe = peewee.CharField(max_length=400, null=True)
+    probe_at = peewee.DoubleField(null=True)
+    updated_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "circuit_breaker"
+
+
 class PoolSlot(BaseModel):
     """One slot taken, by a running node (item -1) or foreach item."""
 
@@ -308,4 +327,5 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     Pool,
     PoolSlot,
     PoolWaiter,
+    CircuitBreaker,
 )

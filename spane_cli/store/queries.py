@@ -169,7 +169,8 @@ def next_due(after: float) -> float | None:
         table.select(fn.MIN(table.due_at))
         .where(
             (table.due_at > after)
-            & table.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING])
+            # queued with a due time: a start a rate limit or a breaker put off.
+            & table.status.in_([NodeStatus.RETRYING, NodeStatus.WAITING, NodeStatus.QUEUED])
             & table.child_execution_id.is_null()
         )
         .scalar()

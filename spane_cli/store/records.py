@@ -43,6 +43,8 @@ class ClaimedNode:
     worker: str | None = None
     schedule: tuple[str, float] | None = None  # (schedule name, fire time) that made it
     queued_at: float | None = None  # when its job was queued: the dispatch latency's start
+    # An open circuit breaker (on_open: fail) refused the run: it fails with this error unrun.
+    refused: str | None = None
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Report:
     # code, an http response's status.
     exit_code: int | None = None
     http_status: int | None = None
+    # The run never reached its host (a circuit breaker refused it): not counted by one.
+    refused: bool = False
 
     def __post_init__(self) -> None:
         # Every report's text is written as is (outputs and inputs go through JSON, which

@@ -14,9 +14,11 @@ import peewee
 
 from spane_cli.states import ExecutionStatus
 from spane_cli.store import (
+    breakers,
     claim,
     complete,
     create,
+    deferrals,
     items,
     lifecycle,
     live_logs,
@@ -35,6 +37,7 @@ from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
 from spane_cli.store.schedules import FireOutcome, InputMaker
 from spane_cli.store.tx import Caches, retry_on_conflict, transaction
 from spane_cli.store.versions import VersionCache
+from spane_cli.workflow.limits import BreakerSpec
 from spane_cli.workflow.schedule_spec import ScheduleSpec
 
 T = TypeVar("T")
@@ -158,6 +161,48 @@ class Store:
 
         return self._retrying(run)
 
+    def defer_start(
+        self,
+        execution_id: str,
+        node_id: str,
+        attempt: int,
+        item: int | None,
+        until: float,
+        reason: str,
+        now: float | None = None,
+    ) -> bool:
+        """A queued node (or item) a limit does not let start yet waits until `until`
+        without a job (deferrals.py); False when its job was stale."""
+
+        def run() -> bool:
+            with transaction(self.caches, now) as tx:
+                return deferrals.defer(tx, execution_id, node_id, attempt, item, until, reason)
+
+        return self._retrying(run)
+
+    def breaker_admit(
+        self,
+        spec: BreakerSpec,
+        execution_id: str,
+        node_id: str,
+        attempt: int,
+        item: int | None,
+        now: float | None = None,
+    ) -> breakers.Admission | None:
+        """Whether the host's circuit breaker lets this start through (None: it does, as
+        the probe when one was due)."""
+        now = time.time() if now is None else now
+        probe = breakers.probe_name(execution_id, node_id, attempt, item)
+        return self._retrying(partial(breakers.admit, self.caches, spec, probe, now))
+
+    def list_breakers(self, only_open: bool = False) -> list[breakers.BreakerView]:
+        return breakers.list_breakers(self.database, only_open)
+
+    def reset_breakers(self, host: str | None, now: float | None = None) -> int:
+        """Breakers closed again (every one when `host` is None); how many there were."""
+        now = time.time() if now is None else now
+        return self._retrying(partial(breakers.reset, self.caches, host, now))
+
     def append_live_log(
         self,
         claimed: ClaimedNode,
@@ -185,8 +230,10 @@ class Store:
     def wake_due(self, now: float | None = None) -> list[Dispatch]:
         """Delays that are over complete; retries that are due (nodes and items) are queued."""
         now = time.time() if now is None else now
-        return self._retrying(partial(timers.wake_due, self.caches, now)) + self._retrying(
-            partial(timers.wake_due_items, self.caches, now)
+        return (
+            self._retrying(partial(timers.wake_due, self.caches, now))
+            + self._retrying(partial(timers.wake_due_items, self.caches, now))
+            + self._retrying(partial(deferrals.wake, self.caches, now))
         )
 
     def expire_timeouts(self, now: float | None = None) -> list[str]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
-from spane_cli.store.models import Execution, NodeItem, NodeRun
+from spane_cli.store import events
+from spane_cli.store.models import Event, Execution, NodeItem, NodeRun
 from spane_cli.store.pool_views import pool_waits
 from spane_cli.store.pools import EXECUTION
 from spane_cli.timeutil import iso
@@ -28,6 +29,7 @@ def waiting_reasons(
     rows = {row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)}
     running_items = _running_items(execution.id)
     pool_reasons = pool_waits(execution.id)
+    deferred = _deferred(execution.id, rows)
     reasons: dict[str, str] = {}
     paused = execution.status == ExecutionStatus.PAUSED
     for node_id, row in rows.items():
@@ -41,6 +43,11 @@ def waiting_reasons(
         pool_reason = pool_reasons.get(node_id) or (
             pool_reasons.get(EXECUTION) if row.status == NodeStatus.QUEUED else None
         )
+        if node_id in deferred and not paused:
+            if row.status == NodeStatus.QUEUED and row.due_at:
+                reason = deferred[node_id]
+            elif row.status == NodeStatus.WAITING:
+                reason = f"{reason}; {deferred[node_id]}" if reason else deferred[node_id]
         if pool_reason and not paused:
             if row.status == NodeStatus.QUEUED:
                 reason = pool_reason
@@ -93,6 +100,34 @@ def _waiting(
     if row.due_at:
         return f"its delay, until {iso(row.due_at)}"
     return None
+
+
+def _deferred(execution_id: str, rows: Mapping[str, NodeRun]) -> dict[str, str]:
+    """node id -> the rate limit or breaker its start (or an item's) waits for, and until
+    when: the last `node.deferred` event of the nodes that wait so now."""
+    nodes = {n for n, row in rows.items() if row.status == NodeStatus.QUEUED and row.due_at}
+    items = NodeItem.select(NodeItem.node_id).where(
+        (NodeItem.execution_id == execution_id)
+        & (NodeItem.status == NodeStatus.QUEUED)
+        & (NodeItem.due_at.is_null(False))
+    )
+    nodes.update(item.node_id for item in items)
+    if not nodes:
+        return {}
+    found: dict[str, str] = {}
+    latest = (
+        Event.select(Event.node_id, Event.data)
+        .where(
+            (Event.execution_id == execution_id)
+            & (Event.type == events.NODE_DEFERRED)
+            & (Event.node_id.in_(sorted(nodes)))
+        )
+        .order_by(Event.id)
+    )
+    for event in latest:
+        data = event.data or {}
+        found[event.node_id] = f"{data.get('reason', 'a limit')} until {iso(data.get('until'))}"
+    return found
 
 
 def _running_items(execution_id: str) -> dict[str, int]:

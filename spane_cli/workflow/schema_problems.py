@@ -66,12 +66,12 @@ def schema_problems(error: jsonschema.ValidationError) -> Iterator[Finding]:
         error.schema_path
     ):
         key = str(error.instance)
-        expected = (
+        usable = (
             "workflow, type:NAME, queue:NAME or host:NAME"
             if path[:1] == ("rate_limits",)
             else "a host name (with :PORT when the URLs name one) or *"
         )
-        yield _at((*path, key), f"invalid key {key!r} in {path[0]}: use {expected}", True)
+        yield _at((*path, key), f"invalid key {key!r} in {path[0]}: use {usable}", True)
         return
     if validator == "pattern" and "propertyNames" in error.schema_path:
         # jsonschema reports a bad key on the mapping; point at the key itself.

@@ -1,0 +1,66 @@
+"""Rate limits across real `spane worker` processes, measured from the nodes' own start times
+(each shell node writes `date +%s.%N` to a shared file) and from their recorded starts."""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+
+from cluster_support import Cluster, poll
+
+
+def limited_flow(name: str, log: Path, count: int, limits: str) -> str:
+    run = f"echo $(date +%s.%N) >> {log}"
+    nodes = "".join(
+        f"  n{index}:\n    type: shell\n    config: {{run: '{run}'}}\n" for index in range(count)
+    )
+    return f"version: 1\nname: {name}\n{limits}nodes:\n{nodes}"
+
+
+def most_in_a_window(starts: list[float], window: float) -> int:
+    """The most starts in any half-open window of `window` seconds."""
+    times = sorted(starts)
+    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
+
+
+def test_fifty_nodes_under_five_a_second_start_at_that_rate_across_three_workers(
+    cluster: Cluster,
+) -> None:
+    log = cluster.tmp_path / "starts.log"
+    for _ in range(3):
+        cluster.start_worker("--concurrency", "2")
+    execution = cluster.submit(limited_flow("paced", log, 50, "rate_limits: {workflow: 5/s}\n"))
+    # A node put off waits holding no worker, and says what for.
+    poll(
+        lambda: "rate limit workflow (5/s) until 20" in cluster.spane("get", execution).stdout,
+        what="a node waiting for the rate limit",
+    )
+    poll(lambda: cluster.status(execution) == "succeeded", 60, "the execution to end")
+    own = [float(line) for line in log.read_text().split()]
+    assert len(own) == 50
+    rows = cluster.query("SELECT started_at FROM node_run WHERE execution_id = %s", (execution,))
+    recorded = [float(started) for (started,) in rows]
+    for starts in (own, recorded):
+        assert most_in_a_window(starts, 1.0) <= 5
+        assert (len(starts) - 1) / (max(starts) - min(starts)) >= 4.0
+    events = cluster.events(execution)
+    deferred = [e for e in events if e["type"] == "node.deferred"]
+    assert deferred and all(e["data"]["reason"] == "rate limit workflow (5/s)" for e in deferred)
+
+
+def test_foreach_items_share_the_limit_of_their_node(cluster: Cluster) -> None:
+    log = cluster.tmp_path / "items.log"
+    for _ in range(2):
+        cluster.start_worker("--concurrency", "2")
+    run = f"echo $(date +%s.%N) >> {log}"
+    workflow = (
+        "version: 1\nname: paced-items\nnodes:\n"
+        "  each:\n    type: shell\n    rate_limit: 4/s\n"
+        f"    foreach: {list(range(12))}\n    config: {{run: '{run}'}}\n"
+    )
+    execution = cluster.submit(workflow)
+    poll(lambda: cluster.status(execution) == "succeeded", 60, "the execution to end")
+    starts = [float(line) for line in log.read_text().split()]
+    assert len(starts) == 12
+    assert most_in_a_window(starts, 1.0) <= 4
+    assert max(starts) - min(starts) >= 2.0  # 12 at 4/s: three windows at least
