@@ -22,6 +22,7 @@ from spane_cli.cli import (
     watch_cmd,
     worker_cmd,
 )
+from spane_cli.cli.breaker_cmd import breaker_app
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
@@ -112,6 +113,7 @@ app.command("resubmit")(lifecycle_cmds.resubmit)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(pool_app, name="pool")
+app.add_typer(breaker_app, name="breaker")
 app.command("health")(health_cmd.health)
 app.command("gc", help=gc_cmd.HELP)(gc_cmd.gc)
 app.add_typer(db_app, name="db")

@@ -83,6 +83,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "pool set": [("Two slots, whatever the workflow files declare.",
                   "spane pool set warehouse 2")],
     "pool rm": [("Back to the size the files declare.", "spane pool rm warehouse")],
+    "breaker": [("Which hosts' breakers are open.", "spane breaker list --open")],
+    "breaker list": [("Every breaker, as JSON.", "spane breaker list -o json")],
+    "breaker reset": [("Close the breaker of a host that is known to be back.",
+                       "spane breaker reset api.example.com")],
     "schedule": [("Install the schedules a file declares.", "spane schedule apply etl.yaml")],
     "schedule add": [
         ("Nightly at 02:30 Berlin time, instead of a cron line.",

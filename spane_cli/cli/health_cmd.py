@@ -10,8 +10,9 @@ import typer
 
 
 def health(ctx: typer.Context) -> None:
-    """Redis ping, database and schema version, live workers, queue depths, late schedules.
-    Exit 0 healthy, 1 degraded (no live worker, pending migrations, a schedule whose fire is
+    """Redis ping, database and schema version, live workers, queue depths, late schedules,
+    open circuit breakers (reported; an upstream host that fails leaves spane healthy). Exit 0
+    healthy, 1 degraded (no live worker, pending migrations, a schedule whose fire is
     over a minute late), 3 Redis or database unreachable."""
     from spane_cli.cli.render import print_data
     from spane_cli.cli.services import settings
@@ -86,6 +87,11 @@ def health(ctx: typer.Context) -> None:
                 f"schedule {late['name']} is late: its fire of {late['due']} has not happened "
                 f"after {late['late_seconds']:g}s (no worker is firing schedules)"
             )
+        # A database still behind migration 8 has no breakers.
+        has_breakers = store.database.table_exists("circuit_breaker")
+        report["open_breakers"] = (
+            [view.as_json() for view in store.list_breakers(only_open=True)] if has_breakers else []
+        )
         if connection is not None:
             served = {q for w in workers for q in w.queues}
             waiting = {
@@ -115,6 +121,13 @@ def health(ctx: typer.Context) -> None:
             sys.stdout.write(f"queue: {queue} depth={depth}\n")
         for late in report.get("late_schedules", []):
             sys.stdout.write(f"late schedule: {late['name']} due {late['due']}\n")
+        for breaker in report.get("open_breakers", []):
+            state = (
+                "half open, its probe running"
+                if breaker["state"] == "half_open"
+                else f"open until {breaker['open_until']}"
+            )
+            sys.stdout.write(f"open breaker: host {breaker['host']} {state}\n")
         for problem in report["problems"]:
             sys.stderr.write(f"spane: {problem}\n")
     if unreachable:

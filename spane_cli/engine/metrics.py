@@ -85,6 +85,16 @@ class WorkerMetrics:
         self.dead_letters = Counter(
             "spane_dead_letters", "Nodes that failed for good (dead letters).", ["workflow"]
         )
+        self.breaker_changes = Counter(
+            "spane_circuit_breaker_changes",
+            "Circuit breakers that opened or closed, by host and new state.",
+            ["host", "state"],
+        )
+        self.deferred_starts = Counter(
+            "spane_deferred_starts",
+            "Starts put off by a rate limit or an open breaker, by what they wait for.",
+            ["reason"],
+        )
         # Lost worker lives already counted: their nodes and items come back in several
         # transactions, and a worker is lost once.
         self._lost_seen: cachetools.LRUCache[str, bool] = cachetools.LRUCache(4096)
@@ -101,6 +111,11 @@ class WorkerMetrics:
                 self.retries.labels(*_node_labels(caches, execution_id, node_id)).inc()
             elif event_type == events.DEAD_LETTER_ADDED:
                 self.dead_letters.labels(_node_labels(caches, execution_id, node_id)[0]).inc()
+            elif event_type in (events.BREAKER_OPENED, events.BREAKER_CLOSED):
+                state = "open" if event_type == events.BREAKER_OPENED else "closed"
+                self.breaker_changes.labels(str((data or {}).get("host", "")), state).inc()
+            elif event_type == events.NODE_DEFERRED:
+                self.deferred_starts.labels(str((data or {}).get("reason", ""))).inc()
             elif event_type == events.NODE_LOST:
                 self.lost_nodes.labels(_node_labels(caches, execution_id, node_id)[0]).inc()
                 worker = (data or {}).get("worker")

@@ -126,6 +126,8 @@ def _deferred(execution_id: str, rows: Mapping[str, NodeRun]) -> dict[str, str]:
     )
     for event in latest:
         data = event.data or {}
+        if event.node_id is None:
+            continue
         found[event.node_id] = f"{data.get('reason', 'a limit')} until {iso(data.get('until'))}"
     return found
 
