@@ -34,6 +34,9 @@ KEY_PREFIX = "spane:limits"
 # two windows could crowd into one.
 MARGIN_SHARE = 0.1
 MARGIN_SECONDS = 0.1
+# A start refused this close to its time waits here and asks again: handing it back would
+# cost a wake cycle (a transaction, a job) longer than the wait itself.
+LOCAL_WAIT_SECONDS = 0.05
 
 
 # A put-off start is dispatched this long after its time: a wake a hair early is refused again.
@@ -83,6 +86,9 @@ class Gates:
                 return _breaker_verdict(node, admission)
         if node.rate_limits:
             taken = self._take(node.rate_limits)
+            if isinstance(taken, tuple) and taken[1] - time.time() <= LOCAL_WAIT_SECONDS:
+                time.sleep(max(taken[1] - time.time(), 0.0))
+                taken = self._take(node.rate_limits)
             if isinstance(taken, tuple):
                 limit, reset = taken
                 return Verdict(until=self._retry_at(limit, reset), reason=limit.describe())

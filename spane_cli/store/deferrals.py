@@ -54,19 +54,17 @@ def defer(
 
 
 def due(caches: Caches, now: float, limit: int = 500) -> list[str]:
-    """Executions with a deferred node or item whose time has come (a plain read: most
+    """Executions with a deferred node or item whose time has come (one plain read: most
     passes find nothing and must not pay for a write transaction)."""
-    found: set[str] = set()
-    for table in ("node_run", "node_item"):
-        rows = sql.run(
-            caches.database,
-            f"SELECT DISTINCT t.execution_id FROM {table} t JOIN execution e"
-            " ON e.id = t.execution_id WHERE t.status = 'queued' AND t.due_at <= ?"
-            f" AND e.status IN ({_ACTIVE}) LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        found.update(row[0] for row in rows)
-    return sorted(found)
+    rows = sql.run(
+        caches.database,
+        "SELECT DISTINCT t.execution_id FROM (SELECT execution_id FROM node_run"
+        " WHERE status = 'queued' AND due_at <= ? UNION ALL SELECT execution_id FROM node_item"
+        " WHERE status = 'queued' AND due_at <= ?) t JOIN execution e ON e.id = t.execution_id"
+        f" WHERE e.status IN ({_ACTIVE}) LIMIT ?",
+        (now, now, limit),
+    ).fetchall()
+    return sorted(row[0] for row in rows)
 
 
 def wake(caches: Caches, now: float) -> list[Dispatch]:
