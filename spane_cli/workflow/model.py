@@ -87,6 +87,8 @@ class Node:
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = None
     queue: str = "default"
+    # Higher is taken first from its queue, with aging (see engine/dispatch.py).
+    priority: int = 0
     continue_on_fail: bool = False
     foreach: str | list[Any] | None = None
     max_parallel: int | None = None
@@ -241,6 +243,7 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             retry=_retry(retry_data),
             timeout=parse_duration(timeout) if timeout is not None else None,
             queue=raw.get("queue", defaults.get("queue", "default")),
+            priority=int(raw.get("priority", defaults.get("priority", data.get("priority", 0)))),
             continue_on_fail=bool(raw.get("continue_on_fail", False)),
             foreach=raw.get("foreach"),
             max_parallel=raw.get("max_parallel"),
