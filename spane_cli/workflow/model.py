@@ -243,7 +243,7 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             retry=_retry(retry_data),
             timeout=parse_duration(timeout) if timeout is not None else None,
             queue=raw.get("queue", defaults.get("queue", "default")),
-            priority=int(raw.get("priority", defaults.get("priority", data.get("priority", 0)))),
+            priority=node_priority(data, raw),
             continue_on_fail=bool(raw.get("continue_on_fail", False)),
             foreach=raw.get("foreach"),
             max_parallel=raw.get("max_parallel"),
@@ -270,6 +270,12 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             for name, entry in schedule_entries(data["name"], data.get("schedule"))
         ),
     )
+
+
+def node_priority(data: Mapping[str, Any], raw: Mapping[str, Any]) -> int:
+    """A node's own `priority`, else the one in `defaults`, else the workflow's, else 0."""
+    defaults = data.get("defaults") or {}
+    return int(raw.get("priority", defaults.get("priority", data.get("priority", 0))))
 
 
 def _pool_of(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
