@@ -77,9 +77,7 @@ def test_retries_keep_the_priority_at_once_and_from_the_timer(store: Store) -> N
     timed = claim_one(store, execution_id, "later", 1, "w", now=1001.0)
     assert at_once is not None and timed is not None
     failed = Report("failed", error="boom")
-    assert priorities(complete_one(store, at_once, failed, now=1002.0), execution_id) == {
-        "now": 5
-    }
+    assert priorities(complete_one(store, at_once, failed, now=1002.0), execution_id) == {"now": 5}
     assert complete_one(store, timed, failed, now=1002.0) == []
     assert priorities(store.wake_due(now=1013.0), execution_id) == {"later": 5}
 
@@ -109,7 +107,9 @@ def test_resume_and_the_reconciler_resend_from_the_outbox_with_the_priority(
     execution_id, _, _ = store.create_execution(version_id, {}, now=1000.0)
     store.set_paused(execution_id, True)
     assert priorities(store.set_paused(execution_id, False), execution_id) == {"a": 4}
-    rows = [d for d in store.pending_dispatches(older_than=2000.0) if d.execution_id == execution_id]
+    rows = [
+        d for d in store.pending_dispatches(older_than=2000.0) if d.execution_id == execution_id
+    ]
     assert priorities(store.with_priorities(rows), execution_id) == {"a": 4}
 
 
