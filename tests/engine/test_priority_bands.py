@@ -4,14 +4,20 @@ a take serves, and how aging lets an old low-priority job past younger high-prio
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import pytest
 from redis import Redis
 from rq import Queue
 from rq.utils import utcformat
 
+from spane_cli.engine import reconcile
 from spane_cli.engine.dispatch import Dispatcher, band_queue, job_id, split_band
+from spane_cli.store.db import open_database
+from spane_cli.store.migrations import migrate
 from spane_cli.store.records import Dispatch
+from spane_cli.store.store import Store
+from spane_cli.store.versions import register_version
 
 
 @pytest.fixture
@@ -130,3 +136,21 @@ def test_bands_of_one_queue_do_not_pass_a_queue_served_before_it(
     keys = [Queue(q, connection=dispatcher.connection).key for q in ("default", "other")]
     taken = dispatcher.take(keys, count=2)
     assert [t.queue for t in taken] == ["default", "other@p50"]
+
+
+def test_a_band_job_lost_with_redis_is_sent_again_to_its_band(
+    postgres_url: str, dispatcher: Dispatcher
+) -> None:
+    database = open_database(postgres_url)
+    migrate(database)
+    store = Store(database)
+    name = f"lost-band-{uuid.uuid4().hex[:8]}"
+    data = {"version": 1, "name": name, "nodes": {"a": {"type": "noop", "priority": 7}}}
+    version_id = int(register_version(database, name, data, {}).id)
+    execution_id, _, dispatches = store.create_execution(version_id, None, now=1000.0)
+    dispatcher.enqueue(dispatches)
+    dispatcher.connection.flushdb()  # Redis restarted empty
+    reconcile.tick(store, dispatcher, now=1000.0 + reconcile.DISPATCH_GRACE_SECONDS + 0.1)
+    band = dispatcher.connection.lrange("rq:queue:default@p7", 0, -1)
+    assert job_id(Dispatch(execution_id, "a", 1, "default", None, 7)).encode() in band
+    database.close()
