@@ -19,6 +19,7 @@ DOCS = [
     ROOT / "docs" / "trigger-rules.md",
     ROOT / "docs" / "exit-handlers-and-retries.md",
     ROOT / "docs" / "pools.md",
+    ROOT / "docs" / "priorities.md",
 ]
 EXAMPLE = re.compile(r"(?:<!-- expect: (?P<expect>.*?) -->\n)?```yaml\n(?P<body>.*?)```", re.S)
 
