@@ -94,3 +94,21 @@ def test_a_low_priority_job_is_served_within_the_bound_while_high_work_keeps_com
     )
     assert int(later[0][0]) > 0, "it only ran once the stream had ended"
     poll(lambda: cluster.status(stream_id) == "succeeded", 90, "the stream")
+
+
+def test_health_counts_a_band_as_served_by_the_workers_of_its_queue(cluster: Cluster) -> None:
+    gate = cluster.gate("busy")
+    busy = cluster.submit(
+        f"version: 1\nname: busy\nnodes:\n  hold:\n    type: shell\n    queue: {QUEUE}\n"
+        f"    config: {{run: '{gate.wait}'}}\n"
+    )
+    cluster.start_worker("--queue", QUEUE, "--concurrency", "1")
+    poll(lambda: cluster.query(
+        "SELECT 1 FROM node_run WHERE execution_id = %s AND status = 'running'", (busy,)
+    ), 30, "the worker to be busy")  # fmt: skip
+    waiting = cluster.submit(one_shell_node("urgent", 5))
+    report = json.loads(cluster.spane("health", "-o", "json").stdout)
+    assert report["queues"][f"{QUEUE}@p5"] == 1
+    assert not [p for p in report["problems"] if QUEUE in p], report["problems"]
+    gate.open()
+    poll(lambda: cluster.status(waiting) == "succeeded", 30, "the waiting job")
