@@ -74,16 +74,23 @@ local function epoch(stamp)
   return days * 86400 + tonumber(hh) * 3600 + tonumber(mi) * 60 + tonumber(ss)
 end
 
-local function pop(key)
+-- Without bands the stamp is not read (nothing to weigh it against): '' instead.
+local function pop(key, with_stamp)
   local id = redis.call('LPOP', key)
   if not id then return false end
   local job_key = prefix .. id
-  local fields = redis.call('HMGET', job_key, 'data', 'enqueued_at')
+  local data, stamp
+  if with_stamp then
+    local fields = redis.call('HMGET', job_key, 'data', 'enqueued_at')
+    data, stamp = fields[1], fields[2]
+  else
+    data = redis.call('HGET', job_key, 'data')
+  end
   redis.call('DEL', job_key)
   table.insert(taken, key)
   table.insert(taken, id)
-  table.insert(taken, fields[1] or '')
-  table.insert(taken, fields[2] or '')
+  table.insert(taken, data or '')
+  table.insert(taken, stamp or '')
   return true
 end
 
@@ -91,7 +98,7 @@ for i = 1, #KEYS, 2 do
   local key, registry = KEYS[i], KEYS[i + 1]
   local bands = redis.call('ZRANGE', registry, 0, -1)
   if #bands == 0 then
-    while #taken < wanted * 4 and pop(key) do end
+    while #taken < wanted * 4 and pop(key, false) do end
   else
     local lists = {{key, 0}}
     for _, band in ipairs(bands) do
@@ -115,7 +122,7 @@ for i = 1, #KEYS, 2 do
         end
       end
       if best == nil then break end
-      pop(best)
+      pop(best, true)
     end
     for _, list in ipairs(lists) do
       if list[2] ~= 0 and redis.call('EXISTS', list[1]) == 1 then
@@ -198,6 +205,8 @@ class Dispatcher:
     def __init__(self, connection: Redis, priority_aging: float = PRIORITY_AGING_SECONDS) -> None:
         self.connection = connection
         self.priority_aging = priority_aging
+        self._take_args: list[Any] = [Job.redis_job_namespace_prefix, 1, repr(priority_aging)]
+        self._take_keys: dict[tuple[str, ...], list[str]] = {}
         # Whether the last take left jobs on a priority band of the queues it looked at.
         self.bands_waiting = False
         self._queues: dict[str, Queue] = {}
@@ -288,12 +297,16 @@ class Dispatcher:
         _TAKE_SCRIPT), removed from Redis; empty when all queues are. A job leaves Redis
         before it is claimed: if this worker dies now, the reconciler re-sends it from the
         outbox."""
-        keys: list[str] = []
-        for key in queue_keys:
-            keys += [key, self._bands_key(key)]
-        flat, busy = self._take(
-            keys=keys, args=[self._job_key_prefix, count, repr(self.priority_aging)]
-        )
+        wanted = tuple(queue_keys)
+        keys = self._take_keys.get(wanted)
+        if keys is None:
+            keys = self._take_keys[wanted] = [
+                key for queue_key in wanted for key in (queue_key, self._bands_key(queue_key))
+            ]
+        args = self._take_args
+        if count != 1:
+            args = [args[0], count, args[2]]
+        flat, busy = self._take(keys=keys, args=args)
         self.bands_waiting = bool(busy)
         prefix = Queue.redis_queue_namespace_prefix
         return [
