@@ -54,6 +54,11 @@ ENVIRONMENT = [
         "Directory of the embedded SQLite database (default: the user's state directory).",
     ),
     ("SPANE_DEBUG", "When true (1, true, yes or on), behave as with --debug."),
+    (
+        "SPANE_PRIORITY_AGING",
+        "Workers: how much waiting one unit of a node's priority is worth (default 1m);"
+        " see docs/priorities.md.",
+    ),
 ]
 
 # --------------------------------------------------------------------------- the command tree

@@ -138,6 +138,12 @@ def kind(schema: Schema) -> str:
     return text
 
 
+def _unnamed(prop: Schema) -> bool:
+    """A $ref the reference has no section of its own for (queue, priority, pool_name)."""
+    ref = str(prop.get("$ref", ""))
+    return bool(ref) and ref.rsplit("/", 1)[-1] not in _NAMED_DEFS | {"duration_or_template"}
+
+
 def fields(schema: Schema, defs: Schema, prefix: str = "") -> list[Field]:
     """The fields of an object schema; a field that is a bare `$ref` takes the description
     and default of what it refers to."""
@@ -148,7 +154,8 @@ def fields(schema: Schema, defs: Schema, prefix: str = "") -> list[Field]:
         found.append(
             Field(
                 name=prefix + name,
-                kind=kind(prop),
+                # A $ref the reference has no section for reads as the type it refers to.
+                kind=kind(referred if _unnamed(prop) and "type" in referred else prop),
                 required=name in required,
                 default=prop.get("default", referred.get("default", NO_DEFAULT)),
                 meaning=prop.get("description", referred.get("description", "")),

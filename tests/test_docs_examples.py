@@ -20,6 +20,7 @@ DOCS = [
     ROOT / "docs" / "exit-handlers-and-retries.md",
     ROOT / "docs" / "pools.md",
     ROOT / "docs" / "limits.md",
+    ROOT / "docs" / "priorities.md",
 ]
 EXAMPLE = re.compile(r"(?:<!-- expect: (?P<expect>.*?) -->\n)?```yaml\n(?P<body>.*?)```", re.S)
 

@@ -17,6 +17,7 @@ def health(ctx: typer.Context) -> None:
     from spane_cli.cli.render import print_data
     from spane_cli.cli.services import settings
     from spane_cli.engine.connections import database_url, open_redis, open_store
+    from spane_cli.engine.dispatch import split_band
     from spane_cli.errors import ExitCode, ServiceUnreachable
     from spane_cli.store.db import describe
     from spane_cli.store.migrations import migration_status
@@ -102,7 +103,7 @@ def health(ctx: typer.Context) -> None:
             report["queues"] = {q: int(connection.llen(f"rq:queue:{q}")) for q in queues}
             for queue in queues:
                 depth = report["queues"][queue]
-                if depth and queue not in served:
+                if depth and split_band(queue)[0] not in served:
                     report["problems"].append(
                         f"queue {queue} has {depth} waiting jobs and no live worker serves it"
                     )

@@ -13,8 +13,9 @@ from spane_cli.cli.services import ExecId
 GET_HELP = (
     "Show one execution with every node, and what each waiting node waits for (parents, a "
     "paused execution, a retry or delay due at T, a full max_parallel, no live worker on its "
-    "queue). -o json prints one object, nodes included; -o wide adds each node's type, duration "
-    "and items."
+    "queue). -o json prints one object, nodes included (with a node's priority when it has "
+    "one); -o wide adds each node's type, duration and items, and its priority when any "
+    "node has one."
 )
 LIST_HELP = (
     "List executions, newest first. -o json prints a bare array; -o name (or -q) bare ids, "

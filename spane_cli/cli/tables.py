@@ -93,6 +93,8 @@ def execution_table(
     if wide:
         columns[1:1] = ["type"]
         columns[4:4] = ["duration", "items"]
+        if any("priority" in node for node in view["nodes"].values()):
+            columns.insert(2, "priority")
     if waits:
         columns.append("waiting for")
     for column in columns:
@@ -105,6 +107,7 @@ def execution_table(
             "attempts": str(node["attempts"]),
             "duration": duration_text(node["started_at"], node["finished_at"]),
             "items": items_text(node),
+            "priority": str(node.get("priority", 0)),
             "started": node["started_at"] or "",
             "finished": node["finished_at"] or "",
             "error": first_line(node["error"])[:60],

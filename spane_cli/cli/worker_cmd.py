@@ -27,6 +27,8 @@ HELP = (
     "killed (kill -9), a small keeper process it started kills its commands; a worker stuck "
     "where its heartbeat cannot beat is killed by it too. Every worker "
     "also reconciles: it re-sends what the database says is due (lost jobs, retries, delays). "
+    "Within a queue, higher node priority is taken first; each unit counts as "
+    "SPANE_PRIORITY_AGING of waiting (default 1m, see docs/priorities.md). "
     "--metrics-port P serves Prometheus metrics of all its processes on http://HOST:P/metrics "
     "(see docs/metrics.md). With the otel extra installed and OTEL_EXPORTER_OTLP_ENDPOINT set, "
     "each node attempt is sent as a span of its execution's trace."
@@ -77,7 +79,11 @@ def worker(
     from spane_cli.cli.app import settings_of
     from spane_cli.engine.connections import open_redis, open_store
     from spane_cli.engine.import_path import add_import_paths
-    from spane_cli.engine.worker_settings import WorkerTimings, retention_from_environment
+    from spane_cli.engine.worker_settings import (
+        WorkerTimings,
+        priority_aging_from_environment,
+        retention_from_environment,
+    )
 
     settings = settings_of(ctx)
     add_import_paths(paths or [])
@@ -85,6 +91,7 @@ def worker(
     # failing and being replaced forever.
     timings = WorkerTimings.from_environment()
     retention_from_environment()
+    priority_aging_from_environment()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonLogFormatter() if log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)

@@ -206,14 +206,15 @@ class _QueueDepth:
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
-        from rq import Queue
+
+        from spane_cli.engine.dispatch import Dispatcher
 
         family = GaugeMetricFamily(
             "spane_queue_depth", "Jobs waiting on a queue this worker serves.", labels=["queue"]
         )
         for name in self.queues:
             try:
-                depth = Queue(name, connection=self.connection).count
+                depth = Dispatcher(self.connection).depth(name)  # its priority bands too
             except Exception:  # Redis away: no sample rather than a failed scrape
                 continue
             family.add_metric([name], depth)

@@ -21,7 +21,7 @@ import peewee
 from redis.exceptions import RedisError
 
 from spane_cli.engine import metrics
-from spane_cli.engine.dispatch import Dispatcher
+from spane_cli.engine.dispatch import Dispatcher, band_queue
 from spane_cli.engine.scheduling import schedule_input
 from spane_cli.store.records import Dispatch
 from spane_cli.store.retention import Selection
@@ -107,7 +107,7 @@ def tick(
             for d in _stale(store, dispatcher, now)
             if (d.execution_id, d.node_id, d.item) not in lost_keys
         ]
-        again = lost + stale
+        again = store.with_priorities(lost + stale)
         restart_grace(again, now)
         dispatches += again
         dispatcher.enqueue(dispatches)
@@ -140,12 +140,19 @@ def _stale(store: Store, dispatcher: Dispatcher, now: float) -> list[Dispatch]:
     rows = store.pending_dispatches(now - RESEND_AFTER_SECONDS)
     if not rows:
         return []
-    empty = {name for name in {d.queue for d in rows} if dispatcher.queue(name).count == 0}
-    if len(empty) == len({d.queue for d in rows}):
+    # Each row waits on its priority band: that band's emptiness says its turn has passed.
+    rows = store.with_priorities(rows)
+    bands = {band_queue(d.queue, d.priority) for d in rows}
+    empty = {name for name in bands if dispatcher.queue(name).count == 0}
+    if len(empty) == len(bands):
         return rows
     anyway = store.pending_dispatches(now - RESEND_ANYWAY_AFTER_SECONDS)
     keys = {(d.execution_id, d.node_id, d.item) for d in anyway}
-    return [d for d in rows if d.queue in empty or (d.execution_id, d.node_id, d.item) in keys]
+    return [
+        d
+        for d in rows
+        if band_queue(d.queue, d.priority) in empty or (d.execution_id, d.node_id, d.item) in keys
+    ]
 
 
 def fire_schedules(

@@ -30,6 +30,7 @@ from spane_cli.engine.runner import run_claimed, secrets_from_environment
 from spane_cli.engine.worker_settings import (
     LIFE_ENV,
     WorkerTimings,
+    priority_aging_from_environment,
     retention_from_environment,
     worker_identity,
 )
@@ -67,6 +68,7 @@ class WorkerOptions:
     handle_signals: bool = False
     timings: WorkerTimings = field(default_factory=WorkerTimings.from_environment)
     retention: float | None = field(default_factory=retention_from_environment)
+    priority_aging: float = field(default_factory=priority_aging_from_environment)
     # `run --local` turns it off: a command that runs one execution fires no schedules.
     fire_schedules: bool = True
 
@@ -82,7 +84,7 @@ class NodeWorker:
         self.store = store
         self.connection = connection
         self.options = options
-        self.dispatcher = Dispatcher(connection)
+        self.dispatcher = Dispatcher(connection, options.priority_aging)
         self.gates = Gates(store, connection)
         self.should_stop = should_stop
         self.queue_keys = [Queue(q, connection=connection).key for q in options.queues]
@@ -241,8 +243,9 @@ class NodeWorker:
             first = self.dispatcher.take_blocking(self.queue_keys, wait, wake_key=TIMER_WAKE_KEY)
             if first is None:
                 return False
-            if first.queue == TIMER_WAKE_KEY:
-                self._due_unknown = True
+            if first.is_wake:
+                # A due time may have moved, or a priority band got jobs: look again.
+                self._due_unknown = self._due_unknown or first.queue == TIMER_WAKE_KEY
                 return False
         self._process(first)
         self.jobs_done += 1
@@ -352,12 +355,13 @@ class NodeWorker:
             return self._claim_gated(node, execution_id, node_id, attempt)
         wanted = [(execution_id, node_id, attempt)]
         if self.options.max_jobs is None and self._is_instant(execution_id, node_id):
-            handed_back: list[Dispatch] = []
+            handed_back: list[TakenJob] = []
             taken = [
-                job.dispatch() for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1)
+                (job, job.dispatch())
+                for job in self.dispatcher.take(self.queue_keys, CLAIM_BATCH - 1)
             ]
-            self.store.caches.load_execution_infos(d.execution_id for d in taken if d is not None)
-            for dispatch in taken:
+            self.store.caches.load_execution_infos(d.execution_id for _, d in taken if d)
+            for job, dispatch in taken:
                 if dispatch is None:
                     continue  # its hash was gone; the reconciler re-sends it
                 if dispatch.item is None and self._is_instant(
@@ -365,9 +369,9 @@ class NodeWorker:
                 ):
                     wanted.append((dispatch.execution_id, dispatch.node_id, dispatch.attempt))
                 else:
-                    handed_back.append(dispatch)
+                    handed_back.append(job)
             if handed_back:
-                self._enqueue(handed_back, at_front=True)
+                self._hand_back(handed_back)
         return self.store.claim_nodes(wanted, self.identity)
 
     def _claim_gated(
@@ -485,7 +489,10 @@ class NodeWorker:
             self.store.expire_timeouts(max(now, claim.timeout_at))
 
     def _may_take_next(self) -> bool:
-        return not self._stopping() and not self._max_jobs_reached()
+        # A child handed straight to this worker skips its queue: not while a priority band
+        # of its queues holds jobs (as of the last take), which could come first.
+        stop = self._stopping() or self._max_jobs_reached()
+        return not stop and not self.dispatcher.bands_waiting
 
     def _process_item(self, execution_id: str, node_id: str, attempt: int, item: int) -> None:
         node = self._node_of(execution_id, node_id)
@@ -552,12 +559,18 @@ class NodeWorker:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX_SECONDS)
 
-    def _enqueue(self, dispatches: list[Dispatch], at_front: bool = False) -> None:
+    def _enqueue(self, dispatches: list[Dispatch]) -> None:
         try:
-            self.dispatcher.enqueue(dispatches, at_front=at_front)
+            self.dispatcher.enqueue(dispatches)
         except RedisError as exc:
             # The outbox rows stay; the reconciler sends them when Redis is back.
             log.warning("could not enqueue %d jobs: %s", len(dispatches), error_line(exc))
+
+    def _hand_back(self, jobs: list[TakenJob]) -> None:
+        try:
+            self.dispatcher.hand_back(jobs)
+        except RedisError as exc:
+            log.warning("could not hand back %d jobs: %s", len(jobs), error_line(exc))
 
     def _cancel_check(self, execution_id: str) -> Callable[[], bool]:
         last = [0.0, False]

@@ -100,6 +100,28 @@ def retention_from_environment(environ: Mapping[str, str] | None = None) -> floa
         raise UsageError(f"{RETENTION_ENV}: {exc}") from None
 
 
+PRIORITY_AGING_ENV = "SPANE_PRIORITY_AGING"
+
+
+def priority_aging_from_environment(environ: Mapping[str, str] | None = None) -> float:
+    """SPANE_PRIORITY_AGING (a duration such as 1m, 30s): how much waiting one unit of
+    priority is worth when a worker chooses the next job of a queue (docs/priorities.md).
+    Every worker of a cluster should have the same."""
+    from spane_cli.engine.dispatch import PRIORITY_AGING_SECONDS
+    from spane_cli.workflow.durations import DurationError, parse_duration
+
+    text = (os.environ if environ is None else environ).get(PRIORITY_AGING_ENV, "").strip()
+    if not text:
+        return PRIORITY_AGING_SECONDS
+    try:
+        aging = parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{PRIORITY_AGING_ENV}: {exc}") from None
+    if not (math.isfinite(aging) and aging > 0):
+        raise UsageError(f"{PRIORITY_AGING_ENV} must be a duration > 0, not {text!r}")
+    return aging
+
+
 def pulse_window(timings: WorkerTimings) -> float:
     """How long a worker may go without a pulse before its keeper kills it: ends before its
     heartbeat TTL does, so the node it holds is never re-run elsewhere while it still runs

@@ -12,7 +12,7 @@ from spane_cli import scheduler
 from spane_cli.states import ACTIVE_EXECUTION, NodeStatus
 from spane_cli.store import events, finish, pools, sql
 from spane_cli.store.claim import claim_ready_child
-from spane_cli.store.records import Dispatch, ExecutionInfo
+from spane_cli.store.records import ExecutionInfo, dispatch_of
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
 from spane_cli.workflow.model import Node
@@ -123,7 +123,7 @@ def queue_ready(
             ).fetchall()
         )
     queued = [c for c in candidates if c in changed]
-    tx.enqueue([Dispatch(info.id, c, 1, workflow.nodes[c].queue) for c in queued])
+    tx.enqueue([dispatch_of(info.id, workflow.nodes[c], 1) for c in queued])
     first_attempt = {"attempt": 1}  # one dict for every row: encoded once
     for node_id in queued:
         tx.event(info.id, node_id, events.NODE_QUEUED, first_attempt)

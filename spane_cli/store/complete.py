@@ -16,11 +16,12 @@ from spane_cli import scheduler
 from spane_cli.states import NodeStatus, OutcomeKind
 from spane_cli.store import breakers, cascade, events, fail_fast, items, pools, sql, subworkflows
 from spane_cli.store.models import DeadLetter, NodeRun
-from spane_cli.store.records import ClaimedNode, Dispatch, ExecutionInfo, Report
+from spane_cli.store.records import ClaimedNode, ExecutionInfo, Report, dispatch_of
 from spane_cli.store.tx import Tx
 from spane_cli.store.versions import LoadedVersion
 from spane_cli.text import first_line
 from spane_cli.workflow.limits import BreakerSpec
+from spane_cli.workflow.model import Node
 
 
 def complete_nodes(tx: Tx, reports: Sequence[tuple[ClaimedNode, Report]]) -> None:
@@ -330,7 +331,7 @@ def _record_failure(
             },
         )
         if next_delay <= 0:
-            requeue(tx, execution_id, node_id, attempt + 1, node.queue)
+            requeue(tx, execution_id, node, attempt + 1)
         return True
     if not _moved(
         guard,
@@ -380,8 +381,9 @@ def _moved(guard: Any, **fields: Any) -> bool:
     return int(NodeRun.update(**fields).where(guard).execute()) == 1
 
 
-def requeue(tx: Tx, execution_id: str, node_id: str, attempt: int, queue: str) -> None:
+def requeue(tx: Tx, execution_id: str, node: Node, attempt: int) -> None:
     """A retry (or a lost node's attempt) back on its queue, with its outbox row."""
+    node_id = node.id
     NodeRun.update(
         status=NodeStatus.QUEUED, attempt=attempt, queued_at=tx.now, due_at=None, worker=None
     ).where(
@@ -389,5 +391,5 @@ def requeue(tx: Tx, execution_id: str, node_id: str, attempt: int, queue: str) -
         & (NodeRun.node_id == node_id)
         & (NodeRun.status.in_([NodeStatus.RETRYING, NodeStatus.RUNNING]))
     ).execute()
-    tx.enqueue([Dispatch(execution_id, node_id, attempt, queue)])
+    tx.enqueue([dispatch_of(execution_id, node, attempt)])
     tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": attempt})

@@ -11,7 +11,7 @@ import peewee
 from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.store import events, sql
 from spane_cli.store.models import Execution
-from spane_cli.store.records import Dispatch
+from spane_cli.store.records import Dispatch, dispatch_of
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.timeutil import iso
 
@@ -89,7 +89,7 @@ def insert_execution(
         )
         if entry:
             tx.event(execution_id, node.id, events.NODE_QUEUED, {"attempt": 1})
-            entry_dispatches.append(Dispatch(execution_id, node.id, 1, node.queue))
+            entry_dispatches.append(dispatch_of(execution_id, node, 1))
     sql.insert_rows(tx.database, "node_run", _NODE_ROW_COLUMNS, node_rows)
     tx.enqueue(entry_dispatches)
     return execution_id

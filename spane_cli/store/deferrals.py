@@ -81,7 +81,9 @@ def wake(caches: Caches, now: float) -> list[Dispatch]:
                 f" AND execution_id {member} RETURNING execution_id, node_id, attempt, queue",
                 (now, *values),
             ).fetchall()
-            tx.enqueue([Dispatch(e, n, int(a), q) for e, n, a, q in nodes])
+            tx.enqueue(
+                tx.caches.with_priorities([Dispatch(e, n, int(a), q) for e, n, a, q in nodes])
+            )
             found_items = tx.run(
                 "UPDATE node_item SET due_at = NULL WHERE status = 'queued' AND due_at <= ?"
                 f" AND execution_id {member}"
@@ -94,5 +96,5 @@ def wake(caches: Caches, now: float) -> list[Dispatch]:
                 if info is not None:
                     queue = tx.version(info.version_id).workflow.nodes[node_id].queue
                     dispatches.append(Dispatch(execution_id, node_id, int(attempt), queue, index))
-            tx.enqueue(dispatches)
+            tx.enqueue(tx.caches.with_priorities(dispatches))
     return tx.dispatches

@@ -17,10 +17,10 @@ from spane_cli.store.claim import claimed, parent_outputs
 from spane_cli.store.records import (
     MAX_LOST,
     ClaimedNode,
-    Dispatch,
     ExecutionInfo,
     Report,
     StaleReport,
+    dispatch_of,
 )
 from spane_cli.store.tx import EndedChild, Tx
 from spane_cli.store.versions import LoadedVersion
@@ -92,7 +92,7 @@ def start_items(
             for index, value in enumerate(values)
         ],
     )
-    tx.enqueue([Dispatch(execution_id, node_id, 1, node.queue, i) for i in range(first)])
+    tx.enqueue([dispatch_of(execution_id, node, 1, i) for i in range(first)])
     tx.event(execution_id, node_id, events.NODE_WAITING, {"items": len(values)})
     return True
 
@@ -265,7 +265,7 @@ def _settle_item(
             {"item": index, "attempt": attempt, "error": first_line(report.error)},
         )
         if delay <= 0:
-            tx.enqueue([Dispatch(execution_id, node_id, attempt + 1, node.queue, index)])
+            tx.enqueue([dispatch_of(execution_id, node, attempt + 1, index)])
         return None
     changed = tx.run(
         "UPDATE node_item SET status = 'failed', error = ?, due_at = NULL, finished_at = ?" + guard,
@@ -315,7 +315,7 @@ def item_ended(
             " WHERE execution_id = ? AND node_id = ? AND item_index = ? AND status = 'pending'",
             (tx.now, execution_id, node_id, next_index),
         )
-        tx.enqueue([Dispatch(execution_id, node_id, 1, node.queue, next_index)])
+        tx.enqueue([dispatch_of(execution_id, node, 1, next_index)])
     if done < total:
         return None
     if failures:
@@ -380,8 +380,8 @@ def requeue_item(tx: Tx, execution_id: str, node_id: str, index: int, attempt: i
     info = tx.info(execution_id)
     if moved != 1 or info is None:
         return
-    queue = tx.version(info.version_id).workflow.nodes[node_id].queue
-    tx.enqueue([Dispatch(execution_id, node_id, attempt + 1, queue, index)])
+    node = tx.version(info.version_id).workflow.nodes[node_id]
+    tx.enqueue([dispatch_of(execution_id, node, attempt + 1, index)])
 
 
 def running_items(
@@ -429,7 +429,7 @@ def lose_item(
     ).rowcount
     if moved == 1:
         pools.release(tx, execution_id, node_id, index, worker)
-        queue = version.workflow.nodes[node_id].queue
-        tx.enqueue([Dispatch(execution_id, node_id, attempt, queue, index)])
+        node = version.workflow.nodes[node_id]
+        tx.enqueue([dispatch_of(execution_id, node, attempt, index)])
         tx.event(execution_id, node_id, events.NODE_LOST, {"item": index, "worker": worker})
     return None

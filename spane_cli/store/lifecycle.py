@@ -137,4 +137,6 @@ def set_paused(caches: Caches, execution_id: str, paused: bool, now: float) -> l
             raise OperationFailed(f"execution {execution_id} is not paused")
         tx.event(execution_id, None, events.EXECUTION_RESUMED)
         rows = Outbox.select().where(Outbox.execution_id == execution_id)
-        return [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue, r.item) for r in rows]
+        return caches.with_priorities(
+            [Dispatch(r.execution_id, r.node_id, r.attempt, r.queue, r.item) for r in rows]
+        )

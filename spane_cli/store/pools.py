@@ -21,7 +21,7 @@ from functools import partial
 import peewee
 
 from spane_cli.store import events
-from spane_cli.store.records import Dispatch
+from spane_cli.store.records import Dispatch, dispatch_of
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.model import Node, Workflow
 
@@ -188,7 +188,8 @@ def wake(tx: Tx, pool: str) -> None:
             tx.enqueue(_parked_nodes(tx, execution_id))
             continue
         index = None if item == NO_ITEM else int(item)
-        tx.enqueue([Dispatch(execution_id, node_id, int(attempt), queue, index)])
+        woken = Dispatch(execution_id, node_id, int(attempt), queue, index)
+        tx.enqueue(tx.caches.with_priorities([woken]))
 
 
 def _parked_nodes(tx: Tx, execution_id: str) -> list[Dispatch]:
@@ -203,7 +204,7 @@ def _parked_nodes(tx: Tx, execution_id: str) -> list[Dispatch]:
         " AND o.node_id = node_run.node_id AND o.item IS NULL)",
         (execution_id,),
     ).fetchall()
-    return [Dispatch(execution_id, n, int(a), nodes[n].queue) for n, a in rows if n in nodes]
+    return [dispatch_of(execution_id, nodes[n], int(a)) for n, a in rows if n in nodes]
 
 
 def execution_pool(workflow: Workflow) -> str | None:

@@ -105,7 +105,8 @@ def node_outcomes(execution_id: str) -> list[tuple[str, str, str | None, int, fl
 
 
 def pending_dispatches(older_than: float, limit: int = 1000) -> list[Dispatch]:
-    """Outbox rows older than `older_than` (epoch): dispatch intent not yet claimed."""
+    """Outbox rows older than `older_than` (epoch): dispatch intent not yet claimed. Rows keep
+    no priority: `Caches.with_priorities` gives the ones to send again theirs."""
     rows = (
         Outbox.select()
         .join(Execution, on=(Outbox.execution_id == Execution.id))

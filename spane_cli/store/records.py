@@ -9,6 +9,7 @@ from typing import Any
 from spane_cli.states import OutcomeKind
 from spane_cli.store.versions import LoadedVersion
 from spane_cli.text import storable
+from spane_cli.workflow.model import Node
 
 MAX_DEPTH = 10  # sub-workflows nest at most this deep
 MAX_LOST = 3  # a node whose worker died this many times in a row fails with `worker lost`
@@ -23,6 +24,13 @@ class Dispatch:
     attempt: int
     queue: str
     item: int | None = None  # a foreach item's index; None for the node itself
+    # The node's priority: which band of its queue the job waits in (engine/dispatch.py).
+    priority: int = 0
+
+
+def dispatch_of(execution_id: str, node: Node, attempt: int, item: int | None = None) -> Dispatch:
+    """The job of a node of the model: its queue and priority come from the node."""
+    return Dispatch(execution_id, node.id, attempt, node.queue, item, node.priority)
 
 
 @dataclass

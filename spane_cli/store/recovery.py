@@ -9,7 +9,7 @@ from collections.abc import Collection
 from spane_cli.states import ExecutionStatus, NodeStatus
 from spane_cli.store import complete, events, items, pools
 from spane_cli.store.models import Execution, NodeRun
-from spane_cli.store.records import MAX_LOST, Dispatch, Report
+from spane_cli.store.records import MAX_LOST, Dispatch, Report, dispatch_of
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.durations import format_duration
 
@@ -86,8 +86,8 @@ def recover_lost_nodes(
                     workflow = tx.version(info.version_id).workflow
                     # The lost run's slot comes back with the node's new job.
                     pools.release_nodes(tx, workflow, row.execution_id, [row.node_id])
-                    queue = workflow.nodes[row.node_id].queue
-                    tx.enqueue([Dispatch(row.execution_id, row.node_id, row.attempt, queue)])
+                    node = workflow.nodes[row.node_id]
+                    tx.enqueue([dispatch_of(row.execution_id, node, row.attempt)])
                     tx.event(
                         row.execution_id,
                         row.node_id,

@@ -19,7 +19,7 @@ from spane_cli.errors import NotFound, OperationFailed
 from spane_cli.states import TERMINAL_NODE, ExecutionStatus, NodeStatus
 from spane_cli.store import events, repair
 from spane_cli.store.models import DeadLetter, Event, Execution, NodeRun
-from spane_cli.store.records import Dispatch
+from spane_cli.store.records import Dispatch, dispatch_of
 from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.workflow.dag import descendants
 
@@ -213,7 +213,7 @@ def _reopen(tx: Tx, execution_id: str, failed_nodes: Iterable[str]) -> list[Disp
         if moved != 1:
             continue
         reopened.append(node_id)
-        dispatches.append(Dispatch(execution_id, node_id, attempt, workflow.nodes[node_id].queue))
+        dispatches.append(dispatch_of(execution_id, workflow.nodes[node_id], attempt))
         tx.event(execution_id, node_id, events.NODE_QUEUED, {"attempt": attempt})
     if not reopened:
         return dispatches

@@ -279,7 +279,11 @@ class Store:
         return released
 
     def pending_dispatches(self, older_than: float, limit: int = 1000) -> list[Dispatch]:
+        """Outbox rows not yet claimed, without their priority (see `with_priorities`)."""
         return queries.pending_dispatches(older_than, limit)
+
+    def with_priorities(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
+        return self.caches.with_priorities(dispatches)
 
     # -- retention ---------------------------------------------------------------------------
 

@@ -58,8 +58,8 @@ def wake_due(caches: Caches, now: float, limit: int = 500) -> list[Dispatch]:
                     NodeRun.update(status=NodeStatus.RETRYING).where(
                         (NodeRun.execution == row.execution_id) & (NodeRun.node_id == row.node_id)
                     ).execute()
-                    queue = tx.version(info.version_id).workflow.nodes[row.node_id].queue
-                    complete.requeue(tx, row.execution_id, row.node_id, row.attempt + 1, queue)
+                    node = tx.version(info.version_id).workflow.nodes[row.node_id]
+                    complete.requeue(tx, row.execution_id, node, row.attempt + 1)
         dispatches += tx.dispatches
     return dispatches
 

@@ -36,7 +36,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import cachetools
@@ -90,6 +90,20 @@ class Caches:
                 parent_node_id=row[6],
                 schedule=(row[7], float(row[8])) if row[7] is not None else None,
             )
+
+    def with_priorities(self, dispatches: Sequence[Dispatch]) -> list[Dispatch]:
+        """Dispatches read back from rows (the outbox, pool waiters), which keep no priority,
+        with their node's: a version never changes, so it is the priority they were sent with."""
+        self.load_execution_infos(d.execution_id for d in dispatches)
+        prioritized = []
+        for dispatch in dispatches:
+            info = self.infos.get(dispatch.execution_id)
+            nodes = None if info is None else self.versions.get(info.version_id).workflow.nodes
+            node = None if nodes is None else nodes.get(dispatch.node_id)
+            if node is not None and node.priority != dispatch.priority:
+                dispatch = replace(dispatch, priority=node.priority)
+            prioritized.append(dispatch)
+        return prioritized
 
     def execution_info(self, execution_id: str) -> ExecutionInfo | None:
         info = self.infos.get(execution_id)

@@ -6,6 +6,7 @@ from typing import Any
 
 from spane_cli.store.models import DeadLetter, Event, Execution, NodeRun, WorkflowVersion
 from spane_cli.timeutil import iso
+from spane_cli.workflow.model import node_priority
 
 
 def node_view(row: NodeRun) -> dict[str, Any]:
@@ -47,6 +48,12 @@ def execution_view(execution: Execution, with_nodes: bool = True) -> dict[str, A
             row.node_id: row for row in NodeRun.select().where(NodeRun.execution == execution.id)
         }
         view["nodes"] = {node_id: node_view(rows[node_id]) for node_id in order if node_id in rows}
+        # A node's priority is shown when it has one: the shape of SPEC §2 otherwise.
+        source = version.source["workflow"]
+        for node_id, node in view["nodes"].items():
+            priority = node_priority(source, source["nodes"][node_id])
+            if priority:
+                node["priority"] = priority
     return view
 
 

@@ -88,6 +88,8 @@ class Node:
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = None
     queue: str = "default"
+    # Higher is taken first from its queue, with aging (see engine/dispatch.py).
+    priority: int = 0
     continue_on_fail: bool = False
     foreach: str | list[Any] | None = None
     max_parallel: int | None = None
@@ -256,6 +258,7 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             retry=_retry(retry_data),
             timeout=parse_duration(timeout) if timeout is not None else None,
             queue=raw.get("queue", defaults.get("queue", "default")),
+            priority=node_priority(data, raw),
             continue_on_fail=bool(raw.get("continue_on_fail", False)),
             foreach=raw.get("foreach"),
             max_parallel=raw.get("max_parallel"),
@@ -284,6 +287,12 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
             for name, entry in schedule_entries(data["name"], data.get("schedule"))
         ),
     )
+
+
+def node_priority(data: Mapping[str, Any], raw: Mapping[str, Any]) -> int:
+    """A node's own `priority`, else the one in `defaults`, else the workflow's, else 0."""
+    defaults = data.get("defaults") or {}
+    return int(raw.get("priority", defaults.get("priority", data.get("priority", 0))))
 
 
 def _pool_of(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:

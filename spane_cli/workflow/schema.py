@@ -100,6 +100,14 @@ def _defs() -> dict[str, JsonSchema]:
             "default": "default",
             "description": "The RQ queue the node's jobs go to.",
         },
+        "priority": {
+            "type": "integer",
+            "minimum": -1000,
+            "maximum": 1000,
+            "default": 0,
+            "description": "Higher runs first among the jobs waiting on a queue; each unit counts "
+            "as SPANE_PRIORITY_AGING (default 1m) of waiting, so lower priorities are not starved.",
+        },
         "pool_name": {
             "type": "string",
             "pattern": POOL_NAME_PATTERN,
@@ -259,6 +267,7 @@ def _node_schema() -> JsonSchema:
             "retry": {"$ref": "#/$defs/retry"},
             "timeout": {"$ref": "#/$defs/duration", "description": "Per-attempt time limit."},
             "queue": {"$ref": "#/$defs/queue"},
+            "priority": {"$ref": "#/$defs/priority"},
             "continue_on_fail": {
                 "type": "boolean",
                 "default": False,
@@ -353,6 +362,10 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
                         "$ref": "#/$defs/queue",
                         "description": "The queue of every node without its own.",
                     },
+                    "priority": {
+                        "$ref": "#/$defs/priority",
+                        "description": "The priority of every node without its own.",
+                    },
                     "pool": {"$ref": "#/$defs/pool_name"},
                     "mutex": {"$ref": "#/$defs/pool_name"},
                     "rate_limit": {
@@ -369,6 +382,10 @@ def workflow_schema(config_schemas: Mapping[str, JsonSchema] | None = None) -> J
             },
             "output": {
                 "description": "The execution's output (templates); default {leaf_id: output}.",
+            },
+            "priority": {
+                "$ref": "#/$defs/priority",
+                "description": "The priority of every node without its own or one in `defaults`.",
             },
             "max_active": {
                 "type": "integer",
