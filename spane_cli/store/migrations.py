@@ -70,6 +70,10 @@ def _pools(database: peewee.Database) -> None:
     database.create_tables([models.Pool, models.PoolSlot, models.PoolWaiter], safe=True)
 
 
+def _hooks(database: peewee.Database) -> None:
+    database.create_tables([models.Hook, models.HookDelivery], safe=True)
+
+
 # Append new migrations; never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial),
@@ -82,6 +86,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (4, "foreach items of workflow nodes name their child execution", _item_child_executions),
     (5, "node logs name their foreach item and worker", _node_log_item_and_worker),
     (6, "concurrency pools, their slots and waiters", _pools),
+    (9, "webhooks of workflows and their deliveries", _hooks),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531

@@ -291,6 +291,35 @@ class PoolWaiter(BaseModel):
         )
 
 
+class Hook(BaseModel):
+    """A workflow's webhook. Its secret is never stored: it is derived from `salt` under the
+    server's key (engine/hook_secrets.py), so this row alone cannot sign a request. A new
+    `spane hook create` replaces the salt, which rotates the secret."""
+
+    workflow = peewee.CharField(primary_key=True, max_length=64)
+    salt = peewee.CharField(max_length=64)
+    created_at = peewee.DoubleField()
+
+
+class HookDelivery(BaseModel):
+    """A webhook request that started an execution. The sender's delivery id makes a
+    redelivery return the same execution; the digest of the signature tells a replay (the
+    same signed body under another delivery id) from a new delivery."""
+
+    id = peewee.BigAutoField()
+    workflow = peewee.CharField(max_length=64)
+    delivery_id = peewee.CharField(max_length=128, null=True)
+    signature_digest = peewee.CharField(max_length=64)
+    execution_id = peewee.CharField(max_length=36)
+    received_at = peewee.DoubleField(index=True)
+
+    class Meta:
+        indexes = (
+            (("workflow", "signature_digest"), True),
+            (("workflow", "delivery_id"), True),
+        )
+
+
 ALL_TABLES: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     WorkflowVersion,
@@ -308,4 +337,6 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     Pool,
     PoolSlot,
     PoolWaiter,
+    Hook,
+    HookDelivery,
 )
