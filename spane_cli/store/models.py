@@ -291,6 +291,22 @@ class PoolWaiter(BaseModel):
         )
 
 
+class ApiToken(BaseModel):
+    """A bearer token of `spane serve`. Only a salted hash of its secret is kept; `key` is
+    the public part of the token that finds the row without comparing every hash."""
+
+    id: int  # peewee's implicit primary key, declared for type checkers
+    name = peewee.CharField(max_length=64)  # unique among the tokens not revoked (migration 7)
+    key = peewee.CharField(max_length=32, unique=True)
+    scope = peewee.CharField(max_length=16)  # read, run or admin
+    salt = peewee.CharField(max_length=64)
+    secret_hash = peewee.CharField(max_length=128)
+    created_at = peewee.DoubleField()
+    expires_at = peewee.DoubleField(null=True)
+    revoked_at = peewee.DoubleField(null=True)
+    last_used_at = peewee.DoubleField(null=True)
+
+
 class Hook(BaseModel):
     """A workflow's webhook. Its secret is never stored: it is derived from `salt` under the
     server's key (engine/hook_secrets.py), so this row alone cannot sign a request. A new
@@ -337,6 +353,7 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     Pool,
     PoolSlot,
     PoolWaiter,
+    ApiToken,
     Hook,
     HookDelivery,
 )
