@@ -67,14 +67,16 @@ def hook_salt(workflow: str) -> str | None:
 
 def hooks() -> list[HookInfo]:
     """Every hook, by workflow name, with how many deliveries it took and the last one."""
-    counts = {
-        row.workflow: (int(row.count), row.last)
-        for row in HookDelivery.select(
+    grouped: Any = (
+        HookDelivery.select(
             HookDelivery.workflow,
-            peewee.fn.COUNT(HookDelivery.id).alias("count"),
-            peewee.fn.MAX(HookDelivery.received_at).alias("last"),
-        ).group_by(HookDelivery.workflow)
-    }
+            peewee.fn.COUNT(HookDelivery.id),
+            peewee.fn.MAX(HookDelivery.received_at),
+        )
+        .group_by(HookDelivery.workflow)
+        .tuples()
+    )
+    counts = {str(workflow): (int(count), last) for workflow, count, last in grouped}
     return [
         HookInfo(
             workflow=row.workflow,
