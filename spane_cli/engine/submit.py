@@ -16,9 +16,9 @@ from jsonschema import Draft202012Validator
 from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
 from spane_cli.nodes.registry import third_party_config_schemas
 from spane_cli.store.db import write_transaction
+from spane_cli.store.queries import require_workflow_version
 from spane_cli.store.records import Dispatch
 from spane_cli.store.store import Store
-from spane_cli.store.queries import require_workflow_version
 from spane_cli.store.versions import latest_version_id, register_version
 from spane_cli.workflow.loader import MAX_FILE_BYTES, LoadedDocument, LoadFailed, load_document
 from spane_cli.workflow.model import InputSpec, Workflow, thaw
@@ -172,20 +172,23 @@ def _file_references(document: LoadedDocument) -> list[Problem]:
     for node_id, node in (nodes or {}).items() if isinstance(nodes, dict) else ():
         config = node.get("config") if isinstance(node, dict) else None
         reference = config.get("workflow") if isinstance(config, dict) else None
-        if isinstance(reference, str) and node.get("type") == "workflow":
-            if is_file_reference(reference):
-                path = ("nodes", node_id, "config", "workflow")
-                line, column = document.locations.of(path)
-                problems.append(
-                    Problem(
-                        document.file,
-                        line,
-                        column,
-                        format_path(path),
-                        f"an uploaded workflow cannot reference the file {reference!r}:"
-                        " register the sub-workflow and name it instead",
-                    )
+        if (
+            isinstance(reference, str)
+            and node.get("type") == "workflow"
+            and is_file_reference(reference)
+        ):
+            path = ("nodes", node_id, "config", "workflow")
+            line, column = document.locations.of(path)
+            problems.append(
+                Problem(
+                    document.file,
+                    line,
+                    column,
+                    format_path(path),
+                    f"an uploaded workflow cannot reference the file {reference!r}:"
+                    " register the sub-workflow and name it instead",
                 )
+            )
     return problems
 
 

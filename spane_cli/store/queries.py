@@ -418,10 +418,8 @@ def registered_workflows(
     )
     if after is not None:
         query = query.where(WorkflowVersion.name > after)
-    return [
-        (str(row.name), int(row.versions), int(row.newest), float(row.registered))
-        for row in query.limit(limit)
-    ]
+    rows: list[tuple[Any, ...]] = list(query.limit(limit).tuples())
+    return [(str(row[0]), int(row[1]), int(row[2]), float(row[3])) for row in rows]
 
 
 def workflow_versions(name: str) -> list[WorkflowVersion]:
