@@ -418,7 +418,7 @@ def registered_workflows(
     )
     if after is not None:
         query = query.where(WorkflowVersion.name > after)
-    rows: list[tuple[Any, ...]] = list(query.limit(limit).tuples())
+    rows: list[Any] = list(query.limit(limit).tuples())
     return [(str(row[0]), int(row[1]), int(row[2]), float(row[3])) for row in rows]
 
 
