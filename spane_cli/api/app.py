@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from spane_cli import __version__
 from spane_cli.api import problems, streams, webhooks
 from spane_cli.api.context import Services
+from spane_cli.api.routes import dead_letters, executions, health, workflows
 from spane_cli.config import Settings
 
 API_PREFIX = "/v1"
@@ -41,6 +42,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
+    app.include_router(health.router)
+    app.include_router(executions.router, prefix=API_PREFIX)
+    app.include_router(dead_letters.router, prefix=API_PREFIX)
+    app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(streams.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     _document_problems(app)
@@ -65,3 +70,20 @@ def _document_problems(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def from_environment() -> FastAPI:
+    """The app of a `spane serve` process: its settings from SPANE_DATABASE_URL and
+    SPANE_REDIS_URL, which `spane serve` sets from its own options."""
+    import logging
+    import os
+
+    from spane_cli.config import DEFAULT_REDIS_URL
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:  %(name)s %(message)s")
+    return create_app(
+        Settings(
+            db_url=os.environ.get("SPANE_DATABASE_URL") or None,
+            redis_url=os.environ.get("SPANE_REDIS_URL") or DEFAULT_REDIS_URL,
+        )
+    )

@@ -227,6 +227,18 @@ def install(app: FastAPI) -> None:
             exit_code=_exit_code_for(exc.status_code),
         )
 
+    async def unreachable(request: Request, exc: Exception) -> JSONResponse:
+        # The database or Redis went away during the request. The driver's message may
+        # hold a host or a user name: it stays in the server's log.
+        log.warning("service unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503,
+            "unreachable",
+            "the database or Redis did not answer; try again",
+            instance=request.url.path,
+            exit_code=int(ExitCode.UNREACHABLE),
+        )
+
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug: the log has the traceback, the client a line that tells nothing inside.
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -236,7 +248,22 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, api_problem)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    for kind in _unreachable_errors():
+        app.add_exception_handler(kind, unreachable)
     app.add_exception_handler(Exception, internal_error)
+
+
+def _unreachable_errors() -> tuple[type[Exception], ...]:
+    import peewee
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (
+        peewee.OperationalError,
+        peewee.InterfaceError,
+        RedisConnectionError,
+        RedisTimeoutError,
+    )
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -347,6 +347,107 @@ def unreplayed_dead_letter_ids(workflow: str | None = None) -> list[int]:
     return [int(row.id) for row in query.order_by(DeadLetter.id)]
 
 
+# -- pages (the HTTP API's cursor pagination) ------------------------------------------------
+
+
+def execution_page(
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    created_since: float | None = None,
+    schedule: str | None = None,
+    limit: int = 50,
+    before: tuple[float, str] | None = None,
+) -> list[Execution]:
+    """Newest first by (created_at, id), at most `limit`, after the cursor `before` (the
+    last row of the previous page): an execution created meanwhile never shifts a page."""
+    query = Execution.select().order_by(Execution.created_at.desc(), Execution.id.desc())
+    if status:
+        query = query.where(Execution.status == status)
+    if workflow:
+        query = query.where(Execution.workflow == workflow)
+    if schedule:
+        query = query.where(Execution.schedule == schedule)
+    if created_since is not None:
+        query = query.where(Execution.created_at >= created_since)
+    if before is not None:
+        created, execution_id = before
+        query = query.where(
+            (Execution.created_at < created)
+            | ((Execution.created_at == created) & (Execution.id < execution_id))
+        )
+    return list(query.limit(limit))
+
+
+def dead_letter_page(
+    *,
+    include_replayed: bool = False,
+    workflow: str | None = None,
+    created_since: float | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[DeadLetter]:
+    """`dead_letters` a page at a time: newest first, ids below `before`."""
+    query = DeadLetter.select().order_by(DeadLetter.id.desc())
+    if not include_replayed:
+        query = query.where(DeadLetter.replayed_at.is_null())
+    if workflow:
+        query = query.where(DeadLetter.workflow == workflow)
+    if created_since is not None:
+        query = query.where(DeadLetter.created_at >= created_since)
+    if before is not None:
+        query = query.where(DeadLetter.id < before)
+    return list(query.limit(limit))
+
+
+# -- registered workflows --------------------------------------------------------------------
+
+
+def registered_workflows(
+    limit: int = 50, after: str | None = None
+) -> list[tuple[str, int, int, float]]:
+    """(name, versions, newest number, newest registered at) by name, names after `after`."""
+    newest = fn.MAX(WorkflowVersion.number)
+    query = (
+        WorkflowVersion.select(
+            WorkflowVersion.name,
+            fn.COUNT(WorkflowVersion.id).alias("versions"),
+            newest.alias("newest"),
+            fn.MAX(WorkflowVersion.created_at).alias("registered"),
+        )
+        .group_by(WorkflowVersion.name)
+        .order_by(WorkflowVersion.name)
+    )
+    if after is not None:
+        query = query.where(WorkflowVersion.name > after)
+    rows: list[Any] = list(query.limit(limit).tuples())
+    return [(str(row[0]), int(row[1]), int(row[2]), float(row[3])) for row in rows]
+
+
+def workflow_versions(name: str) -> list[WorkflowVersion]:
+    """The registered versions of workflow `name`, newest first; NotFound when none."""
+    rows = list(
+        WorkflowVersion.select()
+        .where(WorkflowVersion.name == name)
+        .order_by(WorkflowVersion.number.desc())
+    )
+    if not rows:
+        raise NotFound(f"no registered workflow named {name!r}")
+    return rows
+
+
+def require_workflow_version(name: str, number: int | None = None) -> WorkflowVersion:
+    """Version `number` of workflow `name` (its newest when None); NotFound otherwise."""
+    query = WorkflowVersion.select().where(WorkflowVersion.name == name)
+    if number is not None:
+        query = query.where(WorkflowVersion.number == number)
+    row = query.order_by(WorkflowVersion.number.desc()).first()
+    if row is None:
+        which = f"version {number} of workflow" if number is not None else "workflow"
+        raise NotFound(f"no registered {which} {name!r}")
+    return row
+
+
 # -- following many executions at once ---------------------------------------------------------
 
 
