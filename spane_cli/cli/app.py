@@ -26,6 +26,7 @@ from spane_cli.cli import (
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
+from spane_cli.cli.hook_cmd import hook_app
 from spane_cli.cli.pool_cmd import pool_app
 from spane_cli.cli.render import error_line
 from spane_cli.cli.schedule_cmd import schedule_app
@@ -120,6 +121,7 @@ app.add_typer(db_app, name="db")
 app.command("bench", help=bench_cmd.HELP)(bench_cmd.bench)
 app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
 app.add_typer(token_app, name="token")
+app.add_typer(hook_app, name="hook")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
