@@ -17,10 +17,7 @@ from cluster_support import Cluster, poll
 
 from spane_cli.engine.hook_secrets import sign
 
-DEPLOY = (
-    "version: 1\nname: deploy\ninputs:\n  ref: {type: string}\n"
-    "nodes:\n  ship: {type: noop}\n"
-)
+DEPLOY = "version: 1\nname: deploy\ninputs:\n  ref: {type: string}\nnodes:\n  ship: {type: noop}\n"
 
 
 def create_hook(cluster: Cluster, workflow: str) -> tuple[str, str]:
@@ -46,7 +43,9 @@ def post(
 
 
 def executions_of(cluster: Cluster, workflow: str) -> int:
-    return int(cluster.query("SELECT count(*) FROM execution WHERE workflow = %s", (workflow,))[0][0])
+    return int(
+        cluster.query("SELECT count(*) FROM execution WHERE workflow = %s", (workflow,))[0][0]
+    )
 
 
 def test_signed_deliveries_start_runs_and_nothing_else_does(
