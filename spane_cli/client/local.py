@@ -76,9 +76,7 @@ class LocalClient:
     def _bind(self) -> Any:
         """The store, with the tables bound to its database again (another store opened in
         this process since may have taken them)."""
-        from spane_cli.store.models import database_proxy
-
-        database_proxy.initialize(self._store.database)
+        self._store.bind()
         return self._store
 
     def _dispatch(self) -> Any:

@@ -47,6 +47,11 @@ class Store:
         database_proxy.initialize(database)
         self.caches = Caches(database)
 
+    def bind(self) -> None:
+        """Point the tables at this store's database again: they are bound per process, and
+        another store opened since may have taken them."""
+        database_proxy.initialize(self.database)
+
     @property
     def versions(self) -> VersionCache:
         return self.caches.versions
