@@ -218,12 +218,15 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods_of(request))
         return problem_response(
             exc.status_code,
             kinds.get(exc.status_code, "http"),
             str(exc.detail),
             instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
             exit_code=_exit_code_for(exc.status_code),
         )
 
@@ -251,6 +254,19 @@ def install(app: FastAPI) -> None:
     for kind in _unreachable_errors():
         app.add_exception_handler(kind, unreachable)
     app.add_exception_handler(Exception, internal_error)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the request's path answers to: Starlette's 405 names those of the first
+    route with this path only, and a path may have a route per method."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)  # PARTIAL: the path, not the method
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _unreachable_errors() -> tuple[type[Exception], ...]:

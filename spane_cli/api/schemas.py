@@ -6,13 +6,15 @@ as `spane_cli.store.views` builds them; these models only describe them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from spane_cli.states import ExecutionStatus, NodeStatus
+from spane_cli.workflow.schema import WORKFLOW_NAME_PATTERN
 
 MAX_LIMIT = 1000
+MAX_ID = 2**53  # exact in JSON numbers of every client
 
 
 class _Strict(BaseModel):
@@ -65,23 +67,33 @@ class ExecutionPage(BaseModel):
     )
 
 
-class RunRequest(_Strict):
-    """What to run: a registered workflow by name (and version, newest when left out), or a
-    workflow document uploaded as YAML text. Exactly one of `workflow` and `document`."""
+def _inputs() -> Any:
+    return Field(default_factory=dict, description="The workflow's inputs, by name")
 
-    workflow: str | None = Field(default=None, max_length=64, examples=["etl"])
+
+class RunRegistered(_Strict):
+    """Run a registered workflow: its newest version, or `version`."""
+
+    workflow: str = Field(max_length=64, pattern=WORKFLOW_NAME_PATTERN, examples=["etl"])
     version: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    document: str | None = Field(
-        default=None,
-        max_length=2 * 1024 * 1024,
-        description="A workflow file's text, validated as `spane validate` does",
-    )
+    input: dict[str, Any] = _inputs()
+
+
+class RunDocument(_Strict):
+    """Register and run an uploaded workflow document, validated as `spane validate` does
+    (its problems in a 422, as FILE:LINE:COL with `filename`). It may name registered
+    workflows as sub-workflows, not files."""
+
+    document: str = Field(max_length=2 * 1024 * 1024, description="The workflow file's text")
     filename: str | None = Field(
         default=None,
         max_length=255,
-        description="The name problems of `document` are reported under (FILE:LINE:COL)",
+        description="The name its problems are reported under; workflow.yaml when left out",
     )
-    input: dict[str, Any] = Field(default_factory=dict, description="The workflow's inputs")
+    input: dict[str, Any] = _inputs()
+
+
+RunRequest = RunRegistered | RunDocument
 
 
 class ResubmitRequest(_Strict):
@@ -134,9 +146,15 @@ class Replayed(BaseModel):
     nodes: list[str]
 
 
-class PurgeRequest(_Strict):
-    ids: list[int] | None = Field(default=None, max_length=MAX_LIMIT)
-    all: bool = False
+class PurgeIds(_Strict):
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=MAX_LIMIT)
+
+
+class PurgeAll(_Strict):
+    all: Literal[True]
+
+
+PurgeRequest = PurgeIds | PurgeAll
 
 
 class Purged(BaseModel):

@@ -10,22 +10,30 @@ from spane_cli.api import context
 from spane_cli.api.auth import Scope, TokenRecord, require
 from spane_cli.api.problems import responses
 from spane_cli.api.routes import cursors
-from spane_cli.api.routes.params import Cursor, Limit, Since, since_cutoff
+from spane_cli.api.routes.params import (
+    IntegerCursor,
+    Limit,
+    Since,
+    WorkflowName,
+    since_cutoff,
+)
 from spane_cli.api.schemas import (
+    MAX_ID,
     DeadLetterDetail,
     DeadLetterPage,
+    PurgeAll,
     Purged,
-    PurgeRequest,
+    PurgeIds,
     Replayed,
 )
-from spane_cli.errors import NotFound, UsageError
+from spane_cli.errors import NotFound
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
 Reader = Annotated[TokenRecord, Depends(require(Scope.READ))]
 Runner = Annotated[TokenRecord, Depends(require(Scope.RUN))]
 Admin = Annotated[TokenRecord, Depends(require(Scope.ADMIN))]
-LetterId = Annotated[int, Path(ge=1, le=2**62, description="The dead letter id")]
+LetterId = Annotated[int, Path(ge=1, le=MAX_ID, description="The dead letter id")]
 
 
 @router.get(
@@ -38,11 +46,11 @@ LetterId = Annotated[int, Path(ge=1, le=2**62, description="The dead letter id")
 def list_dead_letters(
     request: Request,
     _: Reader,
-    workflow: Annotated[str | None, Query(max_length=64)] = None,
+    workflow: WorkflowName = None,
     since: Since = None,
     all: Annotated[bool, Query(description="Include replayed ones")] = False,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: IntegerCursor = None,
 ) -> dict[str, Any]:
     from spane_cli.store import queries
     from spane_cli.store.views import dead_letter_view
@@ -58,12 +66,12 @@ def list_dead_letters(
     page, more = rows[:limit], len(rows) > limit
     return {
         "items": [dead_letter_view(row) for row in page],
-        "next_cursor": cursors.encode(int(page[-1].id)) if more and page else None,
+        "next_cursor": str(page[-1].id) if more and page else None,
     }
 
 
 @router.get(
-    "/{letter_id}",
+    "/{letter_id:int}",
     operation_id="get_dead_letter",
     summary="One dead letter, its input and the tail of its logs (spane dlq show)",
     response_model=DeadLetterDetail,
@@ -80,7 +88,7 @@ def get_dead_letter(letter_id: LetterId, request: Request, _: Reader) -> dict[st
 
 
 @router.post(
-    "/{letter_id}/replay",
+    "/{letter_id:int}/replay",
     operation_id="replay_dead_letter",
     summary="Reopen the failed node and continue its execution (spane dlq replay)",
     response_model=Replayed,
@@ -101,7 +109,7 @@ def replay_dead_letter(letter_id: LetterId, request: Request, _: Runner) -> Repl
 
 
 @router.delete(
-    "/{letter_id}",
+    "/{letter_id:int}",
     operation_id="purge_dead_letter",
     summary="Delete one dead letter (spane dlq purge ID)",
     response_model=Purged,
@@ -121,16 +129,12 @@ def purge_dead_letter(letter_id: LetterId, request: Request, _: Admin) -> Purged
     response_model=Purged,
     responses=responses(400, 401, 403, 404, 422, 503),
 )
-def purge_dead_letters(body: PurgeRequest, request: Request, _: Admin) -> Purged:
-    """The executions and their history stay. 404 when some of the ids did not exist (the
-    others are deleted)."""
-    if not body.ids and not body.all:
-        raise UsageError("give ids or all: true")
-    if body.ids and body.all:
-        raise UsageError("give ids or all: true, not both")
+def purge_dead_letters(body: PurgeIds | PurgeAll, request: Request, _: Admin) -> Purged:
+    """`{"ids": [...]}` or `{"all": true}`. The executions and their history stay. 404 when
+    some of the ids did not exist (the others are deleted)."""
     store = context.store(request)
-    ids = sorted(set(body.ids or []))
-    removed = store.purge_dead_letters(None if body.all else ids)
+    ids = sorted(set(body.ids)) if isinstance(body, PurgeIds) else []
+    removed = store.purge_dead_letters(ids or None)
     if ids and removed < len(ids):
         raise NotFound(f"{len(ids) - removed} of the dead letters did not exist")
     return Purged(purged=removed)

@@ -10,7 +10,14 @@ from spane_cli.api import context
 from spane_cli.api.auth import Scope, TokenRecord, require
 from spane_cli.api.problems import responses
 from spane_cli.api.routes import cursors
-from spane_cli.api.routes.params import Cursor, Limit, Since, since_cutoff
+from spane_cli.api.routes.params import (
+    ExecutionCursor,
+    Limit,
+    ScheduleName,
+    Since,
+    WorkflowName,
+    since_cutoff,
+)
 from spane_cli.api.schemas import (
     Changed,
     Created,
@@ -18,9 +25,10 @@ from spane_cli.api.schemas import (
     ExecutionView,
     ResubmitRequest,
     Retried,
-    RunRequest,
+    RunDocument,
+    RunRegistered,
 )
-from spane_cli.errors import OperationFailed, UsageError
+from spane_cli.errors import OperationFailed
 from spane_cli.states import ExecutionStatus
 
 router = APIRouter(prefix="/executions", tags=["executions"])
@@ -32,6 +40,7 @@ ExecutionId = Annotated[
     Path(
         min_length=1,
         max_length=64,
+        pattern=r"^[0-9A-Za-z-]+$",
         description="The execution id, or a unique prefix of it (at least 4 characters)",
     ),
 ]
@@ -39,6 +48,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        max_length=255,
+        # Printable ASCII without spaces at either end (HTTP would strip them).
+        pattern=r"^[!-~]([ -~]*[!-~])?$",
         description="The same key returns the same execution (as `--idempotency-key`)",
     ),
 ]
@@ -71,7 +83,7 @@ def _created(response: Response, request: Request, execution_id: str, created: b
     },
 )
 def run(
-    body: RunRequest,
+    body: RunRegistered | RunDocument,
     request: Request,
     response: Response,
     _: Runner,
@@ -82,12 +94,8 @@ def run(
     a 422). 201 with the new id; 200 with the existing one when `Idempotency-Key` matched."""
     from spane_cli.engine.submit import submit_registered, submit_validated, validated_text
 
-    if (body.workflow is None) == (body.document is None):
-        raise UsageError("give exactly one of workflow (a registered name) and document")
     store = context.store(request)
-    if body.document is not None:
-        if body.version is not None:
-            raise UsageError("version goes with workflow, not with an uploaded document")
+    if isinstance(body, RunDocument):
         validated = validated_text(body.document, body.filename)
         # Redis first, as the CLI: nothing is written when it cannot carry the jobs.
         dispatcher = context.dispatcher(request)
@@ -95,7 +103,6 @@ def run(
             store, validated, body.input, idempotency_key=idempotency_key
         )
     else:
-        assert body.workflow is not None
         dispatcher = context.dispatcher(request)
         execution_id, created, dispatches = submit_registered(
             store, body.workflow, body.version, body.input, idempotency_key=idempotency_key
@@ -115,11 +122,11 @@ def list_executions(
     request: Request,
     _: Reader,
     status: Annotated[ExecutionStatus | None, Query()] = None,
-    workflow: Annotated[str | None, Query(max_length=64)] = None,
+    workflow: WorkflowName = None,
     since: Since = None,
-    schedule: Annotated[str | None, Query(max_length=128)] = None,
+    schedule: ScheduleName = None,
     limit: Limit = 50,
-    cursor: Cursor = None,
+    cursor: ExecutionCursor = None,
 ) -> dict[str, Any]:
     from spane_cli.store import queries
     from spane_cli.store.views import execution_view
@@ -137,7 +144,9 @@ def list_executions(
     last = page[-1] if page else None
     return {
         "items": [execution_view(row, with_nodes=False) for row in page],
-        "next_cursor": cursors.encode([last.created_at, last.id]) if more and last else None,
+        "next_cursor": (
+            cursors.execution_cursor(last.created_at, last.id) if more and last else None
+        ),
     }
 
 

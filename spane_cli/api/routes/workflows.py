@@ -9,15 +9,17 @@ from fastapi import APIRouter, Depends, Path, Request
 from spane_cli.api import context
 from spane_cli.api.auth import Scope, TokenRecord, require
 from spane_cli.api.problems import responses
-from spane_cli.api.routes import cursors
-from spane_cli.api.routes.params import Cursor, Limit
+from spane_cli.api.routes.params import Limit, TextCursor
 from spane_cli.api.schemas import VersionDetail, VersionView, WorkflowPage
 from spane_cli.timeutil import iso
+from spane_cli.workflow.schema import WORKFLOW_NAME_PATTERN
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 Reader = Annotated[TokenRecord, Depends(require(Scope.READ))]
-Name = Annotated[str, Path(min_length=1, max_length=64, description="The workflow's name")]
+Name = Annotated[
+    str, Path(max_length=64, pattern=WORKFLOW_NAME_PATTERN, description="The workflow's name")
+]
 Number = Annotated[int, Path(ge=1, le=2**31 - 1, description="The version number")]
 
 
@@ -38,12 +40,12 @@ def _version(row: Any) -> dict[str, Any]:
     responses=responses(400, 401, 403, 422, 503),
 )
 def list_workflows(
-    request: Request, _: Reader, limit: Limit = 50, cursor: Cursor = None
+    request: Request, _: Reader, limit: Limit = 50, cursor: TextCursor = None
 ) -> dict[str, Any]:
     from spane_cli.store import queries
 
     context.store(request)
-    rows = queries.registered_workflows(limit + 1, after=cursors.text_key(cursor))
+    rows = queries.registered_workflows(limit + 1, after=cursor)
     page, more = rows[:limit], len(rows) > limit
     return {
         "items": [
@@ -55,7 +57,7 @@ def list_workflows(
             }
             for name, count, newest, registered in page
         ],
-        "next_cursor": cursors.encode(page[-1][0]) if more and page else None,
+        "next_cursor": page[-1][0] if more and page else None,
     }
 
 
