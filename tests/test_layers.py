@@ -25,7 +25,9 @@ TIERS: tuple[tuple[str, ...], ...] = (
     ("scheduler", "fires"),  # pure decisions over a workflow's nodes; when schedules fire
     ("store", "nodes"),  # the database; the node types. Neither knows the other.
     ("engine",),  # submit, dispatch, workers, reconciliation, `run --local`
-    ("bench", "faults"),  # measuring spane; injecting faults into a running spane
+    # measuring spane; injecting faults into a running spane; the HTTP API (`spane serve`);
+    # the Python client (over HTTP, or in-process over the engine)
+    ("bench", "faults", "api", "client"),
     ("cli",),
     ("__main__",),
 )

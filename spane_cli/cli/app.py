@@ -18,6 +18,7 @@ from spane_cli.cli import (
     inspect_cmds,
     lifecycle_cmds,
     run_cmd,
+    serve_cmd,
     validate_cmd,
     watch_cmd,
     worker_cmd,
@@ -26,9 +27,11 @@ from spane_cli.cli.breaker_cmd import breaker_app
 from spane_cli.cli.db_cmd import db_app
 from spane_cli.cli.dlq_cmd import dlq_app
 from spane_cli.cli.global_options import COMPLETE_VAR, hoist_global_options, register_completion
+from spane_cli.cli.hook_cmd import hook_app
 from spane_cli.cli.pool_cmd import pool_app
 from spane_cli.cli.render import error_line
 from spane_cli.cli.schedule_cmd import schedule_app
+from spane_cli.cli.token_cmd import token_app
 from spane_cli.config import OutputFormat, Settings, resolve_settings
 from spane_cli.errors import ExitCode, SpaneError
 
@@ -118,6 +121,9 @@ app.command("health")(health_cmd.health)
 app.command("gc", help=gc_cmd.HELP)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
 app.command("bench", help=bench_cmd.HELP)(bench_cmd.bench)
+app.command("serve", help=serve_cmd.HELP)(serve_cmd.serve)
+app.add_typer(token_app, name="token")
+app.add_typer(hook_app, name="hook")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

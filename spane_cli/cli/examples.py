@@ -87,6 +87,17 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "breaker list": [("Every breaker, as JSON.", "spane breaker list -o json")],
     "breaker reset": [("Close the breaker of a host that is known to be back.",
                        "spane breaker reset api.example.com")],
+    "hook": [("Let a deploy pipeline start `deploy` runs.", "spane hook create deploy")],
+    "hook create": [
+        ("Print the URL (behind the proxy's address) and the secret, once.",
+         "spane hook create deploy --url https://spane.example.com"),
+        ("Sign a body as a sender does, and send it.",
+         "curl -H \"X-Hub-Signature-256: sha256=$(printf %s \"$BODY\" | openssl dgst -sha256"
+         " -hmac \"$SECRET\" -r | cut -d' ' -f1)\" -H 'X-Spane-Delivery: 1' -d \"$BODY\""
+         " http://127.0.0.1:8080/v1/hooks/deploy"),
+    ],
+    "hook list": [("Which workflows have hooks, and their last delivery.", "spane hook list")],
+    "hook rm": [("Refuse its requests from now on.", "spane hook rm deploy")],
     "schedule": [("Install the schedules a file declares.", "spane schedule apply etl.yaml")],
     "schedule add": [
         ("Nightly at 02:30 Berlin time, instead of a cron line.",

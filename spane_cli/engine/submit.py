@@ -16,12 +16,19 @@ from jsonschema import Draft202012Validator
 from spane_cli.errors import NotFound, UsageError, WorkflowInvalid
 from spane_cli.nodes.registry import third_party_config_schemas
 from spane_cli.store.db import write_transaction
+from spane_cli.store.queries import require_workflow_version
 from spane_cli.store.records import Dispatch
 from spane_cli.store.store import Store
 from spane_cli.store.versions import latest_version_id, register_version
-from spane_cli.workflow.loader import load_document
+from spane_cli.workflow.loader import MAX_FILE_BYTES, LoadedDocument, LoadFailed, load_document
 from spane_cli.workflow.model import InputSpec, Workflow, thaw
-from spane_cli.workflow.validate import ValidationResult, is_file_reference, validate_file
+from spane_cli.workflow.problems import Problem, format_path
+from spane_cli.workflow.validate import (
+    ValidationResult,
+    is_file_reference,
+    validate_document,
+    validate_file,
+)
 
 
 def resolve_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,3 +139,70 @@ def submit_validated(
     with write_transaction(store.database):
         version_id = register_file(store, validated.file, validated.documents)
         return store.create_execution(version_id, inputs, idempotency_key=idempotency_key)
+
+
+UPLOADED_FILE = "workflow.yaml"  # the name problems carry when an upload names none
+
+
+def validated_text(text: str, file: str | None = None) -> ValidationResult:
+    """An uploaded workflow document checked as `spane validate` checks a file, its problems
+    named FILE:LINE:COL with `file` (a bare file name). The document may name registered
+    workflows as sub-workflows, not files: nothing of the server's disk is read for it.
+    Raises WorkflowInvalid with every problem."""
+    name = os.path.basename(file or "") or UPLOADED_FILE
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        problem = Problem(name, 1, 1, "", f"file is larger than {MAX_FILE_BYTES // 1024} KiB")
+        raise WorkflowInvalid([problem])
+    try:
+        document = load_document(name, text)
+    except LoadFailed as failed:
+        raise WorkflowInvalid(failed.problems) from None
+    file_references = _file_references(document)
+    if file_references:
+        raise WorkflowInvalid(file_references)
+    result = validate_document(document, third_party_config_schemas())
+    if result.workflow is None:
+        raise WorkflowInvalid(result.problems)
+    return result
+
+
+def _file_references(document: LoadedDocument) -> list[Problem]:
+    nodes = document.data.get("nodes") if isinstance(document.data, dict) else None
+    problems = []
+    for node_id, node in (nodes or {}).items() if isinstance(nodes, dict) else ():
+        config = node.get("config") if isinstance(node, dict) else None
+        reference = config.get("workflow") if isinstance(config, dict) else None
+        if (
+            isinstance(reference, str)
+            and node.get("type") == "workflow"
+            and is_file_reference(reference)
+        ):
+            path = ("nodes", node_id, "config", "workflow")
+            line, column = document.locations.of(path)
+            problems.append(
+                Problem(
+                    document.file,
+                    line,
+                    column,
+                    format_path(path),
+                    f"an uploaded workflow cannot reference the file {reference!r}:"
+                    " register the sub-workflow and name it instead",
+                )
+            )
+    return problems
+
+
+def submit_registered(
+    store: Store,
+    name: str,
+    number: int | None,
+    given_inputs: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[str, bool, list[Dispatch]]:
+    """A new execution of version `number` (the newest when None) of a registered workflow."""
+    check_idempotency_key(idempotency_key)
+    version = require_workflow_version(name, number)
+    workflow = store.versions.get(int(version.id)).workflow
+    inputs = resolve_inputs(workflow, given_inputs)
+    return store.create_execution(int(version.id), inputs, idempotency_key=idempotency_key)

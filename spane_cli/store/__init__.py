@@ -41,6 +41,8 @@ them in SQL.
 - `schedules.py` — schedules saved, paused, removed; a schedule's due fire times decided
   (`spane_cli.fires`) and applied with their executions in one transaction; manual runs and
   backfills.
+- `hooks.py` — webhooks of workflows (a salt per hook, never the secret) and the deliveries
+  that started executions, recorded in the execution's transaction.
 - `queries.py` — the read side the CLI and the engine use; nothing there writes.
 - `views.py` — executions, events and dead letters as the JSON shapes of the SPEC.
 - `schedule_views.py` — schedules, their last fires and backfills, late schedules: the reads

@@ -72,6 +72,17 @@ def _pools(database: peewee.Database) -> None:
 
 def _circuit_breakers(database: peewee.Database) -> None:
     database.create_tables([models.CircuitBreaker], safe=True)
+def _api_tokens(database: peewee.Database) -> None:
+    database.create_tables([models.ApiToken], safe=True)
+    # A name is taken again once its token is revoked; both backends have partial indexes.
+    database.execute_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS api_token_live_name"
+        " ON api_token (name) WHERE revoked_at IS NULL"
+    )
+
+
+def _hooks(database: peewee.Database) -> None:
+    database.create_tables([models.Hook, models.HookDelivery], safe=True)
 
 
 # Append new migrations; never edit one that has shipped.
@@ -86,7 +97,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (4, "foreach items of workflow nodes name their child execution", _item_child_executions),
     (5, "node logs name their foreach item and worker", _node_log_item_and_worker),
     (6, "concurrency pools, their slots and waiters", _pools),
+    (7, "bearer tokens of the HTTP API", _api_tokens),
     (8, "circuit breakers of http hosts", _circuit_breakers),
+    (9, "webhooks of workflows and their deliveries", _hooks),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 726531

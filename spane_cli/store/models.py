@@ -310,6 +310,51 @@ class PoolWaiter(BaseModel):
         )
 
 
+class ApiToken(BaseModel):
+    """A bearer token of `spane serve`. Only a salted hash of its secret is kept; `key` is
+    the public part of the token that finds the row without comparing every hash."""
+
+    id: int  # peewee's implicit primary key, declared for type checkers
+    name = peewee.CharField(max_length=64)  # unique among the tokens not revoked (migration 7)
+    key = peewee.CharField(max_length=32, unique=True)
+    scope = peewee.CharField(max_length=16)  # read, run or admin
+    salt = peewee.CharField(max_length=64)
+    secret_hash = peewee.CharField(max_length=128)
+    created_at = peewee.DoubleField()
+    expires_at = peewee.DoubleField(null=True)
+    revoked_at = peewee.DoubleField(null=True)
+    last_used_at = peewee.DoubleField(null=True)
+
+
+class Hook(BaseModel):
+    """A workflow's webhook. Its secret is never stored: it is derived from `salt` under the
+    server's key (engine/hook_secrets.py), so this row alone cannot sign a request. A new
+    `spane hook create` replaces the salt, which rotates the secret."""
+
+    workflow = peewee.CharField(primary_key=True, max_length=64)
+    salt = peewee.CharField(max_length=64)
+    created_at = peewee.DoubleField()
+
+
+class HookDelivery(BaseModel):
+    """A webhook request that started an execution. The sender's delivery id makes a
+    redelivery return the same execution; the digest of the signature tells a replay (the
+    same signed body under another delivery id) from a new delivery."""
+
+    id = peewee.BigAutoField()
+    workflow = peewee.CharField(max_length=64)
+    delivery_id = peewee.CharField(max_length=128, null=True)
+    signature_digest = peewee.CharField(max_length=64)
+    execution_id = peewee.CharField(max_length=36)
+    received_at = peewee.DoubleField(index=True)
+
+    class Meta:
+        indexes = (
+            (("workflow", "signature_digest"), True),
+            (("workflow", "delivery_id"), True),
+        )
+
+
 ALL_TABLES: tuple[type[BaseModel], ...] = (
     SchemaVersion,
     WorkflowVersion,
@@ -328,4 +373,7 @@ ALL_TABLES: tuple[type[BaseModel], ...] = (
     PoolSlot,
     PoolWaiter,
     CircuitBreaker,
+    ApiToken,
+    Hook,
+    HookDelivery,
 )

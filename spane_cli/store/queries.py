@@ -3,13 +3,15 @@ caller above the store builds a query of its own. Nothing here writes."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from peewee import fn
 
 from spane_cli.errors import NotFound, UsageError
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
+from spane_cli.store import sql
 from spane_cli.store.models import (
     DeadLetter,
     Event,
@@ -345,3 +347,180 @@ def unreplayed_dead_letter_ids(workflow: str | None = None) -> list[int]:
     if workflow:
         query = query.where(DeadLetter.workflow == workflow)
     return [int(row.id) for row in query.order_by(DeadLetter.id)]
+
+
+# -- pages (the HTTP API's cursor pagination) ------------------------------------------------
+
+
+def execution_page(
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    created_since: float | None = None,
+    schedule: str | None = None,
+    limit: int = 50,
+    before: tuple[float, str] | None = None,
+) -> list[Execution]:
+    """Newest first by (created_at, id), at most `limit`, after the cursor `before` (the
+    last row of the previous page): an execution created meanwhile never shifts a page."""
+    query = Execution.select().order_by(Execution.created_at.desc(), Execution.id.desc())
+    if status:
+        query = query.where(Execution.status == status)
+    if workflow:
+        query = query.where(Execution.workflow == workflow)
+    if schedule:
+        query = query.where(Execution.schedule == schedule)
+    if created_since is not None:
+        query = query.where(Execution.created_at >= created_since)
+    if before is not None:
+        created, execution_id = before
+        query = query.where(
+            (Execution.created_at < created)
+            | ((Execution.created_at == created) & (Execution.id < execution_id))
+        )
+    return list(query.limit(limit))
+
+
+def dead_letter_page(
+    *,
+    include_replayed: bool = False,
+    workflow: str | None = None,
+    created_since: float | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[DeadLetter]:
+    """`dead_letters` a page at a time: newest first, ids below `before`."""
+    query = DeadLetter.select().order_by(DeadLetter.id.desc())
+    if not include_replayed:
+        query = query.where(DeadLetter.replayed_at.is_null())
+    if workflow:
+        query = query.where(DeadLetter.workflow == workflow)
+    if created_since is not None:
+        query = query.where(DeadLetter.created_at >= created_since)
+    if before is not None:
+        query = query.where(DeadLetter.id < before)
+    return list(query.limit(limit))
+
+
+# -- registered workflows --------------------------------------------------------------------
+
+
+def registered_workflows(
+    limit: int = 50, after: str | None = None
+) -> list[tuple[str, int, int, float]]:
+    """(name, versions, newest number, newest registered at) by name, names after `after`."""
+    newest = fn.MAX(WorkflowVersion.number)
+    query = (
+        WorkflowVersion.select(
+            WorkflowVersion.name,
+            fn.COUNT(WorkflowVersion.id).alias("versions"),
+            newest.alias("newest"),
+            fn.MAX(WorkflowVersion.created_at).alias("registered"),
+        )
+        .group_by(WorkflowVersion.name)
+        .order_by(WorkflowVersion.name)
+    )
+    if after is not None:
+        query = query.where(WorkflowVersion.name > after)
+    rows: list[Any] = list(query.limit(limit).tuples())
+    return [(str(row[0]), int(row[1]), int(row[2]), float(row[3])) for row in rows]
+
+
+def workflow_versions(name: str) -> list[WorkflowVersion]:
+    """The registered versions of workflow `name`, newest first; NotFound when none."""
+    rows = list(
+        WorkflowVersion.select()
+        .where(WorkflowVersion.name == name)
+        .order_by(WorkflowVersion.number.desc())
+    )
+    if not rows:
+        raise NotFound(f"no registered workflow named {name!r}")
+    return rows
+
+
+def require_workflow_version(name: str, number: int | None = None) -> WorkflowVersion:
+    """Version `number` of workflow `name` (its newest when None); NotFound otherwise."""
+    query = WorkflowVersion.select().where(WorkflowVersion.name == name)
+    if number is not None:
+        query = query.where(WorkflowVersion.number == number)
+    row = query.order_by(WorkflowVersion.number.desc()).first()
+    if row is None:
+        which = f"version {number} of workflow" if number is not None else "workflow"
+        raise NotFound(f"no registered {which} {name!r}")
+    return row
+
+
+# -- following many executions at once ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FollowBatch:
+    """One read for every followed execution: the rows after each one's cursor (in id order),
+    and the status of each execution in the same snapshot. When `complete` is false the read
+    was cut at its limit: rows past it, and the statuses of executions without a row in it,
+    are for the next read."""
+
+    rows: list[Any]
+    statuses: dict[str, str]
+    complete: bool
+
+
+_FOLLOWED_COLUMNS = {
+    "event": "e.id, e.node_id, e.type, e.data, e.created_at",
+    "node_log": "e.id, e.node_id, e.attempt, e.text, e.created_at, e.item, e.worker",
+}
+
+
+def follow_batch(table: str, cursors: Mapping[str, int], limit: int = 1000) -> FollowBatch:
+    """The `event` or `node_log` rows of several executions, each after its own cursor, with
+    the executions' statuses: ONE statement, however many executions and followers, so that
+    a server with many followers costs the database one query per look. One statement is
+    also one snapshot, so an execution seen ended has no committed row left unread. The
+    executions without a new row come first, so the limit never hides their status."""
+    if not cursors:
+        return FollowBatch([], {}, True)
+    followed = list(cursors.items())
+    # The first row casts, so PostgreSQL knows the cursor column is a number.
+    values = ", ".join(["(?, CAST(? AS BIGINT))"] + ["(?, ?)"] * (len(followed) - 1))
+    params: list[Any] = [value for pair in followed for value in pair]
+    statement = (
+        f"SELECT x.id, x.status, {_FOLLOWED_COLUMNS[table]}"
+        f" FROM (VALUES {values}) AS c"
+        " JOIN execution x ON x.id = c.column1"
+        f" LEFT JOIN {table} e ON e.execution_id = c.column1 AND e.id > c.column2"
+        " ORDER BY (e.id IS NOT NULL), e.id LIMIT ?"
+    )
+    params.append(limit)
+    fetched = sql.run(Execution._meta.database, statement, params).fetchall()
+    rows: list[Any] = []
+    statuses: dict[str, str] = {}
+    for record in fetched:
+        execution_id, status = str(record[0]), str(record[1])
+        statuses[execution_id] = status
+        if record[2] is not None:
+            rows.append(_followed_row(table, execution_id, record[2:]))
+    return FollowBatch(rows, statuses, len(fetched) < limit)
+
+
+def _followed_row(table: str, execution_id: str, values: Sequence[Any]) -> Any:
+    if table == "event":
+        row_id, node_id, event_type, data, created_at = values
+        return Event(
+            id=int(row_id),
+            execution_id=execution_id,
+            node_id=node_id,
+            type=event_type,
+            data=sql.loads(data),
+            created_at=float(created_at),
+        )
+    row_id, node_id, attempt, text, created_at, item, worker = values
+    return NodeLog(
+        id=int(row_id),
+        execution_id=execution_id,
+        node_id=node_id,
+        attempt=int(attempt),
+        text=text,
+        created_at=float(created_at),
+        item=item,
+        worker=worker,
+    )

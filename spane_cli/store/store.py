@@ -19,6 +19,7 @@ from spane_cli.store import (
     complete,
     create,
     deferrals,
+    hooks,
     items,
     lifecycle,
     live_logs,
@@ -48,6 +49,11 @@ class Store:
         self.database = database
         database_proxy.initialize(database)
         self.caches = Caches(database)
+
+    def bind(self) -> None:
+        """Point the tables at this store's database again: they are bound per process, and
+        another store opened since may have taken them."""
+        database_proxy.initialize(self.database)
 
     @property
     def versions(self) -> VersionCache:
@@ -85,6 +91,38 @@ class Store:
                 now=now,
             )
         )
+
+    def start_hook_delivery(
+        self,
+        workflow: str,
+        version_id: int,
+        workflow_input: Any,
+        *,
+        delivery_id: str | None,
+        signature_digest: str,
+        now: float | None = None,
+    ) -> tuple[str, bool, list[Dispatch]]:
+        """A verified webhook request: its execution and the record of the delivery, in one
+        transaction (store/hooks.py)."""
+        return self._retrying(
+            partial(
+                hooks.start_delivery,
+                self.caches,
+                workflow,
+                version_id,
+                workflow_input,
+                delivery_id=delivery_id,
+                signature_digest=signature_digest,
+                now=now,
+            )
+        )
+
+    def save_hook(self, workflow: str, salt: str, now: float | None = None) -> None:
+        """Create a workflow's hook or rotate its secret (a new salt)."""
+        hooks.save_hook(self.database, workflow, salt, now)
+
+    def remove_hook(self, workflow: str) -> bool:
+        return hooks.remove_hook(self.database, workflow)
 
     def execution_info(self, execution_id: str) -> ExecutionInfo | None:
         """The fields of an execution that never change, cached: workers read them per node."""

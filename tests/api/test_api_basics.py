@@ -1,0 +1,34 @@
+"""The API as a client sees it: health, a run started and read back, problems as RFC 9457."""
+
+from __future__ import annotations
+
+from api_support import ApiServer, make_token
+from cluster_support import flow
+
+HELLO = flow("hello", "  a: {type: noop}\n  b: {type: noop, needs: [a]}\n")
+
+
+def test_health_needs_no_token_and_readiness_sees_both_services(pg_server: ApiServer) -> None:
+    with pg_server.client() as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        ready = http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+        document = http.get("/openapi.json").json()
+        assert document["openapi"].startswith("3.1")
+
+
+def test_an_uploaded_workflow_runs_and_reads_back_as_spane_get(pg_server: ApiServer) -> None:
+    token = make_token(pg_server.db_url, "run")
+    with pg_server.client(token) as http:
+        started = http.post("/v1/executions", json={"document": HELLO, "filename": "hello.yaml"})
+        assert started.status_code == 201, started.text
+        execution_id = started.json()["id"]
+        assert started.headers["location"].endswith(f"/v1/executions/{execution_id}")
+        shown = http.get(f"/v1/executions/{execution_id}").json()
+        assert shown["id"] == execution_id and shown["workflow"] == "hello"
+        assert shown["version"] == 1 and set(shown["nodes"]) == {"a", "b"}
+        again = http.post("/v1/executions", json={"workflow": "hello", "version": 1})
+        assert again.status_code == 201 and again.json()["id"] != execution_id
+        by_prefix = http.get(f"/v1/executions/{execution_id[:8]}")
+        assert by_prefix.json()["id"] == execution_id

@@ -1,0 +1,55 @@
+"""Schemathesis against a live server, from its own OpenAPI document: with a token (admin)
+and without one, no answer is a 500 and every answer matches the document."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from api_support import ApiServer, make_token, serving
+from cluster_support import flow
+
+# Property-based runs are bounded in examples and time, so the file fits a 2-core machine.
+MAX_EXAMPLES = os.environ.get("SPANE_SCHEMATHESIS_EXAMPLES", "15")
+MAX_SECONDS = os.environ.get("SPANE_SCHEMATHESIS_SECONDS", "240")
+
+
+def schemathesis(server: ApiServer, tmp_path: Path, *headers: str) -> subprocess.CompletedProcess:
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{server.url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--max-time",
+        MAX_SECONDS,
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        *(part for header in headers for part in ("-H", header)),
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=int(MAX_SECONDS) + 120, cwd=tmp_path
+    )
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["admin-token", "no-token"])
+def test_schemathesis_finds_no_server_error_and_no_mismatch(
+    fresh_postgres_url: str, redis_url: str, tmp_path: Path, with_token: bool
+) -> None:
+    with serving(fresh_postgres_url, redis_url, tmp_path) as server:
+        token = make_token(fresh_postgres_url, "admin")
+        with server.client(token) as http:  # something to find: a workflow and a run
+            hello = flow("hello", "  a: {type: noop}\n")
+            assert http.post("/v1/executions", json={"document": hello}).status_code == 201
+        headers = [f"Authorization: Bearer {token}"] if with_token else []
+        ran = schemathesis(server, tmp_path, *headers)
+        print(ran.stdout[-20000:], ran.stderr[-5000:])
+        assert ran.returncode == 0, ran.stdout[-6000:]
