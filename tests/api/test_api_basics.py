@@ -32,3 +32,12 @@ def test_an_uploaded_workflow_runs_and_reads_back_as_spane_get(pg_server: ApiSer
         assert again.status_code == 201 and again.json()["id"] != execution_id
         by_prefix = http.get(f"/v1/executions/{execution_id[:8]}")
         assert by_prefix.json()["id"] == execution_id
+
+
+def test_the_served_document_is_the_committed_one(pg_server: ApiServer) -> None:
+    import json
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+    with pg_server.client() as http:
+        assert http.get("/openapi.json").json() == json.loads(committed.read_text())
