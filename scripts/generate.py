@@ -500,6 +500,15 @@ def reference_files() -> dict[str, str]:
     return files
 
 
+def openapi_text() -> str:
+    """The OpenAPI document `spane serve` serves at /openapi.json."""
+    from spane_cli.api.app import create_app
+    from spane_cli.config import Settings
+
+    document = create_app(Settings()).openapi()
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -508,7 +517,7 @@ def generated_files() -> dict[str, str]:
     from spane_cli import __version__
 
     root = command_tree()
-    files = {"schema/workflow.schema.json": schema_text()}
+    files = {"schema/workflow.schema.json": schema_text(), "docs/openapi.json": openapi_text()}
     for cmd in root.walk():
         files[f"man/{cmd.page}.1"] = man_page(cmd, root, __version__)
     for shell, path in COMPLETION_FILES.items():

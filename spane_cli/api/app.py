@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from spane_cli import __version__
 from spane_cli.api import problems, streams, webhooks
+from spane_cli.api.body_limit import BodyLimit
 from spane_cli.api.context import Services
 from spane_cli.api.routes import dead_letters, executions, health, workflows
 from spane_cli.config import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.services = services
+    app.add_middleware(BodyLimit)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(executions.router, prefix=API_PREFIX)

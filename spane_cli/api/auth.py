@@ -28,9 +28,9 @@ from spane_cli.store.tokens import Scope, TokenRecord
 __all__ = ["Scope", "TokenRecord", "failures", "require"]
 
 FAILURE_WINDOW_SECONDS = 300.0
-FREE_FAILURES = 10  # mistakes a client may make before it is slowed down
-DELAY_STEP_SECONDS = 0.05
-DELAY_MAX_SECONDS = 1.0
+FREE_FAILURES = 20  # mistakes a client may make before it is slowed down
+DELAY_STEP_SECONDS = 0.02
+DELAY_MAX_SECONDS = 0.5  # with failures waiting in turn: 2 guesses a second
 TRACKED_ADDRESSES = 10_000
 
 

@@ -8,6 +8,7 @@ request validation errors answer 422 in the same shape.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -220,7 +221,7 @@ def install(app: FastAPI) -> None:
         kinds = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405:
-            headers["Allow"] = ", ".join(_methods_of(request))
+            headers["Allow"] = ", ".join(_methods_of(request)) or headers.get("Allow", "")
         return problem_response(
             exc.status_code,
             kinds.get(exc.status_code, "http"),
@@ -257,16 +258,33 @@ def install(app: FastAPI) -> None:
 
 
 def _methods_of(request: Request) -> list[str]:
-    """Every method the request's path answers to: Starlette's 405 names those of the first
-    route with this path only, and a path may have a route per method."""
-    from starlette.routing import Match
-
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)  # PARTIAL: the path, not the method
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method the request's path answers to, from the OpenAPI document: Starlette's
+    405 names those of the first route with this path only, and a path may have a route per
+    method."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            integers = {
+                parameter["name"]
+                for operation in operations.values()
+                for parameter in operation.get("parameters", ())
+                if parameter.get("in") == "path"
+                and parameter.get("schema", {}).get("type") == "integer"
+            }
+            pattern = re.sub(
+                r"\\\{(\w+)\\\}",
+                lambda found, integers=integers: (  # type: ignore[misc]
+                    "[0-9]+" if found.group(1) in integers else "[^/]+"
+                ),
+                re.escape(template),
+            )
+            table.append((re.compile(f"^{pattern}$"), {m.upper() for m in operations}))
+        request.app.state.allowed_methods = table
+    path = request.scope.get("path", "")
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
 
 
 def _unreachable_errors() -> tuple[type[Exception], ...]:

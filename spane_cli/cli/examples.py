@@ -127,4 +127,19 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "db migrate": [("Before starting upgraded workers.", "spane db migrate")],
     "db status": [("In a deploy script: migrate only when needed.",
                    "spane db status || spane db migrate")],
+    "serve": [
+        ("The HTTP API on this machine only (put a TLS proxy in front for others).",
+         "spane serve --port 8080"),
+        ("Behind a proxy on 10.0.0.5 that serves it under /spane.",
+         "spane serve --host 0.0.0.0 --forwarded-allow-ips 10.0.0.5 --root-path /spane"),
+    ],
+    "token": [("The tokens and when each was last used.", "spane token list")],
+    "token create": [
+        ("A token for a deploy pipeline, valid for 90 days; printed once.",
+         "spane token create deploy --scope run --expires 90d"),
+        ("Straight into a secret store, never on screen.",
+         "spane -q token create dashboard --scope read | vault kv put secret/spane token=-"),
+    ],
+    "token list": [("Revoked ones too, as JSON.", "spane token list --all -o json")],
+    "token revoke": [("A leaked token stops working at once.", "spane token revoke deploy")],
 }  # fmt: skip

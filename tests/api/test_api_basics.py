@@ -32,3 +32,32 @@ def test_an_uploaded_workflow_runs_and_reads_back_as_spane_get(pg_server: ApiSer
         assert again.status_code == 201 and again.json()["id"] != execution_id
         by_prefix = http.get(f"/v1/executions/{execution_id[:8]}")
         assert by_prefix.json()["id"] == execution_id
+
+
+def test_the_served_document_is_the_committed_one(pg_server: ApiServer) -> None:
+    import json
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+    with pg_server.client() as http:
+        assert http.get("/openapi.json").json() == json.loads(committed.read_text())
+
+
+def test_a_body_past_the_limit_is_413_whether_announced_or_streamed(
+    pg_server: ApiServer,
+) -> None:
+    token = make_token(pg_server.db_url, "run")
+    huge = b'{"document": "' + b"x" * (6 * 1024 * 1024) + b'"}'
+
+    def chunks():
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    with pg_server.client(token) as http:
+        for content in (huge, chunks()):
+            answer = http.post(
+                "/v1/executions", content=content, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 413
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert http.get("/healthz").status_code == 200

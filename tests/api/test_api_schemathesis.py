@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from api_support import ApiServer, make_token, serving
-from cluster_support import flow
+from cluster_support import ROOT, flow
 
 # Property-based runs are bounded in examples and time, so the file fits a 2-core machine.
 MAX_EXAMPLES = os.environ.get("SPANE_SCHEMATHESIS_EXAMPLES", "15")
@@ -35,11 +35,13 @@ def schemathesis(server: ApiServer, tmp_path: Path, *headers: str) -> subprocess
         "--no-color",
         *(part for header in headers for part in ("-H", header)),
     ]
+    # From the repository's root, so schemathesis.toml there applies.
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=int(MAX_SECONDS) + 120, cwd=tmp_path
+        command, capture_output=True, text=True, timeout=int(MAX_SECONDS) + 120, cwd=ROOT
     )
 
 
+@pytest.mark.timeout(int(MAX_SECONDS) + 300)
 @pytest.mark.parametrize("with_token", [True, False], ids=["admin-token", "no-token"])
 def test_schemathesis_finds_no_server_error_and_no_mismatch(
     fresh_postgres_url: str, redis_url: str, tmp_path: Path, with_token: bool

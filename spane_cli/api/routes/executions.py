@@ -116,6 +116,7 @@ def run(
     operation_id="list_executions",
     summary="List executions, newest first (spane list)",
     response_model=ExecutionPage,
+    response_model_exclude_unset=True,  # the SPEC's shape: a node has `items` when foreach
     responses=_READ_ERRORS,
 )
 def list_executions(
@@ -155,6 +156,7 @@ def list_executions(
     operation_id="get_execution",
     summary="One execution with every node (spane get -o json)",
     response_model=ExecutionView,
+    response_model_exclude_unset=True,
     responses=_READ_ERRORS,
 )
 def get_execution(execution_id: ExecutionId, request: Request, _: Reader) -> dict[str, Any]:
