@@ -72,6 +72,8 @@ def _pools(database: peewee.Database) -> None:
 
 def _circuit_breakers(database: peewee.Database) -> None:
     database.create_tables([models.CircuitBreaker], safe=True)
+
+
 def _api_tokens(database: peewee.Database) -> None:
     database.create_tables([models.ApiToken], safe=True)
     # A name is taken again once its token is revoked; both backends have partial indexes.
