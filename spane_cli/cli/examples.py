@@ -91,10 +91,8 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "hook create": [
         ("Print the URL (behind the proxy's address) and the secret, once.",
          "spane hook create deploy --url https://spane.example.com"),
-        ("Sign a body as a sender does, and send it.",
-         "curl -H \"X-Hub-Signature-256: sha256=$(printf %s \"$BODY\" | openssl dgst -sha256"
-         " -hmac \"$SECRET\" -r | cut -d' ' -f1)\" -H 'X-Spane-Delivery: 1' -d \"$BODY\""
-         " http://127.0.0.1:8080/v1/hooks/deploy"),
+        ("The URL and the secret as JSON, for a script that configures the sender.",
+         "spane hook create deploy -o json"),
     ],
     "hook list": [("Which workflows have hooks, and their last delivery.", "spane hook list")],
     "hook rm": [("Refuse its requests from now on.", "spane hook rm deploy")],
