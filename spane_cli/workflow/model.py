@@ -129,6 +129,7 @@ class Workflow:
     # Pool sizes the file declares (`pools:`, and 1 for each `mutex:`); `spane pool set` wins.
     pools: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     max_active: int | None = None  # open executions at most; the others wait, pending
+    priority: int = 0  # the default priority of its nodes (each node carries its own)
 
     def children(self, node_id: str) -> tuple[str, ...]:
         return tuple(n.id for n in self.nodes.values() if node_id in n.needs)
@@ -282,6 +283,7 @@ def build_workflow(data: Mapping[str, Any], source_file: str | None = None) -> W
         fail_fast=bool(data.get("fail_fast", False)),
         pools=_declared_pools(data, defaults),
         max_active=data.get("max_active"),
+        priority=int(data.get("priority", 0)),
         schedules=tuple(
             ScheduleSpec.from_data(name, entry)
             for name, entry in schedule_entries(data["name"], data.get("schedule"))
