@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import fn
+from peewee import ModelSelect, fn
 
 from spane_cli.errors import NotFound, UsageError
 from spane_cli.states import ACTIVE_EXECUTION, OPEN_EXECUTION, TERMINAL_EXECUTION, NodeStatus
@@ -324,13 +324,10 @@ def require_dead_letter(letter_id: int) -> DeadLetter:
     return letter
 
 
-def dead_letters(
-    *,
-    include_replayed: bool = False,
-    workflow: str | None = None,
-    created_since: float | None = None,
-) -> list[DeadLetter]:
-    """Newest first; those not yet replayed unless `include_replayed`."""
+def _dead_letter_query(
+    include_replayed: bool, workflow: str | None, created_since: float | None
+) -> ModelSelect[DeadLetter]:
+    """Dead letters newest first, filtered as `spane dlq list` and the API filter them."""
     query = DeadLetter.select().order_by(DeadLetter.id.desc())
     if not include_replayed:
         query = query.where(DeadLetter.replayed_at.is_null())
@@ -338,7 +335,17 @@ def dead_letters(
         query = query.where(DeadLetter.workflow == workflow)
     if created_since is not None:
         query = query.where(DeadLetter.created_at >= created_since)
-    return list(query)
+    return query
+
+
+def dead_letters(
+    *,
+    include_replayed: bool = False,
+    workflow: str | None = None,
+    created_since: float | None = None,
+) -> list[DeadLetter]:
+    """Newest first; those not yet replayed unless `include_replayed`."""
+    return list(_dead_letter_query(include_replayed, workflow, created_since))
 
 
 def unreplayed_dead_letter_ids(workflow: str | None = None) -> list[int]:
@@ -390,13 +397,7 @@ def dead_letter_page(
     before: int | None = None,
 ) -> list[DeadLetter]:
     """`dead_letters` a page at a time: newest first, ids below `before`."""
-    query = DeadLetter.select().order_by(DeadLetter.id.desc())
-    if not include_replayed:
-        query = query.where(DeadLetter.replayed_at.is_null())
-    if workflow:
-        query = query.where(DeadLetter.workflow == workflow)
-    if created_since is not None:
-        query = query.where(DeadLetter.created_at >= created_since)
+    query = _dead_letter_query(include_replayed, workflow, created_since)
     if before is not None:
         query = query.where(DeadLetter.id < before)
     return list(query.limit(limit))
