@@ -95,7 +95,7 @@ def test_tokens_appear_nowhere_in_the_database_redis_or_the_log(
 
     runner = make_token(fresh_postgres_url, "run")
     wrong = runner[:-6] + "zzzzzz"
-    secrets = [runner, runner.rsplit("_", 1)[-1][-20:], wrong, wrong[-20:]]
+    secrets = [runner, runner.split("_", 2)[-1][-20:], wrong, wrong[-20:]]
     with serving(fresh_postgres_url, redis_url, tmp_path) as server:
         with server.client(runner) as http:
             started = http.post("/v1/executions", json={"document": FAILING})

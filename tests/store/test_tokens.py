@@ -37,14 +37,14 @@ def test_only_a_salted_hash_is_stored(store: Store) -> None:
     ).fetchall()
     dump = repr(rows)
     for secret in (first, second):
-        assert secret.rsplit("_", 1)[1] not in dump
+        assert secret.split("_", 2)[2] not in dump  # the secret part (it may hold a _)
     assert len(rows) == 2 and len({row[4] for row in rows}) == 2  # each its own salt
 
 
 def test_wrong_expired_and_revoked_tokens_are_refused(store: Store) -> None:
     good_name = unique("good")
     good = tokens.create(store.database, good_name, "admin")
-    key_part = good.rsplit("_", 1)[0]
+    key_part = "_".join(good.split("_", 2)[:2])
     assert tokens.authenticate(key_part + "_" + "x" * 43) is None
     assert tokens.authenticate("not a token") is None
     assert tokens.authenticate("spane_") is None
