@@ -35,7 +35,7 @@ from spane_cli.engine.worker_settings import (
     worker_identity,
 )
 from spane_cli.errors import SpaneError
-from spane_cli.nodes.registry import INSTANT_TYPES
+from spane_cli.nodes.registry import INSTANT_TYPES, preload_builtins
 from spane_cli.states import ExecutionStatus, OutcomeKind
 from spane_cli.store import queries
 from spane_cli.store.db import write_transaction
@@ -189,6 +189,7 @@ class NodeWorker:
         ticker = threading.Thread(target=self._schedule_loop, daemon=True, name="schedules")
         if self.options.fire_schedules:
             ticker.start()
+        preload_builtins()
         log.info("worker %s serving %s", self.identity, ", ".join(self.options.queues))
         backoff = 0.5
         try:
