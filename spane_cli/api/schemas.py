@@ -34,6 +34,7 @@ class NodeView(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     items: ItemsProgress | None = Field(default=None, description="A foreach node's progress")
+    priority: int | None = Field(default=None, description="Shown when the node has one")
 
 
 class ExecutionSummary(BaseModel):

@@ -24,11 +24,13 @@ from starlette.concurrency import run_in_threadpool
 from spane_cli.api import context
 from spane_cli.api.auth import Scope, require
 from spane_cli.api.problems import ApiProblem, responses
+from spane_cli.api.routes.executions import ExecutionId
 from spane_cli.engine.feeds import EVENTS, LOGS, FeedPoller, shared_poller
 from spane_cli.store import queries
 from spane_cli.store.store import Store
 from spane_cli.store.views import event_view
 from spane_cli.timeutil import iso
+from spane_cli.workflow.schema import NODE_ID_PATTERN
 
 router = APIRouter(tags=["streams"])
 
@@ -40,20 +42,73 @@ WAITING_BATCHES = 8
 # A comment line this often keeps proxies from closing a quiet stream.
 PING_SECONDS = 15
 
-_STREAM_DOC: dict[str, Any] = {
-    "content": {
-        SSE: {
-            "schema": {"type": "string"},
-            "example": 'id: 42\ndata: {"id": 42, "type": "node.started", ...}\n\n',
+# What one row of each stream holds (`spane events -o json`, `spane logs -o json`).
+_ROW_SCHEMAS: dict[str, dict[str, Any]] = {
+    EVENTS: {
+        "type": "object",
+        "required": ["id", "execution_id", "node_id", "type", "data", "time"],
+        "properties": {
+            "id": {"type": "integer"},
+            "execution_id": {"type": "string"},
+            "node_id": {"type": ["string", "null"]},
+            "type": {"type": "string", "examples": ["node.started"]},
+            "data": {},
+            "time": {"type": ["string", "null"], "format": "date-time"},
         },
-        NDJSON: {"schema": {"type": "string"}},
     },
+    LOGS: {
+        "type": "object",
+        "required": ["execution_id", "node_id", "attempt", "item", "time", "text"],
+        "properties": {
+            "execution_id": {"type": "string"},
+            "node_id": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "item": {"type": ["integer", "null"]},
+            "time": {"type": ["string", "null"], "format": "date-time"},
+            "text": {"type": "string"},
+        },
+    },
+}
+_END_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["execution_id", "status"],
+    "properties": {"execution_id": {"type": "string"}, "status": {"type": "string"}},
 }
 
 
-def _stream_responses(description: str) -> dict[int | str, dict[str, Any]]:
+def _stream_doc(kind: str) -> dict[str, Any]:
+    """The 200 answer's content. Under `text/event-stream` the schema is that of one event
+    as an EventSource parser hands it over (OpenAPI 3.1 has no `itemSchema`): a `message`
+    whose `data` is a row's JSON and whose `id` is its id, and a last `end` event."""
+    row = _ROW_SCHEMAS[kind]
+    return {
+        SSE: {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {
+                    "event": {"type": "string", "enum": ["message", "end"]},
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"oneOf": [row, _END_SCHEMA]},
+                    },
+                    "retry": {"type": "integer"},
+                },
+            },
+            "example": 'id: 42\ndata: {"id": 42, "type": "node.started", ...}\n\n',
+        },
+        NDJSON: {
+            "schema": {"type": "string", "description": "One row's JSON per line"},
+            "x-row-schema": row,
+        },
+    }
+
+
+def _stream_responses(kind: str, description: str) -> dict[int | str, dict[str, Any]]:
     documented = responses(400, 401, 403, 404, 503)
-    documented[200] = {"description": description, **_STREAM_DOC}
+    documented[200] = {"description": description, "content": _stream_doc(kind)}
     return documented
 
 
@@ -169,6 +224,8 @@ LastEventId = Annotated[
     str | None,
     Header(
         alias="Last-Event-ID",
+        max_length=40,
+        pattern=r"^ *([0-9]{1,18})? *$",
         description="Resume after this event id (sent by a reconnecting EventSource).",
     ),
 ]
@@ -182,11 +239,11 @@ After = Annotated[
     "/executions/{execution_id}/events",
     summary="Follow an execution's events (SSE or NDJSON)",
     response_class=StreamingResponse,
-    responses=_stream_responses("The events, until the execution ends"),
+    responses=_stream_responses(EVENTS, "The events, until the execution ends"),
 )
 async def execution_events(
     request: Request,
-    execution_id: str,
+    execution_id: ExecutionId,
     _: Annotated[Any, Depends(require(Scope.READ))],
     store: Annotated[Store, Depends(context.store)],
     last_event_id: LastEventId = None,
@@ -204,14 +261,17 @@ async def execution_events(
     "/executions/{execution_id}/logs",
     summary="Follow an execution's captured output (SSE or NDJSON)",
     response_class=StreamingResponse,
-    responses=_stream_responses("The log lines, until the execution ends"),
+    responses=_stream_responses(LOGS, "The log lines, until the execution ends"),
 )
 async def execution_logs(
     request: Request,
-    execution_id: str,
+    execution_id: ExecutionId,
     _: Annotated[Any, Depends(require(Scope.READ))],
     store: Annotated[Store, Depends(context.store)],
-    node: Annotated[str | None, Query(description="Only this node's output.")] = None,
+    node: Annotated[
+        str | None,
+        Query(max_length=128, pattern=NODE_ID_PATTERN, description="Only this node's output."),
+    ] = None,
     last_event_id: LastEventId = None,
     after: After = None,
 ) -> Any:

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from spane_cli.api import context
 from spane_cli.api.problems import MEDIA_TYPE, ApiProblem, responses
 from spane_cli.engine import hook_secrets
 from spane_cli.errors import NotFound, UsageError
+from spane_cli.workflow.schema import WORKFLOW_NAME_PATTERN
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("spane.api.hooks")
@@ -32,6 +33,8 @@ log = logging.getLogger("spane.api.hooks")
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_BODY_VARIABLE = "SPANE_HOOK_MAX_BYTES"
 MAX_DELIVERY_ID = 128  # the column's size
+# Printable ASCII, not starting or ending with a space (a header's value is trimmed).
+_DELIVERY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 
 def max_body() -> int:
@@ -155,19 +158,46 @@ def _hook_responses() -> dict[int | str, dict[str, Any]]:
     status_code=201,
     response_model=HookRun,
     responses=_hook_responses(),
+    # The body is read raw (its signature is of its bytes): the document still says what it is.
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "The run's inputs by name; empty is no inputs",
+                    }
+                }
+            },
+        }
+    },
 )
 async def hook(
     request: Request,
-    workflow: str,
+    workflow: Annotated[
+        str, Path(max_length=64, pattern=WORKFLOW_NAME_PATTERN, description="Its workflow")
+    ],
     services: Annotated[context.Services, Depends(context.services)],
     x_hub_signature_256: Annotated[
-        str | None, Header(description="sha256=HEX: HMAC-SHA256 of the raw body")
+        str | None,
+        Header(max_length=200, description="sha256=HEX: HMAC-SHA256 of the raw body"),
     ] = None,
     x_spane_delivery: Annotated[
-        str | None, Header(description="The delivery's id: a redelivery keeps it")
+        str | None,
+        Header(
+            max_length=MAX_DELIVERY_ID,
+            pattern=_DELIVERY_PATTERN,
+            description="The delivery's id: a redelivery keeps it",
+        ),
     ] = None,
     x_github_delivery: Annotated[
-        str | None, Header(description="GitHub's delivery id, when X-Spane-Delivery is absent")
+        str | None,
+        Header(
+            max_length=MAX_DELIVERY_ID,
+            pattern=_DELIVERY_PATTERN,
+            description="GitHub's delivery id, when X-Spane-Delivery is absent",
+        ),
     ] = None,
 ) -> Any:
     """Starts a run of the newest registered version of `workflow`, with the JSON object of

@@ -13,6 +13,12 @@ from cluster_support import ROOT, Cluster, flow, poll
 from test_api_tokens import assert_problem
 
 HELLO = flow("hello", "  a: {type: noop}\n  b: {type: noop, needs: [a]}\n")
+# A foreach node has `items`, a node with a priority shows it, the others have neither.
+SHAPED = flow(
+    "shaped",
+    "  a: {type: noop, priority: 7}\n"
+    "  b: {type: transform, needs: [a], foreach: '{{ [1, 2] }}', config: {output: 1}}\n",
+)
 BAD = """version: 1
 name: bad
 nodes:
@@ -172,10 +178,12 @@ def test_a_run_is_followed_to_its_end_and_steered_like_the_cli(
         admin = make_token(cluster.db_url, "admin")
         cluster.start_worker()
         with server.client(runner) as http:
-            started = http.post("/v1/executions", json={"document": HELLO}).json()["id"]
+            started = http.post("/v1/executions", json={"document": SHAPED}).json()["id"]
             poll(lambda: http.get(f"/v1/executions/{started}").json()["status"] == "succeeded")
             shown = http.get(f"/v1/executions/{started}").json()
             assert shown == cluster.get(started)  # the shape of spane get -o json
+            assert shown["nodes"]["a"]["priority"] == 7 and "items" not in shown["nodes"]["a"]
+            assert shown["nodes"]["b"]["items"] == {"total": 2, "done": 2}
             ended = assert_problem(http.post(f"/v1/executions/{started}/cancel"), 409, "conflict")
             assert "already ended" in ended["detail"] and ended["exit_code"] == 1
             again = http.post(f"/v1/executions/{started}/resubmit")
