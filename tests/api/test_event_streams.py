@@ -110,7 +110,7 @@ def test_logs_stream_as_ndjson_and_events_resume_from_after(
             assert rest == everything[3:]
             # A bad cursor, a missing node, a missing execution: problems, not streams.
             bad = http.get(f"/v1/executions/{execution_id}/events", headers={"Last-Event-ID": "x"})
-            assert bad.status_code == 400
+            assert bad.status_code == 422  # as every parameter its document refuses
             assert bad.headers["content-type"] == "application/problem+json"
             assert http.get(f"/v1/executions/{execution_id}/logs?node=nope").status_code == 404
             assert http.get("/v1/executions/no-such-one/events").status_code == 404
