@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Some machines set PYTHONDONTWRITEBYTECODE: every `spane` process (the suite starts thousands,
+# workers and CLI calls) would then compile spane's sources again, a third of its start time.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test lint generate venv
 

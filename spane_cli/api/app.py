@@ -18,9 +18,10 @@ from spane_cli.config import Settings
 API_PREFIX = "/v1"
 DESCRIPTION = """\
 The operations of the `spane` command line over HTTP: start runs, follow and steer
-executions, dead letters, registered workflows. Every route but `/healthz` needs a bearer
-token (`spane token create NAME --scope read|run|admin`); errors are RFC 9457
-`application/problem+json`. See docs/api.md.
+executions, dead letters, registered workflows. Every `/v1` route needs a bearer token
+(`spane token create NAME --scope read|run|admin`) but the webhooks, `/v1/hooks/{workflow}`,
+which are signed instead; `/healthz`, `/readyz` and this document need none. Errors are
+RFC 9457 `application/problem+json`. See docs/api.md.
 """
 
 

@@ -67,6 +67,7 @@ class BodyLimit:
             "status": 413,
             "detail": f"the request body is larger than {self.limit // (1024 * 1024)} MiB",
             "instance": scope.get("path", ""),
+            "exit_code": 2,  # bad usage, as the CLI says of an input it refuses
         }
         raw = json.dumps(body).encode()
         await send(

@@ -67,6 +67,9 @@ class Problem(BaseModel):
     invalid_params: list[InvalidParam] | None = Field(
         default=None, description="The request's fields that did not validate (kind invalid)"
     )
+    purged: int | None = Field(
+        default=None, description="Dead letters deleted when some of the ids did not exist"
+    )
 
 
 class ApiProblem(Exception):
@@ -162,6 +165,7 @@ def _exit_code_for(status: int) -> int | None:
         400: ExitCode.USAGE,
         422: ExitCode.USAGE,
         404: ExitCode.NOT_FOUND,
+        413: ExitCode.USAGE,
         503: ExitCode.UNREACHABLE,
         409: ExitCode.FAILED,
     }.get(status)

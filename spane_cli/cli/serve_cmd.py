@@ -10,7 +10,8 @@ import typer
 HELP = (
     "Serve the HTTP API: the operations of this command line under /v1, its OpenAPI document "
     "at /openapi.json, /healthz and /readyz. Every /v1 route needs a bearer token (spane token "
-    "create). Stateless: run several behind a load balancer, all on the same database and "
+    "create) but the webhooks /v1/hooks/WORKFLOW, signed instead (spane hook create). "
+    "Stateless: run several behind a load balancer, all on the same database and "
     "Redis. Put TLS in front of it (docs/api.md). Stops cleanly on SIGTERM or Ctrl-C."
 )
 

@@ -60,4 +60,5 @@ def test_a_body_past_the_limit_is_413_whether_announced_or_streamed(
             )
             assert answer.status_code == 413
             assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["exit_code"] == 2  # bad usage, as spane says of its inputs
         assert http.get("/healthz").status_code == 200

@@ -101,6 +101,7 @@ def test_signed_deliveries_start_runs_and_nothing_else_does(
             too_large = post(http, huge, sign(secret, huge), "big-1")
             assert too_large.status_code == 413, too_large.text
             assert too_large.headers["content-type"] == "application/problem+json"
+            assert too_large.json()["exit_code"] == 2
 
             bad_input = json.dumps({"nope": 1}).encode()
             rejected = post(http, bad_input, sign(secret, bad_input), "in-1")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from spane_cli.api import context
 from spane_cli.api.auth import Scope, TokenRecord, require
-from spane_cli.api.problems import responses
+from spane_cli.api.problems import ApiProblem, responses
 from spane_cli.api.routes import cursors
 from spane_cli.api.routes.params import (
     IntegerCursor,
@@ -131,10 +131,16 @@ def purge_dead_letter(letter_id: LetterId, request: Request, _: Admin) -> Purged
 )
 def purge_dead_letters(body: PurgeIds | PurgeAll, request: Request, _: Admin) -> Purged:
     """`{"ids": [...]}` or `{"all": true}`. The executions and their history stay. 404 when
-    some of the ids did not exist (the others are deleted)."""
+    some of the ids did not exist: the others are deleted, and the problem's `purged` says
+    how many were."""
     store = context.store(request)
     ids = sorted(set(body.ids)) if isinstance(body, PurgeIds) else []
     removed = store.purge_dead_letters(ids or None)
     if ids and removed < len(ids):
-        raise NotFound(f"{len(ids) - removed} of the dead letters did not exist")
+        raise ApiProblem(
+            404,
+            "not-found",
+            f"{len(ids) - removed} of the dead letters did not exist",
+            purged=removed,
+        )
     return Purged(purged=removed)
