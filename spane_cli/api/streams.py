@@ -25,6 +25,7 @@ from spane_cli.api import context
 from spane_cli.api.auth import Scope, require
 from spane_cli.api.problems import ApiProblem, responses
 from spane_cli.api.routes.executions import ExecutionId
+from spane_cli.api.schemas import MAX_ID
 from spane_cli.engine.feeds import EVENTS, LOGS, FeedPoller, shared_poller
 from spane_cli.store import queries
 from spane_cli.store.store import Store
@@ -107,7 +108,7 @@ def _stream_doc(kind: str) -> dict[str, Any]:
 
 
 def _stream_responses(kind: str, description: str) -> dict[int | str, dict[str, Any]]:
-    documented = responses(400, 401, 403, 404, 503)
+    documented = responses(400, 401, 403, 404, 422, 503)
     documented[200] = {"description": description, "content": _stream_doc(kind)}
     return documented
 
@@ -174,8 +175,10 @@ def _cursor(last_event_id: str | None, after: int | None) -> int:
                 "invalid",
                 f"Last-Event-ID must be an event id (a number), not {last_event_id!r}",
             ) from None
-        return max(0, value)
-    return max(0, after or 0)
+        return min(max(0, value), MAX_ID)
+    # Bounded: every stream's cursor goes into the one reader's statement, and one out of
+    # the column's range would fail the reads of all of them.
+    return min(max(0, after or 0), MAX_ID)
 
 
 def _wants_ndjson(request: Request) -> bool:
@@ -220,18 +223,24 @@ def _stream(
     return EventSourceResponse(messages(), headers=headers, ping=PING_SECONDS)
 
 
+# A plain string, empty when absent: a header has no null, and a document that said
+# `string or null` would have clients send the text "null".
 LastEventId = Annotated[
-    str | None,
+    str,
     Header(
         alias="Last-Event-ID",
         max_length=40,
-        pattern=r"^ *([0-9]{1,18})? *$",
+        pattern=r"^([0-9]{1,16})?$",
         description="Resume after this event id (sent by a reconnecting EventSource).",
     ),
 ]
 After = Annotated[
     int | None,
-    Query(ge=0, description="Start after this id (Last-Event-ID wins when both are given)."),
+    Query(
+        ge=0,
+        le=MAX_ID,
+        description="Start after this id (Last-Event-ID wins when both are given).",
+    ),
 ]
 
 
@@ -246,7 +255,7 @@ async def execution_events(
     execution_id: ExecutionId,
     _: Annotated[Any, Depends(require(Scope.READ))],
     store: Annotated[Store, Depends(context.store)],
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = "",
     after: After = None,
 ) -> Any:
     """The execution's events in order, as `spane events --follow -o json` prints them, then
@@ -272,7 +281,7 @@ async def execution_logs(
         str | None,
         Query(max_length=128, pattern=NODE_ID_PATTERN, description="Only this node's output."),
     ] = None,
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = "",
     after: After = None,
 ) -> Any:
     """Captured output as `spane logs -f -o json` prints it ({execution_id, node_id, attempt,

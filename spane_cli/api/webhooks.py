@@ -140,7 +140,7 @@ def deliver(
 
 
 def _hook_responses() -> dict[int | str, dict[str, Any]]:
-    documented = responses(400, 401, 404, 409, 503)
+    documented = responses(400, 401, 404, 409, 422, 503)
     documented[200] = {
         "description": "A redelivery: the execution it started before",
         "model": HookRun,

@@ -44,6 +44,10 @@ Deliver = Callable[[Sequence[Any], bool], None]
 Reader = Callable[[str, Mapping[str, int], int], queries.FollowBatch]
 
 
+# The largest id a BIGINT column holds.
+MAX_ROW_ID = 2**63 - 1
+
+
 @dataclass(eq=False)
 class Follower:
     """One client following one execution. `deliver(rows, ended)` is called from the reader's
@@ -110,7 +114,10 @@ class FeedPoller:
     ) -> Follower:
         if kind not in KINDS:
             raise ValueError(f"unknown feed {kind!r}")
-        follower = Follower(kind, execution_id, max(0, after), deliver, node_id)
+        # Within the id column's range: all cursors go into one statement, and one outside it
+        # would fail the reads of every follower.
+        cursor = min(max(0, after), MAX_ROW_ID)
+        follower = Follower(kind, execution_id, cursor, deliver, node_id)
         if ready is not None:
             follower.ready = ready
         with self._lock:

@@ -114,6 +114,15 @@ def test_logs_stream_as_ndjson_and_events_resume_from_after(
             assert bad.headers["content-type"] == "application/problem+json"
             assert http.get(f"/v1/executions/{execution_id}/logs?node=nope").status_code == 404
             assert http.get("/v1/executions/no-such-one/events").status_code == 404
+            # Cursors past every id: refused beyond the document's bound, else nothing to
+            # send; and neither breaks the one reader the streams after them share.
+            events = f"/v1/executions/{execution_id}/events"
+            assert http.get(f"{events}?after={2**80}").status_code == 422
+            far = {**ndjson, "Last-Event-ID": "9" * 16}
+            assert http.get(events, headers=far).text == ""
+            assert http.get(f"{events}?after={2**53}", headers=ndjson).text == ""
+            again = http.get(events, headers=ndjson).text.splitlines()
+            assert [json.loads(line) for line in again] == everything
         with server.client() as anonymous:
             assert anonymous.get(f"/v1/executions/{execution_id}/events").status_code == 401
 
