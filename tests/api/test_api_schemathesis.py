@@ -16,8 +16,9 @@ from cluster_support import ROOT, flow
 # machine; SPANE_SCHEMATHESIS_EXAMPLES=100 runs a deeper search by hand.
 MAX_EXAMPLES = os.environ.get("SPANE_SCHEMATHESIS_EXAMPLES", "3")
 MAX_SECONDS = os.environ.get("SPANE_SCHEMATHESIS_SECONDS", "150")
-ALL_PHASES = "examples,coverage,fuzzing,stateful"
-PHASES = os.environ.get("SPANE_SCHEMATHESIS_PHASES", ALL_PHASES)
+# The suite leaves out the fuzzing phase (it takes minutes here, at any example count); a
+# deep run asks for it: SPANE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful.
+PHASES = os.environ.get("SPANE_SCHEMATHESIS_PHASES", "examples,coverage,stateful")
 # Without a token every route but three answers 401: the coverage phase's edge cases say all
 # there is to say, the deeper phases only repeat it (unless asked for by PHASES).
 PHASES_WITHOUT_TOKEN = os.environ.get("SPANE_SCHEMATHESIS_PHASES", "examples,coverage")

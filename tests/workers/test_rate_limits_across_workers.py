@@ -6,7 +6,11 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
+import pytest
 from cluster_support import Cluster, poll
+
+# Rates measured against the clock: run alone, after the rest of the suite (Makefile).
+pytestmark = pytest.mark.timing
 
 
 def limited_flow(name: str, log: Path, count: int, limits: str) -> str:
