@@ -34,7 +34,7 @@ demo: $(STAMP)
 # clock (marker `timing`), alone on a quiet machine; then lint (a few seconds). pytest exits 5
 # when it collected no tests: that is a failure too, with a clear message.
 test: $(STAMP)
-	@status=0; $(BIN)/pytest -q -n auto -m "not timing" || status=$$?; \
+	@status=0; $(BIN)/pytest -q -n auto --dist worksteal -m "not timing" || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	[ $$status -eq 0 ] || exit $$status; \
 	$(BIN)/pytest -q -m timing || status=$$?; \

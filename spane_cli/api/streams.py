@@ -43,32 +43,33 @@ WAITING_BATCHES = 8
 # A comment line this often keeps proxies from closing a quiet stream.
 PING_SECONDS = 15
 
-# What one row of each stream holds (`spane events -o json`, `spane logs -o json`).
+
+class EventRecord(BaseModel):
+    """An event as `spane events -o json` prints it (SPEC §2)."""
+
+    id: int
+    execution_id: str
+    node_id: str | None
+    type: str = Field(examples=["node.started"])
+    data: Any
+    time: str | None
+
+
+class LogRecord(BaseModel):
+    """A captured line as `spane logs -o json` prints it."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    item: int | None
+    time: str | None
+    text: str
+
+
+# What one row of each stream holds.
 _ROW_SCHEMAS: dict[str, dict[str, Any]] = {
-    EVENTS: {
-        "type": "object",
-        "required": ["id", "execution_id", "node_id", "type", "data", "time"],
-        "properties": {
-            "id": {"type": "integer"},
-            "execution_id": {"type": "string"},
-            "node_id": {"type": ["string", "null"]},
-            "type": {"type": "string", "examples": ["node.started"]},
-            "data": {},
-            "time": {"type": ["string", "null"], "format": "date-time"},
-        },
-    },
-    LOGS: {
-        "type": "object",
-        "required": ["execution_id", "node_id", "attempt", "item", "time", "text"],
-        "properties": {
-            "execution_id": {"type": "string"},
-            "node_id": {"type": "string"},
-            "attempt": {"type": "integer"},
-            "item": {"type": ["integer", "null"]},
-            "time": {"type": ["string", "null"], "format": "date-time"},
-            "text": {"type": "string"},
-        },
-    },
+    EVENTS: EventRecord.model_json_schema(),
+    LOGS: LogRecord.model_json_schema(),
 }
 _END_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -16,9 +16,11 @@ from cluster_support import ROOT, flow
 # machine; SPANE_SCHEMATHESIS_EXAMPLES=100 runs a deeper search by hand.
 MAX_EXAMPLES = os.environ.get("SPANE_SCHEMATHESIS_EXAMPLES", "3")
 MAX_SECONDS = os.environ.get("SPANE_SCHEMATHESIS_SECONDS", "150")
-# The suite leaves out the fuzzing phase (it takes minutes here, at any example count); a
-# deep run asks for it: SPANE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful.
-PHASES = os.environ.get("SPANE_SCHEMATHESIS_PHASES", "examples,coverage,stateful")
+# The suite runs the phases that reach every operation in seconds: the documented examples and
+# the coverage phase's edge cases of every parameter and body, valid and not. The fuzzing and
+# stateful phases take minutes here; a deep run asks for them (docs/api.md):
+# SPANE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful.
+PHASES = os.environ.get("SPANE_SCHEMATHESIS_PHASES", "examples,coverage")
 # Without a token every route but three answers 401: the coverage phase's edge cases say all
 # there is to say, the deeper phases only repeat it (unless asked for by PHASES).
 PHASES_WITHOUT_TOKEN = os.environ.get("SPANE_SCHEMATHESIS_PHASES", "examples,coverage")
@@ -41,8 +43,10 @@ def schemathesis(
         MAX_SECONDS,
         "--phases",
         phases,
+        # One: on Python 3.11 before 3.11.8, compile() on two threads at once can fail
+        # ("AST constructor recursion depth mismatch"), and schemathesis compiles its checks.
         "--workers",
-        "2",
+        "1",
         "--seed",
         SEED,
         "--request-timeout",
