@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 from spane_cli.workflow import expressions, inputs, template_checks
 from spane_cli.workflow.dag import find_cycle
+from spane_cli.workflow.limits import url_host
 from spane_cli.workflow.loader import LoadedDocument, LoadFailed, Locations, load_document
 from spane_cli.workflow.model import Workflow, build_workflow
 from spane_cli.workflow.node_configs import JsonSchema
@@ -431,6 +432,28 @@ class _Checker:
                 self.add((*base, key) if key else base, message)
             self._walk_templates(entry.get("input"), (*base, "input"), set())
 
+    def check_hosts(self, data: Mapping[str, Any], nodes: Mapping[str, Any]) -> None:
+        """A `host:` rate limit or a breaker of a host that no http node of the file names in
+        its URL as written would never apply: a host rendered from a template is not known
+        before the node runs, so neither counts it."""
+        called: set[str] = set()
+        for node in nodes.values():
+            if isinstance(node, dict) and node.get("type") == "http":
+                config = node.get("config")
+                host = url_host(config) if isinstance(config, dict) else None
+                if host is not None:
+                    called |= {host, host.split(":", 1)[0]}
+        limits = data.get("rate_limits")
+        if isinstance(limits, dict):
+            for key in limits:
+                if isinstance(key, str) and key.startswith("host:") and key[5:] not in called:
+                    self.add(("rate_limits", key), _unused_host(key[5:], "rate limit"), key=True)
+        breakers = data.get("circuit_breakers")
+        if isinstance(breakers, dict):
+            for host in breakers:
+                if isinstance(host, str) and _HOST_KEY.match(host) and host not in called:
+                    self.add(("circuit_breakers", host), _unused_host(host, "breaker"), key=True)
+
     def _check_child_input(
         self, node_id: str, ref: str, config: Mapping[str, Any], child: Workflow
     ) -> None:
@@ -455,6 +478,17 @@ class _Checker:
                 continue
             for problem in inputs.value_problems(spec, inputs.as_declared(spec, value)):
                 self.add((*base, "input", spec.name), prefix + problem)
+
+
+# A breaker key the schema takes (others get its problem alone); `*` is every host.
+_HOST_KEY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+
+
+def _unused_host(host: str, what: str) -> str:
+    return (
+        f"no http node of this file calls host {host!r} in its URL as written, so this {what}"
+        " never applies (a host rendered from a template is not known before the node runs)"
+    )
 
 
 def _holds_template(value: Any) -> bool:
@@ -544,6 +578,7 @@ def validate_document(
     checker.check_inputs(data.get("inputs"))
     checker.check_subworkflows(nodes)
     checker.check_schedules(data)
+    checker.check_hosts(data, nodes)
     problems = _dedupe(checker.problems)
     if problems:
         return ValidationResult(doc.file, problems)

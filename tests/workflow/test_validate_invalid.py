@@ -15,6 +15,27 @@ from spane_cli.workflow.validate import validate_file
 # (id, file text, [(line, [substrings of that line's message]), ...])
 CASES: list[tuple[str, str, list[tuple[int, list[str]]]]] = [
     (
+        "controls-that-never-apply",
+        """\
+        version: 1
+        name: x
+        rate_limits:
+          host:api.example.com: 5/s
+          host:other.example.com: 5/s
+          workflow: 5/hour-ish
+        circuit_breakers:
+          api.example.com:8443: {failures: 3}
+        nodes:
+          a: {type: http, config: {url: "https://api.example.com/items/{{ 1 }}"}}
+          b: {type: http, config: {url: "{{ 'https://other.example.com/' }}"}}
+        """,
+        [
+            (5, ["'other.example.com'", "never applies", "template"]),
+            (6, ["5/hour-ish"]),
+            (8, ["'api.example.com:8443'", "breaker never applies"]),
+        ],
+    ),
+    (
         "yaml-syntax",
         """\
         version: 1
