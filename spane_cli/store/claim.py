@@ -99,9 +99,7 @@ def _claim_in_execution(
     queued_at: dict[str, float | None] = {}
     for attempt, node_ids in by_attempt.items():
         rows = tx.run(
-            # A deferral's due time goes with the claim: a duplicate job may claim a deferred
-            # node early, and a wake must not send it again once it is queued anew.
-            "UPDATE node_run SET status = 'running', started_at = ?, worker = ?, due_at = NULL"
+            "UPDATE node_run SET status = 'running', started_at = ?, worker = ?"
             " WHERE execution_id = ? AND attempt = ? AND status = 'queued'"
             f" AND node_id IN ({sql.placeholders(len(node_ids))})"
             " AND EXISTS (SELECT 1 FROM execution WHERE id = ?"

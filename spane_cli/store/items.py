@@ -107,7 +107,7 @@ def claim_item(
     version = tx.version(info.version_id)
     # An item's claim changes no execution row: its deadline comes back with the claim.
     taken = tx.run(
-        "UPDATE node_item SET status = 'running', started_at = ?, worker = ?, due_at = NULL"
+        "UPDATE node_item SET status = 'running', started_at = ?, worker = ?"
         + _ITEM_KEY
         + " AND status = 'queued' AND EXISTS (SELECT 1 FROM execution WHERE id = ?"
         " AND status IN ('pending', 'running'))"
