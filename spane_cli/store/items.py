@@ -424,7 +424,7 @@ def lose_item(
         return item_ended(tx, version, execution_id, node_id, failed=True)
     moved = tx.run(
         "UPDATE node_item SET status = 'queued', lost_count = lost_count + 1,"
-        " queued_at = ?, worker = NULL" + _ITEM_KEY + " AND status = 'running'",
+        " queued_at = ?, worker = NULL, due_at = NULL" + _ITEM_KEY + " AND status = 'running'",
         (tx.now, *key),
     ).rowcount
     if moved == 1:

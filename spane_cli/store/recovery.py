@@ -72,6 +72,9 @@ def recover_lost_nodes(
                         lost_count=NodeRun.lost_count + 1,
                         queued_at=now,
                         worker=None,
+                        # A deferral it had before a duplicate job claimed it is over: it
+                        # has its job now, and a wake must not send it a second one.
+                        due_at=None,
                     )
                     .where(
                         (NodeRun.execution == row.execution_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
 from store_steps import claim_one, complete_one
 from test_concurrent_transitions import version
 
@@ -187,11 +186,6 @@ def test_a_deferred_foreach_item_is_woken_alone_with_the_node_s_priority(store: 
     assert Execution.get_by_id(execution_id).status == "succeeded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a claim leaves the deferral's due_at on the node: queued again (its worker lost), "
-    "get shows the old rate-limit wait though it has a job, and the wake sends a second one",
-)
 def test_a_deferred_node_claimed_early_then_released_keeps_no_deferral(store: Store) -> None:
     execution_id = started(store, limited(store))
     assert store.defer_start(execution_id, "fetch", 1, None, 1001.0, RATE, now=1000.0)
