@@ -92,6 +92,17 @@ def opened(store: Store, version_id: int, spec: BreakerSpec, at: float) -> list[
     return ids
 
 
+def two_counted_then_a_third_opens(
+    store: Store, version_id: int, spec: BreakerSpec, at: float
+) -> None:
+    """Of a breaker of 3 failures: 2 are counted and it is closed; one more at `at` opens it."""
+    view = breaker(store, spec)
+    assert view is not None and (view.state, view.failures) == ("closed", 2)
+    ended(store, version_id, spec, at, DOWN)
+    view = breaker(store, spec)
+    assert view is not None and view.state == "open"
+
+
 def test_failures_within_the_window_open_the_breaker(store: Store) -> None:
     version_id, spec = calling(store, failures=3, window="1m", open_for="30s")
     first = ended(store, version_id, spec, 1000.0, DOWN)
@@ -140,11 +151,7 @@ def test_answers_that_show_the_host_up_and_refused_runs_are_not_counted(store: S
     refused = Report("failed", error="circuit open for host", refused=True)
     ended(store, version_id, spec, 1005.0, refused)
     ended(store, version_id, spec, 1006.0, UP)
-    view = breaker(store, spec)
-    assert view is not None and (view.state, view.failures) == ("closed", 2)
-    ended(store, version_id, spec, 1007.0, DOWN)
-    view = breaker(store, spec)
-    assert view is not None and view.state == "open"
+    two_counted_then_a_third_opens(store, version_id, spec, 1007.0)
 
 
 def test_after_open_for_exactly_one_probe_is_let_through(store: Store) -> None:
@@ -181,11 +188,7 @@ def test_a_probe_that_succeeds_closes_the_breaker_and_clears_its_failures(
     # The failures that opened it (1018-1020) are within a minute of these, yet forgotten.
     ended(store, version_id, spec, 1060.0, DOWN)
     ended(store, version_id, spec, 1061.0, DOWN)
-    view = breaker(store, spec)
-    assert view is not None and (view.state, view.failures) == ("closed", 2)
-    ended(store, version_id, spec, 1062.0, DOWN)
-    view = breaker(store, spec)
-    assert view is not None and view.state == "open"
+    two_counted_then_a_third_opens(store, version_id, spec, 1062.0)
 
 
 def test_a_probe_that_fails_opens_it_again_for_open_for(store: Store) -> None:
