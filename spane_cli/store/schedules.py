@@ -34,7 +34,7 @@ from spane_cli.store.tx import Caches, Tx, transaction
 from spane_cli.store.versions import latest_version_id
 from spane_cli.store.workers import worker_spans
 from spane_cli.timeutil import iso
-from spane_cli.workflow.expressions import ExpressionError
+from spane_cli.workflow.expression_error import ExpressionError
 from spane_cli.workflow.model import Workflow
 from spane_cli.workflow.schedule_spec import ScheduleSpec
 

@@ -16,11 +16,9 @@ import jinja2
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from spane_cli.workflow.expression_error import ExpressionError as ExpressionError
+
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
-
-
-class ExpressionError(ValueError):
-    """Raised when an expression does not parse, names something undefined, or breaks out."""
 
 
 # The most a template may build with one operator or one render (characters or items):

@@ -9,8 +9,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from spane_cli.workflow.model import InputSpec, thaw
 
 
@@ -25,6 +23,9 @@ def as_declared(spec: InputSpec, value: Any) -> Any:
 
 def value_problems(spec: InputSpec, value: Any) -> list[str]:
     """What is wrong with `value` for the input `spec` (empty when it fits)."""
+    # Imported here: every CLI command reaches this module, few check an input.
+    from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(thaw(spec.schema))
     return [f"input {spec.name!r}: {error.message}" for error in validator.iter_errors(value)]
 
