@@ -13,10 +13,15 @@ from cluster_support import Cluster, poll
 pytestmark = pytest.mark.timing
 
 
-def limited_flow(name: str, log: Path, count: int, limits: str) -> str:
-    run = f"echo $(date +%s.%N) >> {log}"
+def limited_flow(name: str, log: Path, count: int, limits: str, label: bool = False) -> str:
+    """`count` shell nodes, each writing its start time (and its id, with `label`) to `log`."""
+
+    def run(index: int) -> str:
+        return f"echo $(date +%s.%N){f' n{index}' if label else ''} >> {log}"
+
     nodes = "".join(
-        f"  n{index}:\n    type: shell\n    config: {{run: '{run}'}}\n" for index in range(count)
+        f"  n{index}:\n    type: shell\n    config: {{run: '{run(index)}'}}\n"
+        for index in range(count)
     )
     return f"version: 1\nname: {name}\n{limits}nodes:\n{nodes}"
 
