@@ -29,20 +29,25 @@ KEY_PREFIX = "spane:limits"
 RESERVATION_GRACE_SECONDS = 600
 
 # KEYS: each limit's list of start times, then the run's reservation.
-# ARGV: now, how soon counts as now, the run's limits (amount, span: window plus margin)...
+# ARGV: now, how soon counts as now, the run's limits (amount, span: window plus margin)...,
+# how late a reserved slot may still be taken, the reservation's grace.
 # Returns the start's time and the limit that set it (0 when none did; 1-based).
 _TAKE = """
 local now = tonumber(ARGV[1])
 local soon = tonumber(ARGV[2])
 local count = #KEYS - 1
 local reservation = KEYS[#KEYS]
+local late = tonumber(ARGV[#ARGV - 1])
 local held = redis.call('get', reservation)
 if held then
   local at, binding = string.match(held, '^([^|]+)|(%d+)$')
-  if tonumber(at) <= now + soon then
-    redis.call('del', reservation)
+  if tonumber(at) > now + soon then
+    return {at, binding}
   end
-  return {at, binding}
+  redis.call('del', reservation)
+  if tonumber(at) >= now - late then
+    return {at, binding}
+  end
 end
 local at = now
 local binding = 0
@@ -101,12 +106,16 @@ class StartSchedule:
 
     def take(self, limits: Sequence[RateLimit], run_key: str, now: float, soon: float) -> Slot:
         """The run's start: the slot reserved for it earlier (given up once it is at most
-        `soon` ahead), else a new one in every limit, reserved when more than `soon` ahead."""
+        `soon` ahead), else a new one in every limit, reserved when more than `soon` ahead.
+
+        A reserved slot missed by more than the smallest margin (every worker was down at
+        its time) is a new start: taken late, slots missed together would start together."""
         keys = [_starts_key(limit) for limit in limits]
         keys.append(f"{KEY_PREFIX}:reserved:{run_key}")
         args: list[str | int] = [repr(now), repr(soon)]
         for limit in limits:
             args += [limit.rate.amount, repr(limit.rate.per + margin(limit))]
+        args.append(repr(min(margin(limit) for limit in limits)))
         args.append(RESERVATION_GRACE_SECONDS)
         at, binding = self._take(keys=keys, args=args)
         index = int(binding)

@@ -107,3 +107,20 @@ def test_a_start_at_most_soon_ahead_is_not_reserved(connection: Redis) -> None:
     slot = schedule.take([two], "c", near, SOON)
     assert 0 < slot.at - near <= SOON
     assert connection.keys("spane:limits:reserved:*") == []
+
+
+def test_slots_missed_together_are_not_taken_together(connection: Redis) -> None:
+    """Every worker was down while two reserved slots passed: woken at once, they would start
+    at once. Missed by more than the margin, each takes a new slot instead."""
+    schedule = StartSchedule(connection)
+    one = limit("workflow", "1/s")
+    schedule.take([one], "first", NOW, SOON)
+    schedule.take([one], "second", NOW, SOON)
+    third = schedule.take([one], "third", NOW, SOON)
+    back = third.at + 5
+    late = [schedule.take([one], run, back, SOON).at for run in ("second", "third")]
+    assert late[0] == near(back)
+    assert late[1] == near(back + 1 + margin(one))
+    # A little late (within the margin) the slot is still its own.
+    fourth = schedule.take([one], "fourth", back, SOON)
+    assert schedule.take([one], "fourth", fourth.at + margin(one) / 2, SOON).at == fourth.at

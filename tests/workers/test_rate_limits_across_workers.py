@@ -77,7 +77,6 @@ def test_foreach_items_share_the_limit_of_their_node(cluster: Cluster) -> None:
     assert max(starts) - min(starts) >= 2.0  # 12 at 4/s: three windows at least
 
 
-@pytest.mark.xfail(strict=True, reason="known: starts crowd after every worker is killed")
 def test_a_backlog_put_off_survives_a_kill_9_of_every_worker_and_keeps_its_rate(
     cluster: Cluster,
 ) -> None:
