@@ -46,14 +46,8 @@ class Verdict:
 class Gates:
     def __init__(self, store: Store, connection: Redis) -> None:
         self.store = store
-        self.connection = connection
-        self._schedule: StartSchedule | None = None
-
-    @property
-    def schedule(self) -> StartSchedule:
-        if self._schedule is None:
-            self._schedule = StartSchedule(self.connection)
-        return self._schedule
+        # Registering the script sends nothing: Redis sees it on the first limited start.
+        self.schedule = StartSchedule(connection)
 
     def admit(
         self, node: Node, execution_id: str, node_id: str, attempt: int, item: int | None
